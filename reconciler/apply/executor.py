@@ -1,0 +1,161 @@
+"""Walk a plan's DAG: run each step through Ansible, gate, journal, report progress.
+
+Steps of one topological generation are independent. They are grouped by (kind, service) and
+each group is one ansible-runner run over its hosts, so independent hosts change in parallel;
+restarts are chained in the plan, so they always run one at a time. A failed host stops the
+apply after its group: nothing later runs on a cluster in an unknown state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import networkx as nx
+
+from reconciler.apply import gates
+from reconciler.apply.inventory import ArtifactRef, host_vars, inventory
+from reconciler.apply.runner import HostResult, run_playbook
+from reconciler.apply.state import Journal
+from reconciler.files import broker_desired, zookeeper_desired
+from reconciler.observe.model import ObservedCluster
+from reconciler.plan.model import Plan, Step, StepKind
+from reconciler.spec import ClusterSpec
+
+PLAYBOOK = {
+    StepKind.INSTALL_JAVA: "install_java.yml",
+    StepKind.INSTALL_ARTIFACT: "install_artifact.yml",
+    StepKind.CONFIGURE: "configure.yml",
+    StepKind.START: "service.yml",
+    StepKind.RESTART: "service.yml",
+    StepKind.STOP: "service.yml",
+    StepKind.REMOVE: "remove.yml",
+}
+SERVICE_STATE = {StepKind.START: "started", StepKind.RESTART: "restarted", StepKind.STOP: "stopped"}
+
+
+class Hooks(Protocol):
+    def step_started(self, steps: list[Step]) -> None: ...
+    def host_done(self, step: Step, result: HostResult) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class ApplyFailed(Exception):
+    pass
+
+
+class PlanMismatch(ApplyFailed):
+    pass
+
+
+@dataclass
+class ApplyResult:
+    steps_done: int = 0
+    seconds: float = 0.0
+    gates: list[gates.GateResult] = field(default_factory=list)
+
+
+def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef) -> None:
+    """Refuse when the files apply would write are not the ones the plan was reviewed with."""
+    by_host_zk = {n.host: n for n in spec.zookeeper.nodes}
+    by_host_kafka = {b.host: b for b in spec.brokers}
+    for s in plan.steps:
+        if s.kind is not StepKind.CONFIGURE:
+            continue
+        if s.service == "kafka" and s.host in by_host_kafka:
+            d = broker_desired(spec, by_host_kafka[s.host], kafka.artifact_id)
+        elif s.service == "zookeeper" and s.host in by_host_zk:
+            d = zookeeper_desired(spec, by_host_zk[s.host], zookeeper.artifact_id)
+        else:
+            raise PlanMismatch(f"step {s.id}: the spec no longer has {s.service} on {s.host}")
+        now = {f.path: f.sha256 for f in d.files}
+        if now != s.file_hashes:
+            raise PlanMismatch(f"step {s.id}: the files rendered from the spec differ from the plan; run plan again")
+    for s in plan.steps:
+        if s.kind is StepKind.INSTALL_ARTIFACT:
+            want = kafka if s.service == "kafka" else zookeeper
+            if s.artifact_id != want.artifact_id:
+                raise PlanMismatch(f"step {s.id}: plan installs {s.artifact_id}, the spec resolves to "
+                                   f"{want.artifact_id}; run plan again")
+
+
+def _gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -> gates.GateResult | None:
+    if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
+        return None
+    if step.gate == "zookeeper_quorum":
+        return gates.zookeeper_quorum(spec, progress=progress)
+    if step.gate.startswith("broker_registered:"):
+        res = gates.broker_registered(spec, int(step.gate.split(":", 1)[1]), progress=progress)
+        if step.kind is StepKind.RESTART:
+            res = gates.no_under_replicated(spec, progress=progress)
+        return res
+    raise ApplyFailed(f"unknown gate {step.gate!r} in plan")
+
+
+def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+            observed: ObservedCluster, hooks: Hooks, journal: Journal,
+            on_task: Callable[[str, str, str], None] | None = None) -> ApplyResult:
+    check_rendered(plan, spec, kafka, zookeeper)
+    started = time.monotonic()
+    result = ApplyResult()
+    hv = host_vars(spec, kafka, zookeeper, observed.hosts)
+    inv = inventory(spec, hv)
+    g = plan.graph()
+    journal.record(event="apply_started", cluster=plan.cluster, fingerprint=plan.fingerprint,
+                   steps=len(plan.steps))
+    for generation in nx.topological_generations(g):
+        steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: s.id)
+        groups: dict[tuple[StepKind, str | None], list[Step]] = {}
+        for s in steps:
+            groups.setdefault((s.kind, s.service), []).append(s)
+        for (kind, service), group in groups.items():
+            hooks.step_started(group)
+            extra: dict[str, Any] = {"kf_step_service": service or "java"}
+            group_inv = inv
+            if kind in SERVICE_STATE:
+                group_inv = _with_state(inv, [s.host for s in group], service or "", SERVICE_STATE[kind])
+            res = run_playbook(PLAYBOOK[kind], group_inv, [s.host for s in group], extra, on_task)
+            failed = []
+            for s in group:
+                r = res[s.host]
+                hooks.host_done(s, r)
+                journal.record(event="step_done" if r.ok else "step_failed", step=s.id,
+                               seconds=round(r.seconds, 2), message=r.message)
+                if r.ok:
+                    result.steps_done += 1
+                else:
+                    failed.append(f"{s.describe()} on {s.host}: {r.message}")
+            if failed:
+                journal.record(event="apply_failed", reason=failed[0])
+                raise ApplyFailed("; ".join(failed))
+            seen_gates: set[str] = set()
+            for s in group:
+                key = f"{s.kind}:{s.gate}"
+                if key in seen_gates:
+                    continue
+                seen_gates.add(key)
+                try:
+                    gr = _gate(s, spec, hooks.message)
+                except gates.GateFailed as e:
+                    journal.record(event="apply_failed", reason=str(e), step=s.id)
+                    raise ApplyFailed(str(e)) from None
+                if gr:
+                    hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
+                    result.gates.append(gr)
+    result.seconds = time.monotonic() - started
+    journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
+    return result
+
+
+def _with_state(inv: dict[str, Any], hosts: list[str], service: str, state: str) -> dict[str, Any]:
+    """Copy of the inventory with the service's desired state set for these hosts."""
+    new_hosts = dict(inv["all"]["hosts"])
+    for h in hosts:
+        hv = dict(new_hosts[h])
+        svc = dict(hv[f"kf_{service}"])
+        svc["state"] = state
+        hv[f"kf_{service}"] = svc
+        new_hosts[h] = hv
+    return {"all": {**inv["all"], "hosts": new_hosts}}

@@ -1,0 +1,106 @@
+"""Ansible inventory and host vars for a cluster: the values playbooks write, computed in Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reconciler import files as F
+from reconciler.artifacts import PackedArtifact as ArtifactRef
+from reconciler.observe.model import HostFacts
+from reconciler.spec import ClusterSpec
+
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+
+
+def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, state: str,
+              remove_paths: list[str]) -> dict[str, Any]:
+    return {
+        "name": desired.service,
+        "user": desired.service,
+        "install_dir": install_dir,
+        "artifact": {
+            "id": art.artifact_id,
+            "src": str(art.tarball),
+            "sha256": art.tarball_sha256,
+            "dest": f"{install_dir}/{art.artifact_id}",
+            "marker": {"name": art.name, "version": art.version, "sha256": art.sha256},
+        },
+        "dirs": [{"path": d.path, "owner": d.owner, "mode": d.mode} for d in desired.dirs],
+        "files": [{"path": f.path, "content": f.content, "owner": f.owner, "mode": f.mode} for f in desired.files],
+        "state": state,
+        "port": desired.port,
+        "listen_host": desired.host,
+        "remove_paths": remove_paths,
+    }
+
+
+def _observed_dirs(facts: HostFacts | None, service: str) -> list[str]:
+    """Data dirs named in the config the host has now (what a dropped service leaves behind)."""
+    if facts is None:
+        return []
+    path = F.SERVER_PROPERTIES if service == "kafka" else F.ZOO_CFG
+    seen = facts.files.get(path)
+    if not seen or not seen.content:
+        return []
+    props = F.parse_properties(seen.content)
+    raw = props.get("log.dirs", "") if service == "kafka" else props.get("dataDir", "")
+    return [d for d in raw.split(",") if d.startswith("/") and d not in ("/", "/var", "/var/lib")]
+
+
+def remove_paths(spec: ClusterSpec, service: str, facts: HostFacts | None) -> list[str]:
+    if service == "kafka":
+        base = [F.KAFKA_UNIT, F.KAFKA_ETC, spec.kafka.install_dir, F.KAFKA_LOGS]
+    else:
+        base = [F.ZK_UNIT, F.ZK_ETC, spec.zookeeper.install_dir, F.ZK_LOGS]
+    return base + _observed_dirs(facts, service)
+
+
+def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+              facts: dict[str, HostFacts] | None = None, state: str = "started") -> dict[str, dict[str, Any]]:
+    """Per-host vars for every host the spec or the observation names."""
+    facts = facts or {}
+    out: dict[str, dict[str, Any]] = {}
+    for host in list(spec.hosts()) + [h for h in facts if h not in spec.hosts()]:
+        out[host] = {"kf_java_package": JAVA_PACKAGE}
+        for svc in ("kafka", "zookeeper"):
+            out[host][f"kf_{svc}"] = {"name": svc, "remove_paths": remove_paths(spec, svc, facts.get(host))}
+    for node in spec.zookeeper.nodes:
+        d = F.zookeeper_desired(spec, node, zookeeper.artifact_id)
+        out[node.host]["kf_zookeeper"] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state,
+                                                   remove_paths(spec, "zookeeper", facts.get(node.host)))
+    for b in spec.brokers:
+        d = F.broker_desired(spec, b, kafka.artifact_id)
+        out[b.host]["kf_kafka"] = _svc_vars(d, kafka, spec.kafka.install_dir, state,
+                                            remove_paths(spec, "kafka", facts.get(b.host)))
+    return out
+
+
+def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Inventory dict for ansible-runner / a YAML file for ansible-playbook."""
+    ssh = spec.ssh
+    common = {"ansible_user": ssh.user, "ansible_port": ssh.port,
+              "ansible_python_interpreter": "/usr/bin/python3"}
+    if ssh.key_file:
+        common["ansible_ssh_private_key_file"] = str(Path(ssh.key_file).expanduser())
+    args = ["-o ConnectTimeout=%d" % int(ssh.connect_timeout)]
+    if ssh.known_hosts == "strict":
+        args.append("-o StrictHostKeyChecking=yes")
+    elif ssh.known_hosts == "accept-new":
+        args.append("-o StrictHostKeyChecking=accept-new")
+    else:
+        args += ["-o StrictHostKeyChecking=no", "-o UserKnownHostsFile=/dev/null"]
+    if ssh.known_hosts_file and ssh.known_hosts != "ignore":
+        args.append(f"-o UserKnownHostsFile={Path(ssh.known_hosts_file).expanduser()}")
+    common["ansible_ssh_common_args"] = " ".join(args)
+    hosts = {h: {"ansible_host": h, **v} for h, v in hv.items()}
+    return {
+        "all": {
+            "vars": common,
+            "hosts": hosts,
+            "children": {
+                "zookeeper": {"hosts": {n.host: {} for n in spec.zookeeper.nodes}},
+                "kafka": {"hosts": {b.host: {} for b in spec.brokers}},
+            },
+        }
+    }

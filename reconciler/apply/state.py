@@ -1,0 +1,106 @@
+"""Control-machine state per cluster: lock, journal and configuration revisions.
+
+Kept in `$KAFKAFORM_HOME/clusters/<name>/` (default ~/.kafkaform). The lock is an flock held
+for the whole apply, so a second apply on the same cluster fails at once instead of interleaving.
+The journal records each completed step; revisions are MSK's `currentVersion`: one line per
+successful apply (who, when, spec digest).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def home() -> Path:
+    return Path(os.environ.get("KAFKAFORM_HOME", Path.home() / ".kafkaform"))
+
+
+def cluster_dir(name: str) -> Path:
+    d = home() / "clusters" / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LockHeld(Exception):
+    pass
+
+
+class ApplyLock:
+    """Exclusive per-cluster lock; the holder's pid and start time are written for the refusal message."""
+
+    def __init__(self, cluster: str) -> None:
+        self.path = cluster_dir(cluster) / "apply.lock"
+        self.cluster = cluster
+        self._fd: int | None = None
+
+    def __enter__(self) -> ApplyLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown holder"
+            os.close(fd)
+            raise LockHeld(f"another apply is running on cluster {self.cluster!r} ({holder}); "
+                           f"lock file {self.path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {_now()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Journal:
+    """Append-only JSON lines: one record per step started/finished, flushed at once."""
+
+    def __init__(self, cluster: str) -> None:
+        self.path = cluster_dir(cluster) / "journal.jsonl"
+
+    def record(self, **fields: Any) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"at": _now(), **fields}, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def revisions(cluster: str) -> list[dict[str, Any]]:
+    p = cluster_dir(cluster) / "revisions.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def record_revision(cluster: str, spec_digest: str, hosts: list[str], summary: dict[str, int]) -> int:
+    rev = len(revisions(cluster)) + 1
+    entry = {"revision": rev, "at": _now(), "by": getpass.getuser(), "spec_digest": spec_digest,
+             "hosts": hosts, "summary": summary}
+    with (cluster_dir(cluster) / "revisions.jsonl").open("a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+    return rev
+
+
+def known_hosts_of(cluster: str) -> list[str]:
+    """Hosts of the last applied revision: observed too, so dropped hosts can be cleaned up."""
+    revs = revisions(cluster)
+    return list(revs[-1]["hosts"]) if revs else []

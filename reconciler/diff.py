@@ -1,0 +1,217 @@
+"""(ClusterSpec, ObservedCluster) -> list[Change]. Pure.
+
+A change is per resource (a ZooKeeper node or a broker), Terraform style: create, update in place
+or delete, with the reasons that explain it and the attribute-level differences people review.
+Reasons explain; they never steer apply — the step list built from the change does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler import files as F
+from reconciler.observe.model import HostFacts, ObservedCluster
+from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
+
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "delete": "-"}[self.value]
+
+
+class AttrDiff(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    before: str | None = None
+    after: str | None = None
+
+
+class Change(BaseModel):
+    """One resource's change. `restart`/`start`/... say which steps apply must run."""
+
+    model_config = ConfigDict(frozen=True)
+    address: str  # e.g. broker.1, zookeeper.2
+    service: str  # kafka | zookeeper
+    key: str
+    host: str
+    action: Action
+    reasons: tuple[str, ...]
+    attrs: tuple[AttrDiff, ...] = ()
+    install_java: bool = False
+    install_artifact: str | None = None  # artifact id to install
+    configure: bool = False
+    file_hashes: dict[str, str] = {}
+    start: bool = False
+    restart: bool = False
+
+    @property
+    def rolling_restart(self) -> bool:
+        return self.action is Action.UPDATE and self.restart
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    changes: list[Change]
+    errors: list[SpecIssue]  # refusals: nothing may be applied while any exist
+
+
+@dataclass(frozen=True)
+class ArtifactIds:
+    kafka: str
+    zookeeper: str
+
+
+def _version_of(artifact_id: str) -> str:
+    # kafka-3.9.1-0123456789ab -> 3.9.1
+    parts = artifact_id.split("-")
+    return parts[1] if len(parts) >= 3 else artifact_id
+
+
+def _properties_diff(before: str | None, after: str) -> list[AttrDiff]:
+    old = F.parse_properties(before or "")
+    new = F.parse_properties(after)
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            sens = is_sensitive(k)
+            out.append(AttrDiff(
+                name=f"config.{k}",
+                before=None if k not in old else ("(sensitive)" if sens else old[k]),
+                after=None if k not in new else ("(sensitive)" if sens else new[k]),
+            ))
+    return out
+
+
+def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str) -> Change | None:
+    svc = facts.services.get(desired.service)
+    installed = [a for a in facts.artifacts if a.name == desired.service]
+    have_files = {p: m for p, m in facts.files.items() if p in {f.path for f in desired.files}}
+    exists = bool(have_files) or bool(installed) or (svc is not None and svc.active not in ("inactive", ""))
+    address = f"{'broker' if desired.service == 'kafka' else 'zookeeper'}.{desired.key}"
+    hashes = {f.path: f.sha256 for f in desired.files}
+    need_java = facts.java_version is None
+
+    if not exists:
+        attrs = tuple(AttrDiff(name=k, after=v) for k, v in desired.attributes.items())
+        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
+                      action=Action.CREATE, reasons=("not installed on the host",), attrs=attrs,
+                      install_java=need_java, install_artifact=artifact_id, configure=True,
+                      file_hashes=hashes, start=True)
+
+    reasons: list[str] = []
+    attrs: list[AttrDiff] = []
+    need_install = not any(a.artifact_id == artifact_id for a in installed)
+    if need_install:
+        have = ", ".join(sorted(a.version for a in installed)) or "none"
+        reasons.append(f"{desired.service} {desired.version} is not installed (installed: {have})")
+        attrs.append(AttrDiff(name="version", before=have, after=desired.version))
+    restart_files = False
+    for f in desired.files:
+        seen = facts.files.get(f.path)
+        if seen is not None and seen.sha256 == f.sha256:
+            continue
+        reasons.append(f"{f.path} {'is missing' if seen is None else 'differs from the spec'}")
+        restart_files = restart_files or f.restart_on_change
+        if f.path.endswith((".properties", ".cfg")) and not f.path.endswith("log4j.properties"):
+            attrs += _properties_diff(seen.content if seen else None, f.content)
+        elif f.path in (F.KAFKA_UNIT, F.ZK_UNIT):
+            attrs.append(AttrDiff(name="service_unit", before="(differs)" if seen else None, after="(spec)"))
+        else:
+            attrs.append(AttrDiff(name=f"file {f.path}", before="(differs)" if seen else None, after="(spec)"))
+    running = svc is not None and svc.active == "active"
+    if not running:
+        reasons.append(f"{desired.service} service is {svc.active if svc else 'not installed'}")
+        attrs.append(AttrDiff(name="service", before=svc.active if svc else None, after="active"))
+    if not reasons:
+        return None
+    configure = any(facts.files.get(f.path) is None or facts.files[f.path].sha256 != f.sha256
+                    for f in desired.files)
+    return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
+                  action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                  install_java=need_java, install_artifact=artifact_id if need_install else None,
+                  configure=configure, file_hashes=hashes, start=not running,
+                  restart=running and (restart_files or need_install))
+
+
+def _broker_id_on(facts: HostFacts) -> str | None:
+    seen = facts.files.get(F.SERVER_PROPERTIES)
+    if seen and seen.content:
+        return F.parse_properties(seen.content).get("broker.id")
+    return None
+
+
+def delete_change(service: str, facts: HostFacts, observed: ObservedCluster,
+                  errors: list[SpecIssue], check_replicas: bool = True) -> Change | None:
+    """The removal of a service the spec does not want on this host (None when nothing is there).
+
+    With check_replicas, a broker still holding replicas is an error: removing it would lose them.
+    """
+    svc = facts.services.get(service)
+    installed = [a for a in facts.artifacts if a.name == service]
+    if not installed and (svc is None or svc.active == "inactive") and not (
+            svc is not None and svc.enabled):
+        return None
+    if service == "kafka":
+        key = _broker_id_on(facts) or facts.host
+        address = f"broker.{key}"
+        if key.isdigit() and check_replicas:
+            held = [f"{p.topic}-{p.partition}" for p in observed.cluster.partitions if int(key) in p.replicas]
+            if held:
+                shown = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
+                errors.append(SpecIssue(path="brokers", message=(
+                    f"broker {key} on {facts.host} is not in the spec but still holds replicas of "
+                    f"{len(held)} partition(s) ({shown}); removing it would lose them. Move them first "
+                    "(partition reassignment) or put the broker back in the spec.")))
+    else:
+        address = f"zookeeper.{facts.host}"
+        key = facts.host
+    return Change(address=address, service=service, key=key, host=facts.host, action=Action.DELETE,
+                  reasons=(f"{service} on {facts.host} is not in the spec",),
+                  attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),))
+
+
+def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -> DiffResult:
+    errors: list[SpecIssue] = []
+    for host, why in observed.unreachable().items():
+        errors.append(SpecIssue(path=f"host {host}", message=f"unreachable: {why}; not planning without it"))
+    if errors:
+        return DiffResult([], errors)
+    errors += check_against_facts(spec, {h: f.mem_total_bytes for h, f in observed.hosts.items()})
+
+    changes: list[Change] = []
+    wanted: dict[str, set[str]] = {}
+    for node in spec.zookeeper.nodes:
+        wanted.setdefault(node.host, set()).add("zookeeper")
+        d = F.zookeeper_desired(spec, node, artifacts.zookeeper)
+        c = _service_change(d, observed.hosts[node.host], artifacts.zookeeper)
+        if c:
+            changes.append(c)
+    for broker in spec.brokers:
+        wanted.setdefault(broker.host, set()).add("kafka")
+        d = F.broker_desired(spec, broker, artifacts.kafka)
+        was = _broker_id_on(observed.hosts[broker.host])
+        if was is not None and was != str(broker.id):
+            errors.append(SpecIssue(path=f"brokers[{spec.brokers.index(broker)}].id", message=(
+                f"{broker.host} runs broker {was}; a broker id cannot change in place (its data dirs "
+                f"belong to broker {was}). Remove broker {was} and add broker {broker.id} as a new host.")))
+            continue
+        c = _service_change(d, observed.hosts[broker.host], artifacts.kafka)
+        if c:
+            changes.append(c)
+    for host, facts in sorted(observed.hosts.items()):
+        for service in ("kafka", "zookeeper"):
+            if service not in wanted.get(host, set()):
+                c = delete_change(service, facts, observed, errors)
+                if c:
+                    changes.append(c)
+    return DiffResult(changes, errors)

@@ -1,0 +1,173 @@
+"""Observe a whole cluster: facts from every host in parallel, plus the ZooKeeper/Kafka view.
+
+One SSH connection and one script per host (see `script`), all hosts at once, so observe time is
+about the slowest host, not the sum. A host that cannot be reached or understood becomes
+`HostFacts(reachable=False, error=...)`; `collect` itself never raises for a bad host.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import kafka_admin, zookeeper
+from .facts import artifacts, cpus, dir_usage, files, java, memory, os_release, ports, services
+from .model import ClusterState, HostFacts, ObservedCluster
+from .script import build_script, new_nonce, section, split_output
+from .ssh import HostUnreachable, ParamikoTransport, SshSettings, TransportFactory
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """What to read on one host: which managed files, which units, which data dirs."""
+
+    host: str
+    files: tuple[str, ...] = ()
+    services: tuple[str, ...] = ("zookeeper", "kafka")
+    dirs: tuple[str, ...] = ()
+
+
+def host_script(target: HostTarget, nonce: str) -> str:
+    return build_script(
+        {
+            os_release.NAME: os_release.command(),
+            java.NAME: java.command(),
+            memory.NAME: memory.command(),
+            cpus.NAME: cpus.command(),
+            artifacts.NAME: artifacts.command(),
+            files.NAME: files.command(target.files),
+            services.NAME: services.command(target.services),
+            ports.NAME: ports.command(),
+            dir_usage.NAME: dir_usage.command(target.dirs),
+        },
+        nonce,
+    )
+
+
+def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
+    """Run every parser on its section. Any fact that cannot be read makes the host untrusted."""
+    secs = split_output(stdout, nonce)
+    name = ""
+    try:
+        name = os_release.NAME
+        os_name = os_release.parse(section(secs, name))
+        name = java.NAME
+        java_version = java.parse(section(secs, name))
+        name = memory.NAME
+        mem = memory.parse(section(secs, name))
+        name = cpus.NAME
+        ncpu = cpus.parse(section(secs, name))
+        name = artifacts.NAME
+        arts = artifacts.parse(section(secs, name))
+        name = files.NAME
+        managed = files.parse(section(secs, name))
+        name = services.NAME
+        units = services.parse(section(secs, name))
+        name = ports.NAME
+        listening = ports.parse(section(secs, name))
+        name = dir_usage.NAME
+        usage = dir_usage.parse(section(secs, name))
+    except Exception as e:  # a parser bug must not take down the whole observe either
+        return HostFacts(host=host, reachable=False, error=f"{host}: fact {name}: {e}")
+    return HostFacts(
+        host=host,
+        os=os_name,
+        java_version=java_version,
+        mem_total_bytes=mem,
+        cpus=ncpu,
+        artifacts=arts,
+        files=managed,
+        services=units,
+        listening_ports=listening,
+        dir_usage_bytes=usage,
+    )
+
+
+def observe_host(
+    target: HostTarget, ssh: SshSettings, factory: TransportFactory, command_timeout: float
+) -> HostFacts:
+    """Connect, run the one fact script, parse. Never raises."""
+    host = target.host
+    nonce = new_nonce()
+    try:
+        transport = factory(host, ssh)
+    except HostUnreachable as e:
+        return HostFacts(host=host, reachable=False, error=f"{host}: {e.reason}")
+    except Exception as e:
+        return HostFacts(host=host, reachable=False, error=f"{host}: {type(e).__name__}: {e}")
+    try:
+        res = transport.run("sh -c " + shlex.quote(host_script(target, nonce)), command_timeout)
+    except HostUnreachable as e:
+        return HostFacts(host=host, reachable=False, error=f"{host}: {e.reason}")
+    except Exception as e:
+        return HostFacts(host=host, reachable=False, error=f"{host}: {type(e).__name__}: {e}")
+    finally:
+        transport.close()
+    facts = parse_host(host, res.stdout, nonce)
+    if not facts.reachable and res.stderr.strip():
+        facts = facts.model_copy(update={"error": f"{facts.error} (stderr: {res.stderr.strip()[:300]})"})
+    return facts
+
+
+def observe_cluster(zk_hosts: list[str], timeout: float) -> ClusterState:
+    """ZooKeeper first; the Admin API only when brokers are registered there. Never raises."""
+    try:
+        state = zookeeper.read_cluster(zk_hosts, timeout)
+        return kafka_admin.observe_kafka(state, timeout)
+    except Exception as e:  # pragma: no cover - both stages already swallow their errors
+        return ClusterState(zookeeper_error=f"{type(e).__name__}: {e}")
+
+
+def collect(
+    cluster_name: str,
+    targets: list[HostTarget],
+    ssh: SshSettings,
+    zk_hosts: list[str],
+    *,
+    transport_factory: TransportFactory | None = None,
+    read_cluster_state: bool = True,
+    progress: Progress | None = None,
+    command_timeout: float = 60.0,
+    cluster_timeout: float = 3.0,
+    max_workers: int = 32,
+) -> ObservedCluster:
+    """Observe every target host and (optionally) the cluster; unreachable hosts are data, not errors.
+
+    The ZooKeeper/Kafka read runs concurrently with the SSH fan-out, so a cluster that is down costs
+    `max(ssh, cluster_timeout)` rather than the sum.
+    """
+    seen: set[str] = set()
+    for t in targets:
+        if t.host in seen:
+            raise ValueError(f"host {t.host!r} listed twice")
+        seen.add(t.host)
+    factory = transport_factory or ParamikoTransport.connect
+    observed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    start = time.monotonic()
+    hosts: dict[str, HostFacts] = {}
+    workers = max(1, min(max_workers, len(targets) + 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as ex:
+        cluster_f = (
+            ex.submit(observe_cluster, zk_hosts, cluster_timeout) if read_cluster_state and zk_hosts else None
+        )
+        futures = [ex.submit(observe_host, t, ssh, factory, command_timeout) for t in targets]
+        for fut in as_completed(futures):
+            facts = fut.result()
+            hosts[facts.host] = facts
+            if progress is not None:
+                reason = (facts.error or "").removeprefix(f"{facts.host}: ")
+                progress(facts.host, "ok" if facts.reachable else f"unreachable: {reason}")
+        cluster = cluster_f.result() if cluster_f is not None else ClusterState()
+    return ObservedCluster(
+        cluster_name=cluster_name,
+        hosts={t.host: hosts[t.host] for t in targets},
+        cluster=cluster,
+        observed_at=observed_at,
+        duration_s=round(time.monotonic() - start, 3),
+    )

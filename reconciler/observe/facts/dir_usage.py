@@ -1,0 +1,38 @@
+"""Bytes used by given directories (`du -sb`). A missing directory is left out, not reported as 0.
+
+Not part of the plan fingerprint (byte counts move on a healthy cluster); a `du` that prints no
+total (e.g. the directory vanished mid-walk) is also left out rather than failing the host.
+"""
+
+from __future__ import annotations
+
+from . import FactError, sh_quote
+
+NAME = "dir_usage"
+
+
+def command(dirs: tuple[str, ...] | list[str]) -> str:
+    if not dirs:
+        return ":"
+    quoted = " ".join(sh_quote(d) for d in dirs)
+    return (
+        f"for d in {quoted}; do\n"
+        '  if [ -d "$d" ]; then s=$(du -sb -- "$d" 2>/dev/null | cut -f1); '
+        'printf \'dir %s %s\\n\' "${s:--}" "$d"\n'
+        "  else printf 'absent - %s\\n' \"$d\"; fi\n"
+        "done"
+    )
+
+
+def parse(text: str) -> dict[str, int]:
+    usage: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split(" ", 2)
+        if len(parts) != 3 or parts[0] not in ("dir", "absent"):
+            raise FactError(f"unexpected dir_usage line: {line[:200]!r}")
+        kind, size, path = parts
+        if kind == "dir" and size.isdigit():
+            usage[path] = int(size)
+    return usage

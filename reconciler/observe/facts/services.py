@@ -1,0 +1,61 @@
+"""systemd state of the kafka/zookeeper units.
+
+`systemctl show -p ...` prints the requested properties even for a unit that does not exist
+(LoadState=not-found): ActiveState=inactive, MainPID=0, empty UnitFileState and timestamp, rc 0.
+When systemctl cannot talk to systemd at all (not PID 1, no bus), no properties come back and the
+state is reported as "unknown" rather than guessed.
+"""
+
+from __future__ import annotations
+
+from ..model import ServiceState
+from . import FactError, sh_quote
+
+NAME = "services"
+
+PROPERTIES = "ActiveState,UnitFileState,MainPID,ActiveEnterTimestamp"
+_ENABLED = {"enabled", "enabled-runtime"}
+
+
+def command(units: tuple[str, ...] | list[str]) -> str:
+    if not units:
+        return ":"
+    quoted = " ".join(sh_quote(u) for u in units)
+    return (
+        f"for u in {quoted}; do\n"
+        "  printf 'unit %s\\n' \"$u\"\n"
+        f'  systemctl show -p {PROPERTIES} "$u.service" 2>&1\n'
+        "done"
+    )
+
+
+def _state(name: str, props: dict[str, str]) -> ServiceState:
+    if "ActiveState" not in props:
+        return ServiceState(name=name, active="unknown")
+    pid_s = props.get("MainPID", "0")
+    try:
+        pid = int(pid_s) or None
+    except ValueError as e:
+        raise FactError(f"unit {name}: MainPID={pid_s!r}") from e
+    ts = props.get("ActiveEnterTimestamp", "")
+    return ServiceState(
+        name=name,
+        active=props["ActiveState"] or "unknown",
+        enabled=props.get("UnitFileState", "") in _ENABLED,
+        pid=pid,
+        started_at=ts if ts and ts != "n/a" else None,
+    )
+
+
+def parse(text: str) -> dict[str, ServiceState]:
+    units: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        if line.startswith("unit "):
+            current = units.setdefault(line[5:], {})
+        elif current is not None and "=" in line:
+            key, _, value = line.partition("=")
+            current[key] = value
+        elif current is None and line.strip():
+            raise FactError(f"unexpected services output: {line[:200]!r}")
+    return {name: _state(name, props) for name, props in units.items()}

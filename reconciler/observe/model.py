@@ -1,0 +1,123 @@
+"""Typed observed state: what observe returns and what diff reads.
+
+Everything here is plain data (frozen pydantic models) so tests can build it without hosts, and
+`fingerprint()` can hash exactly the parts the diff depends on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InstalledArtifact(_Frozen):
+    """One `/opt/<name>/<artifact_id>/ARTIFACT` marker found on a host."""
+
+    name: str  # "kafka" | "zookeeper"
+    artifact_id: str  # directory name, e.g. kafka-3.9.1-0123456789ab
+    version: str
+    sha256: str
+    path: str
+
+
+class ManagedFile(_Frozen):
+    """A file kafkaform manages, as found on the host. Content is kept for text diffs; secrets redacted."""
+
+    path: str
+    sha256: str
+    content: str | None = None
+
+
+class ServiceState(_Frozen):
+    name: str
+    active: str  # systemd ActiveState: active, inactive, failed, activating, ...
+    enabled: bool = False
+    pid: int | None = None
+    started_at: str | None = None  # systemd ActiveEnterTimestamp, raw
+
+
+class HostFacts(_Frozen):
+    """Facts of one host. `error` set means the host could not be observed; nothing else is trusted then."""
+
+    host: str
+    reachable: bool = True
+    error: str | None = None
+    os: str | None = None
+    java_version: str | None = None
+    mem_total_bytes: int | None = None
+    cpus: int | None = None
+    artifacts: tuple[InstalledArtifact, ...] = ()
+    files: dict[str, ManagedFile] = Field(default_factory=dict)
+    services: dict[str, ServiceState] = Field(default_factory=dict)
+    listening_ports: tuple[int, ...] = ()
+    dir_usage_bytes: dict[str, int] = Field(default_factory=dict)
+
+
+class PartitionState(_Frozen):
+    topic: str
+    partition: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader: int | None
+
+
+class ClusterState(_Frozen):
+    """Cluster-level view from ZooKeeper (kazoo) and the Kafka Admin API."""
+
+    zookeeper_reachable: bool = False
+    zookeeper_error: str | None = None
+    zookeeper_modes: dict[str, str] = Field(default_factory=dict)  # host -> leader/follower/standalone/down
+    broker_ids: tuple[int, ...] = ()  # registered in /brokers/ids
+    broker_endpoints: dict[int, str] = Field(default_factory=dict)
+    controller_id: int | None = None
+    kafka_reachable: bool = False
+    kafka_error: str | None = None
+    partitions: tuple[PartitionState, ...] = ()
+
+    def topics(self) -> dict[str, list[PartitionState]]:
+        out: dict[str, list[PartitionState]] = {}
+        for p in self.partitions:
+            out.setdefault(p.topic, []).append(p)
+        return out
+
+
+class ObservedCluster(_Frozen):
+    cluster_name: str
+    hosts: dict[str, HostFacts]
+    cluster: ClusterState = ClusterState()
+    observed_at: str = ""
+    duration_s: float = 0.0
+
+    def unreachable(self) -> dict[str, str]:
+        return {h: f.error or "unreachable" for h, f in self.hosts.items() if not f.reachable}
+
+    def fingerprint(self) -> str:
+        """Hash of the state the diff depends on; a saved plan is stale when this changes.
+
+        Left out on purpose: ISR, leaders, byte counts and timestamps, which move on a healthy
+        cluster without anything we would change.
+        """
+        basis = {
+            "hosts": {
+                h: {
+                    "reachable": f.reachable,
+                    "java": f.java_version is not None,
+                    "artifacts": sorted(a.artifact_id for a in f.artifacts),
+                    "files": {p: m.sha256 for p, m in sorted(f.files.items())},
+                    "services": {n: [s.active, s.enabled, s.pid] for n, s in sorted(f.services.items())},
+                }
+                for h, f in sorted(self.hosts.items())
+            },
+            "brokers": sorted(self.cluster.broker_ids),
+            "assignments": sorted(
+                (p.topic, p.partition, list(p.replicas)) for p in self.cluster.partitions
+            ),
+        }
+        blob = json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()

@@ -1,0 +1,146 @@
+"""Cluster view from ZooKeeper: registered brokers, controller, and each ensemble member's mode.
+
+Modes come from the `srvr` four-letter word sent over a raw socket to *every* member (kazoo's
+`client.command` only reaches the one server it is connected to). ZooKeeper 3.5+ answers 4lw
+commands only when whitelisted: zoo.cfg needs `4lw.commands.whitelist=srvr,mntr,ruok`; otherwise
+the mode is reported as "unknown".
+
+Nothing here raises to the caller: failures become `zookeeper_reachable=False` plus a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+from kazoo.retry import KazooRetry
+
+from .model import ClusterState
+
+log = logging.getLogger(__name__)
+# kazoo logs every dropped connection attempt; the outcome is already in zookeeper_error.
+logging.getLogger("kazoo").addHandler(logging.NullHandler())
+
+_MODE = re.compile(r"^Mode:\s*(\S+)", re.MULTILINE)
+
+
+def split_hostport(hostport: str, default_port: int = 2181) -> tuple[str, int]:
+    """`host:port`, `host` or `[v6]:port` -> (host, port)."""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or ":" in host:
+        return hostport, default_port
+    return host, int(port)
+
+
+def four_letter_word(hostport: str, word: bytes, timeout: float) -> str:
+    """Send a 4lw command and return the whole reply (the server closes the socket when done)."""
+    host, port = split_hostport(hostport)
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(word)
+        chunks: list[bytes] = []
+        while (chunk := s.recv(65536)) and sum(map(len, chunks)) < 1 << 20:
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def parse_srvr(reply: str) -> str:
+    """Mode from a `srvr` reply: leader/follower/standalone/observer, or why there is none."""
+    m = _MODE.search(reply)
+    if m:
+        return m.group(1)
+    if "not in the whitelist" in reply or "not executed" in reply:
+        return "unknown"  # 4lw not whitelisted in zoo.cfg
+    if "not currently serving" in reply:
+        return "not-serving"  # up, but no quorum
+    return "unknown"
+
+
+def ensemble_mode(hostport: str, timeout: float) -> str:
+    try:
+        return parse_srvr(four_letter_word(hostport, b"srvr", timeout))
+    except OSError:
+        return "down"
+
+
+def _broker_endpoint(data: dict) -> str:
+    endpoints = data.get("endpoints") or []
+    if endpoints:
+        return ",".join(str(e) for e in endpoints)
+    return f"PLAINTEXT://{data.get('host')}:{data.get('port')}"
+
+
+def read_cluster(zk_hosts: list[str], timeout: float = 3.0) -> ClusterState:
+    """Broker registrations, controller and ensemble modes (keyed by host); partitions: see kafka_admin."""
+    if not zk_hosts:
+        return ClusterState(zookeeper_error="no ZooKeeper hosts given")
+    with ThreadPoolExecutor(max_workers=len(zk_hosts) + 1) as ex:
+        modes_f = {h: ex.submit(ensemble_mode, h, timeout) for h in zk_hosts}
+        try:
+            state = _read_znodes(zk_hosts, timeout)
+        except Exception as e:  # never raise to the caller: the plan reports it instead
+            state = ClusterState(zookeeper_error=_reason(e, zk_hosts, timeout))
+        hosts = [split_hostport(h)[0] for h in modes_f]
+        # Keyed by host (what plan/diff look up); only when one host runs several servers (tests)
+        # would that collide, and then those keep their host:port.
+        modes: dict[str, str] = {}
+        for h, f in modes_f.items():
+            host = split_hostport(h)[0]
+            modes[host if hosts.count(host) == 1 else h] = f.result()
+    return state.model_copy(update={"zookeeper_modes": modes})
+
+
+def _reason(e: Exception, zk_hosts: list[str], timeout: float) -> str:
+    name = type(e).__name__
+    if name in ("KazooTimeoutError", "TimeoutError"):
+        return f"no ZooKeeper session with {','.join(zk_hosts)} within {timeout:g}s"
+    return f"{name}: {e}" if str(e) else name
+
+
+def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
+    client = KazooClient(
+        hosts=",".join(zk_hosts),
+        timeout=max(timeout * 2, 4.0),  # session timeout; servers clamp to 2..20 ticks anyway
+        connection_retry=KazooRetry(max_tries=0, ignore_expire=False),
+        command_retry=KazooRetry(max_tries=1, deadline=timeout),
+        read_only=True,
+    )
+    try:
+        client.start(timeout=timeout)
+        endpoints: dict[int, str] = {}
+        try:
+            ids = client.get_children("/brokers/ids")
+        except NoNodeError:
+            ids = []
+        for bid in ids:
+            try:
+                raw, _ = client.get(f"/brokers/ids/{bid}")
+            except NoNodeError:
+                continue  # broker deregistered between list and read
+            endpoints[int(bid)] = _broker_endpoint(json.loads(raw.decode("utf-8")))
+        controller = None
+        try:
+            raw, _ = client.get("/controller")
+            controller = json.loads(raw.decode("utf-8")).get("brokerid")
+        except NoNodeError:
+            pass
+        return ClusterState(
+            zookeeper_reachable=True,
+            broker_ids=tuple(sorted(endpoints)),
+            broker_endpoints=endpoints,
+            controller_id=int(controller) if controller is not None else None,
+        )
+    finally:
+        try:
+            client.stop()
+            client.close()
+        except Exception:  # pragma: no cover - best effort cleanup
+            log.debug("kazoo cleanup failed", exc_info=True)

@@ -1,0 +1,131 @@
+"""Changes -> a DAG of steps. Pure; the graph is built from the changes only.
+
+Ordering rules, each one edge family below:
+1. per resource: install Java -> install artifact -> write config -> start / restart;
+2. ZooKeeper before Kafka: every broker start or restart waits for every ZooKeeper step,
+   so the quorum is up before brokers register;
+3. restarts are one at a time (ZooKeeper followers before the leader, brokers by id with the
+   active controller last), chained so the executor can never run two at once;
+4. removal: brokers stop before ZooKeeper, and a service stops before its files go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import networkx as nx
+
+from reconciler import __version__
+from reconciler.diff import Action, Change
+from reconciler.observe.model import ObservedCluster
+from reconciler.plan.model import Plan, Step, StepKind
+
+
+def _sid(kind: StepKind, host: str, service: str | None) -> str:
+    return f"{kind.value}:{service or 'host'}@{host}"
+
+
+def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
+    """Followers before the ZooKeeper leader; brokers by id, the active controller last."""
+    ctrl = observed.cluster.controller_id
+    modes = observed.cluster.zookeeper_modes
+
+    def key(c: Change) -> tuple[int, int, str]:
+        if c.service == "zookeeper":
+            return (0, 1 if modes.get(c.host) == "leader" else 0, c.key.zfill(6))
+        last = 1 if ctrl is not None and c.key == str(ctrl) else 0
+        return (1, last, c.key.zfill(12))
+
+    return sorted(changes, key=key)
+
+
+def build_steps(changes: list[Change], observed: ObservedCluster) -> tuple[list[Step], list[tuple[str, str]]]:
+    g = nx.DiGraph()
+
+    def add(step: Step) -> str:
+        if step.id not in g:
+            g.add_node(step.id, step=step)
+        return step.id
+
+    zk_done: list[str] = []  # last step of each ZooKeeper resource
+    kafka_starts: list[str] = []
+    restarts: list[tuple[Change, str]] = []
+    stops: dict[str, list[str]] = {"kafka": [], "zookeeper": []}
+
+    for c in changes:
+        if c.action is Action.DELETE:
+            stop = add(Step(id=_sid(StepKind.STOP, c.host, c.service), kind=StepKind.STOP, host=c.host,
+                            service=c.service, address=c.address))
+            rm = add(Step(id=_sid(StepKind.REMOVE, c.host, c.service), kind=StepKind.REMOVE, host=c.host,
+                          service=c.service, address=c.address))
+            g.add_edge(stop, rm)
+            stops[c.service].append(stop)
+            continue
+        prev: str | None = None
+        if c.install_java:
+            prev = add(Step(id=_sid(StepKind.INSTALL_JAVA, c.host, None), kind=StepKind.INSTALL_JAVA,
+                            host=c.host, address=None))
+        if c.install_artifact:
+            s = add(Step(id=_sid(StepKind.INSTALL_ARTIFACT, c.host, c.service), kind=StepKind.INSTALL_ARTIFACT,
+                         host=c.host, service=c.service, address=c.address, artifact_id=c.install_artifact))
+            if prev:
+                g.add_edge(prev, s)
+            prev = s
+        if c.configure:
+            s = add(Step(id=_sid(StepKind.CONFIGURE, c.host, c.service), kind=StepKind.CONFIGURE, host=c.host,
+                         service=c.service, address=c.address, file_hashes=dict(c.file_hashes)))
+            if prev:
+                g.add_edge(prev, s)
+            prev = s
+        gate = f"broker_registered:{c.key}" if c.service == "kafka" else "zookeeper_quorum"
+        last = prev
+        if c.restart or c.start:
+            kind = StepKind.RESTART if c.restart else StepKind.START
+            s = add(Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
+                         address=c.address, gate=gate))
+            if prev:
+                g.add_edge(prev, s)
+            last = s
+            if kind is StepKind.RESTART:
+                restarts.append((c, s))
+            elif c.service == "kafka":
+                kafka_starts.append(s)
+        if c.service == "zookeeper" and last:
+            zk_done.append(last)
+
+    # 2. ZooKeeper before Kafka.
+    for k in kafka_starts + [s for c, s in restarts if c.service == "kafka"]:
+        for z in zk_done:
+            g.add_edge(z, k)
+    # 3. One restart at a time, in safe order.
+    ordered = _restart_order([c for c, _ in restarts], observed)
+    by_addr = {c.address: s for c, s in restarts}
+    chain = [by_addr[c.address] for c in ordered]
+    for a, b in zip(chain, chain[1:], strict=False):
+        g.add_edge(a, b)
+    # 4. Brokers stop before ZooKeeper does.
+    for z in stops["zookeeper"]:
+        for k in stops["kafka"]:
+            g.add_edge(k, z)
+
+    assert nx.is_directed_acyclic_graph(g), "plan graph has a cycle"
+    steps = [g.nodes[n]["step"] for gen in nx.topological_generations(g) for n in sorted(gen)]
+    return steps, sorted(g.edges())
+
+
+def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
+               destroy: bool = False) -> Plan:
+    steps, edges = build_steps(changes, observed)
+    return Plan(
+        kafkaform_version=__version__,
+        cluster=observed.cluster_name,
+        spec_path=spec_path,
+        spec_digest=spec_digest,
+        fingerprint=observed.fingerprint(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        destroy=destroy,
+        changes=tuple(changes),
+        steps=tuple(steps),
+        edges=tuple(edges),
+    )

@@ -1,0 +1,84 @@
+"""The plan as plain data: changes (what people review) and steps (what apply runs).
+
+Apply runs steps only, in the order of the edges saved with them; the changes' reasons are for
+people. A plan never holds file contents or secret values — only hashes of the rendered files,
+which apply re-renders from the spec and checks against the plan before touching a host.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict
+
+from reconciler.diff import Action, Change
+
+FORMAT_VERSION = 1
+
+
+class StepKind(StrEnum):
+    INSTALL_JAVA = "install_java"
+    INSTALL_ARTIFACT = "install_artifact"
+    CONFIGURE = "configure"
+    START = "start"
+    RESTART = "restart"
+    STOP = "stop"
+    REMOVE = "remove"
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    kind: StepKind
+    host: str
+    service: str | None = None  # kafka | zookeeper; None for host-wide steps (java)
+    address: str | None = None  # resource address the step belongs to
+    artifact_id: str | None = None
+    file_hashes: dict[str, str] = {}
+    gate: str | None = None  # health check after the step, e.g. "broker_registered:1"
+
+    def describe(self) -> str:
+        what = {
+            StepKind.INSTALL_JAVA: "install Java",
+            StepKind.INSTALL_ARTIFACT: f"install {self.artifact_id}",
+            StepKind.CONFIGURE: f"write {self.service} config",
+            StepKind.START: f"start {self.service}",
+            StepKind.RESTART: f"restart {self.service}",
+            StepKind.STOP: f"stop {self.service}",
+            StepKind.REMOVE: f"remove {self.service}",
+        }[self.kind]
+        return f"{self.address or self.host}: {what}"
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    format_version: int = FORMAT_VERSION
+    kafkaform_version: str
+    cluster: str
+    spec_path: str
+    spec_digest: str
+    fingerprint: str  # ObservedCluster.fingerprint() the plan was computed from
+    created_at: str
+    destroy: bool = False
+    changes: tuple[Change, ...]
+    steps: tuple[Step, ...]
+    edges: tuple[tuple[str, str], ...]
+
+    def graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for s in self.steps:
+            g.add_node(s.id, step=s)
+        g.add_edges_from(self.edges)
+        return g
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "add": sum(c.action is Action.CREATE for c in self.changes),
+            "change": sum(c.action is Action.UPDATE for c in self.changes),
+            "destroy": sum(c.action is Action.DELETE for c in self.changes),
+        }
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes

@@ -1,0 +1,86 @@
+"""Human (Terraform-like) and JSON renderings of a plan. No decisions here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.diff import Action, Change
+from reconciler.plan.model import Plan
+
+NO_CHANGES = "No changes. The cluster matches the spec."
+
+_VERB = {
+    Action.CREATE: "will be created",
+    Action.UPDATE: "will be updated in-place",
+    Action.DELETE: "will be destroyed",
+}
+
+
+def _q(v: str | None) -> str:
+    return "(none)" if v is None else json.dumps(v)
+
+
+def render_change(c: Change) -> list[str]:
+    label = "broker" if c.service == "kafka" else "zookeeper"
+    verb = _VERB[c.action]
+    if c.rolling_restart:
+        verb += " (rolling restart)"
+    out = [f"  # {c.address} on {c.host} {verb}"]
+    for r in c.reasons:
+        out.append(f"  #   because {r}")
+    out.append(f"  {c.action.symbol} {label} \"{c.key}\" {{")
+    width = max((len(a.name) for a in c.attrs), default=0)
+    for a in c.attrs:
+        name = a.name.ljust(width)
+        if c.action is Action.CREATE or (a.before is None and a.after is not None):
+            out.append(f"      + {name} = {_q(a.after)}")
+        elif c.action is Action.DELETE or a.after is None:
+            out.append(f"      - {name} = {_q(a.before)}")
+        else:
+            out.append(f"      ~ {name} = {_q(a.before)} -> {_q(a.after)}")
+    out.append("    }")
+    return out
+
+
+def render_text(plan: Plan) -> str:
+    if plan.empty:
+        return NO_CHANGES + "\n"
+    lines = [
+        f"kafkaform will perform the following actions on cluster {plan.cluster!r}:",
+        "",
+        "Symbols: + create, ~ update in-place, - destroy",
+        "",
+    ]
+    for c in plan.changes:
+        lines += render_change(c)
+        lines.append("")
+    lines.append(f"Steps ({len(plan.steps)}), in stages; the steps of one stage run in parallel:")
+    gen_of = _generations(plan)
+    prev = None
+    for s in plan.steps:
+        g = gen_of[s.id]
+        if g != prev:
+            lines.append(f"  stage {g + 1}:")
+            prev = g
+        lines.append(f"    - {s.describe()} on {s.host}")
+    n = plan.counts()
+    lines += ["", f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy.", ""]
+    return "\n".join(lines)
+
+
+def _generations(plan: Plan) -> dict[str, int]:
+    import networkx as nx
+
+    out: dict[str, int] = {}
+    for i, gen in enumerate(nx.topological_generations(plan.graph())):
+        for n in gen:
+            out[n] = i
+    return out
+
+
+def render_json(plan: Plan) -> dict[str, Any]:
+    doc = json.loads(plan.model_dump_json())
+    doc["summary"] = plan.counts()
+    doc["no_changes"] = plan.empty
+    return doc

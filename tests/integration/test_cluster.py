@@ -1,0 +1,173 @@
+"""The foundation end to end on real lab hosts: real sshd, Ansible, ZooKeeper and Kafka.
+
+The tests run in file order on one lab (module fixture): bad spec first (no host touched), then
+apply from bare hosts, re-plan, config change, drift, stale plan, lock, unreachable host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from reconciler import lab
+from reconciler.demo import produce_consume
+from reconciler.spec import load_spec
+from tests.integration.conftest import Cli, write_spec
+
+pytestmark = pytest.mark.integration
+
+HOSTS = {"kf1": "10.213.0.11", "kf2": "10.213.0.12", "kf3": "10.213.0.13"}
+
+
+def accepted_ssh_logins(name: str) -> int:
+    """Count of accepted SSH logins on a lab host, from its own sshd journal."""
+    out = lab.exec_in(name, ["journalctl", "-q", "--no-pager", "-u", "ssh.service", "-g", "Accepted"]).stdout
+    return len([line for line in out.splitlines() if "Accepted" in line])
+
+
+def tinfra(address: str) -> testinfra.host.Host:
+    return testinfra.get_host(f"paramiko://root@{address}", ssh_identity_file=str(lab.key_path()))
+
+
+def test_bad_spec_refused_without_touching_hosts(lab3: Path, cli: Cli, tmp_path: Path) -> None:
+    before = {n: accepted_ssh_logins(n) for n in HOSTS}
+    bad = write_spec(lab3, tmp_path / "bad.yaml", **{"kafka/config": {"min.insync.replicas": 3}})
+    for cmd in (["plan", str(bad)], ["apply", str(bad), "--auto-approve"]):
+        p = cli(*cmd)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "kafka.config.min.insync.replicas" in p.stderr
+    after = {n: accepted_ssh_logins(n) for n in HOSTS}
+    assert after == before, "a bad spec must not open any SSH connection"
+
+
+def test_apply_from_bare_hosts(lab3: Path, cli: Cli) -> None:
+    plan = cli("plan", str(lab3), "--detailed-exitcode")
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "Plan: 6 to add, 0 to change, 0 to destroy." in plan.stdout
+    p = cli("apply", str(lab3), "--auto-approve")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Apply complete!" in p.stdout
+    # one progress line per action and host
+    for addr in HOSTS.values():
+        assert re.search(rf"broker\.\d: start kafka on {re.escape(addr)}: (ok|changed)", p.stdout), p.stdout
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_hosts_run_what_the_spec_says(lab3: Path, name: str) -> None:
+    spec = load_spec(lab3)
+    addr = HOSTS[name]
+    host = tinfra(addr)
+    for svc in ("zookeeper", "kafka"):
+        s = host.service(svc)
+        assert s.is_running and s.is_enabled, svc
+    assert host.socket(f"tcp://{addr}:9092").is_listening
+    assert host.socket("tcp://0.0.0.0:2181").is_listening or host.socket(f"tcp://{addr}:2181").is_listening
+    props = host.file("/etc/kafka/server.properties")
+    assert props.user == "kafka" and props.mode == 0o640
+    broker = next(b for b in spec.brokers if b.host == addr)
+    text = props.content_string
+    assert f"broker.id={broker.id}\n" in text
+    assert f"broker.rack={broker.rack}\n" in text
+    assert f"zookeeper.connect={spec.zookeeper_connect()}\n" in text
+    assert "min.insync.replicas=2\n" in text and "auto.create.topics.enable=false\n" in text
+    zoo = host.file("/etc/zookeeper/zoo.cfg").content_string
+    assert "server.3=10.213.0.13:2888:3888" in zoo
+    myid = next(n.myid for n in spec.zookeeper.nodes if n.host == addr)
+    assert host.file("/var/lib/zookeeper/myid").content_string.strip() == str(myid)
+    assert host.process.filter(user="kafka", comm="java")
+
+
+def test_thousand_messages_acks_all_round_trip(lab3: Path) -> None:
+    spec = load_spec(lab3)
+    topic = f"it-{uuid.uuid4().hex[:6]}"
+    got = produce_consume(spec.bootstrap_brokers(), topic, count=1000)
+    assert got == 1000
+
+
+def test_replan_is_empty(lab3: Path, cli: Cli) -> None:
+    p = cli("plan", str(lab3), "--detailed-exitcode")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "No changes. The cluster matches the spec." in p.stdout
+    j = cli("plan", str(lab3), "--json")
+    assert j.returncode == 0 and json.loads(j.stdout)["no_changes"] is True
+
+
+def test_config_change_touches_only_brokers(lab3: Path, cli: Cli, tmp_path: Path) -> None:
+    changed = write_spec(lab3, tmp_path / "lab.yaml", **{"kafka/config/log.retention.hours": 48})
+    p = cli("plan", str(changed), "--json")
+    doc = json.loads(p.stdout)
+    assert [c["address"] for c in doc["changes"]] == ["broker.1", "broker.2", "broker.3"]
+    assert all(c["action"] == "update" and c["restart"] for c in doc["changes"])
+    text = cli("plan", str(changed)).stdout
+    assert text.count("(rolling restart)") == 3
+    assert 'config.log.retention.hours = "24" -> "48"' in text
+    assert "zookeeper." not in text.split("Steps")[0]
+    a = cli("apply", str(changed), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    again = cli("plan", str(changed), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes." in again.stdout
+    # back to the lab spec for the following tests
+    assert cli("apply", str(lab3), "--auto-approve").returncode == 0
+
+
+def test_hand_edit_shows_as_drift_on_that_host_only(lab3: Path, cli: Cli) -> None:
+    lab.exec_in("kf2", ["sed", "-i", "s/^num.partitions=3$/num.partitions=7/", "/etc/kafka/server.properties"],
+                check=True)
+    p = cli("plan", str(lab3), "--json")
+    doc = json.loads(p.stdout)
+    assert [(c["address"], c["host"]) for c in doc["changes"]] == [("broker.2", "10.213.0.12")]
+    attrs = {a["name"]: (a["before"], a["after"]) for a in doc["changes"][0]["attrs"]}
+    assert attrs["config.num.partitions"] == ("7", "3")
+
+
+def test_stale_saved_plan_refused(lab3: Path, cli: Cli, tmp_path: Path) -> None:
+    planfile = tmp_path / "drift.plan"
+    p = cli("plan", str(lab3), "-out", str(planfile))
+    assert p.returncode == 0 and planfile.exists()
+    shown = cli("show", str(planfile), "--json")
+    assert json.loads(shown.stdout)["summary"]["change"] == 1
+    # the world moves on: another hand edit on another host
+    lab.exec_in("kf3", ["sh", "-c", "echo '# touched' >> /etc/kafka/server.properties"], check=True)
+    a = cli("apply", str(planfile))
+    assert a.returncode == 1
+    assert "saved plan is stale" in a.stderr
+    # converge both hosts again; a fresh saved plan applies as reviewed
+    fresh = tmp_path / "fresh.plan"
+    assert cli("plan", str(lab3), "-out", str(fresh)).returncode == 0
+    a = cli("apply", str(fresh))
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert cli("plan", str(lab3), "--detailed-exitcode").returncode == 0
+
+
+def test_concurrent_apply_refused(lab3: Path, cli: Cli, kf_home: Path) -> None:
+    import os
+
+    from reconciler.apply.state import ApplyLock
+
+    os.environ["KAFKAFORM_HOME"] = str(kf_home)
+    try:
+        with ApplyLock("lab"):
+            p = cli("apply", str(lab3), "--auto-approve")
+    finally:
+        del os.environ["KAFKAFORM_HOME"]
+    assert p.returncode == 1
+    assert "another apply is running on cluster 'lab'" in p.stderr
+
+
+def test_unreachable_host_named(lab3: Path, cli: Cli) -> None:
+    lab.exec_in("kf3", ["systemctl", "stop", "ssh.service"], check=True)
+    try:
+        t0 = time.monotonic()
+        p = cli("plan", str(lab3))
+        assert p.returncode == 1
+        assert "10.213.0.13" in p.stderr and "unreachable" in p.stderr
+        assert "10.213.0.11" not in p.stderr and "10.213.0.12" not in p.stderr
+        assert time.monotonic() - t0 < 60
+    finally:
+        lab.exec_in("kf3", ["systemctl", "start", "ssh.service"], check=True)

@@ -1,0 +1,27 @@
+"""Shared fixtures for the pure-stage unit tests (spec, diff, plan): no hosts, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.diff import ArtifactIds
+from reconciler.spec import ClusterSpec, load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_YAML = REPO / "examples" / "lab.yaml"
+SPECS = Path(__file__).resolve().parent / "specs"
+
+# Artifact ids as the artifact layer names them: <name>-<version>-<sha12>.
+ARTS = ArtifactIds(kafka="kafka-3.9.1-0123456789ab", zookeeper="zookeeper-3.8.4-ba9876543210")
+
+
+@pytest.fixture
+def lab_spec() -> ClusterSpec:
+    return load_spec(LAB_YAML)
+
+
+@pytest.fixture
+def arts() -> ArtifactIds:
+    return ARTS
