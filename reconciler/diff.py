@@ -112,9 +112,9 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
     attrs: list[AttrDiff] = []
     need_install = not any(a.artifact_id == artifact_id for a in installed)
     if need_install:
-        have = ", ".join(sorted(a.version for a in installed)) or "none"
-        reasons.append(f"{desired.service} {desired.version} is not installed (installed: {have})")
-        attrs.append(AttrDiff(name="version", before=have, after=desired.version))
+        have = ", ".join(sorted(a.artifact_id for a in installed)) or "none"
+        reasons.append(f"{artifact_id} is not installed (installed: {have})")
+        attrs.append(AttrDiff(name="artifact", before=have, after=artifact_id))
     restart_files = False
     for f in desired.files:
         seen = facts.files.get(f.path)

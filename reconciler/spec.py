@@ -29,7 +29,8 @@ from reconciler import versions
 
 HEAP_RE = re.compile(r"^[1-9][0-9]*[kKmMgG]$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
-HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 SENSITIVE_KEY_RE = re.compile(r"password|secret|jaas|sasl\.jaas|keystore\.key|credential", re.I)
 
 ConfigValue = str | int | float | bool
@@ -89,12 +90,19 @@ def _check_heap(v: str | None) -> str | None:
 
 def _check_host(v: str) -> str:
     try:
-        ipaddress.ip_address(v)
-        return v
+        addr = ipaddress.ip_address(v)
     except ValueError:
-        pass
+        addr = None
+    if addr is not None:
+        if addr.version == 6:
+            raise ValueError(f"{v!r}: IPv6 addresses are not supported yet; use an IPv4 address or a host name")
+        return v
     if not HOST_RE.match(v):
         raise ValueError(f"{v!r} is not an IP address or host name")
+    if v.rsplit(".", 1)[-1].isdigit():
+        # A host name never ends in an all-numeric label (RFC 1123 2.1); the resolver would read
+        # "10.213.0.311" or "300" as some other IPv4 address instead of failing.
+        raise ValueError(f"{v!r} is not a valid IP address (and a host name cannot end in a number)")
     return v
 
 
@@ -413,8 +421,9 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     if shared:
         for i, lst in enumerate(spec.kafka.listeners):
             if lst.port in zk_ports:
+                on = ", ".join(sorted(shared))
                 add(f"kafka.listeners[{i}].port",
-                    f"port {lst.port} is ZooKeeper's {zk_ports[lst.port]} on shared host(s) {', '.join(sorted(shared))}")
+                    f"port {lst.port} is ZooKeeper's {zk_ports[lst.port]} on shared host(s) {on}")
     for key in zk.config:
         if key in MANAGED_ZK_KEYS:
             add(f"zookeeper.config.{key}", f"set by {MANAGED_ZK_KEYS[key]}, not under config")
@@ -445,7 +454,7 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     drf = _as_int(merged.get("default.replication.factor", 1))
     if min_isr is None or min_isr < 1:
         add("kafka.config.min.insync.replicas", f"must be a positive integer, got {merged['min.insync.replicas']!r}")
-    elif drf is not None and min_isr >= drf:
+    elif drf is not None and min_isr >= drf and not (drf == 1 and min_isr == 1 and nbrokers == 1):
         add("kafka.config.min.insync.replicas",
             f"min.insync.replicas {min_isr} >= default.replication.factor {drf}: "
             "one broker down would stop acks=all writes")

@@ -83,7 +83,7 @@ def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any
               "ansible_python_interpreter": "/usr/bin/python3"}
     if ssh.key_file:
         common["ansible_ssh_private_key_file"] = str(Path(ssh.key_file).expanduser())
-    args = ["-o ConnectTimeout=%d" % int(ssh.connect_timeout)]
+    args = [f"-o ConnectTimeout={int(ssh.connect_timeout)}"]
     if ssh.known_hosts == "strict":
         args.append("-o StrictHostKeyChecking=yes")
     elif ssh.known_hosts == "accept-new":

@@ -48,7 +48,7 @@ class Step(BaseModel):
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
         }[self.kind]
-        return f"{self.address or self.host}: {what}"
+        return f"{self.address}: {what}" if self.address else what
 
 
 class Plan(BaseModel):

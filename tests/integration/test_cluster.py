@@ -31,8 +31,12 @@ def accepted_ssh_logins(name: str) -> int:
     return len([line for line in out.splitlines() if "Accepted" in line])
 
 
-def tinfra(address: str) -> testinfra.host.Host:
-    return testinfra.get_host(f"paramiko://root@{address}", ssh_identity_file=str(lab.key_path()))
+def tinfra(address: str, tmp: Path) -> testinfra.host.Host:
+    """testinfra over paramiko with strict host keys from the lab's known_hosts."""
+    cfg = tmp / "ssh_config"
+    cfg.write_text(f"Host *\n  User root\n  IdentityFile {lab.key_path()}\n"
+                   f"  UserKnownHostsFile {lab.known_hosts_path()}\n  StrictHostKeyChecking yes\n")
+    return testinfra.get_host(f"paramiko://root@{address}", ssh_config=str(cfg))
 
 
 def test_bad_spec_refused_without_touching_hosts(lab3: Path, cli: Cli, tmp_path: Path) -> None:
@@ -59,15 +63,18 @@ def test_apply_from_bare_hosts(lab3: Path, cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
-def test_hosts_run_what_the_spec_says(lab3: Path, name: str) -> None:
+def test_hosts_run_what_the_spec_says(lab3: Path, name: str, tmp_path: Path) -> None:
     spec = load_spec(lab3)
     addr = HOSTS[name]
-    host = tinfra(addr)
+    host = tinfra(addr, tmp_path)
     for svc in ("zookeeper", "kafka"):
         s = host.service(svc)
         assert s.is_running and s.is_enabled, svc
-    assert host.socket(f"tcp://{addr}:9092").is_listening
-    assert host.socket("tcp://0.0.0.0:2181").is_listening or host.socket(f"tcp://{addr}:2181").is_listening
+    listening = host.socket.get_listening_sockets()
+    # Java binds dual-stack sockets: the broker shows as [::ffff:<addr>]:9092, ZooKeeper as [::]:2181
+    assert any(s.endswith(f"{addr}:9092") for s in listening), listening
+    assert any(s.endswith(":2181") for s in listening), listening
+    assert any(s.endswith(":2888") or s.endswith(":3888") for s in listening), listening
     props = host.file("/etc/kafka/server.properties")
     assert props.user == "kafka" and props.mode == 0o640
     broker = next(b for b in spec.brokers if b.host == addr)

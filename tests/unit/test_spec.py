@@ -245,7 +245,8 @@ def test_unknown_memory_is_not_an_issue(lab_spec: ClusterSpec) -> None:
     assert check_against_facts(lab_spec, {}) == []
 
 
-@pytest.mark.parametrize(("heap", "expected"), [("512m", 512 * 2**20), ("2g", 2 * 2**30), ("64K", 64 * 2**10)])
+@pytest.mark.parametrize(("heap", "expected"),
+                         [("512m", 512 * 2**20), ("2g", 2 * 2**30), ("64K", 64 * 2**10)])
 def test_heap_bytes(heap: str, expected: int) -> None:
     assert heap_bytes(heap) == expected
 

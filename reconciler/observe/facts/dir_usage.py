@@ -1,4 +1,7 @@
-"""Bytes used by given directories (`du -sb`). A missing directory is left out, not reported as 0.
+"""Disk space used by given directories (`du -sk`, allocated blocks, in bytes).
+
+Allocated, not apparent size: Kafka preallocates sparse index files (10 MiB each), so apparent
+sizes would report gigabytes for an empty broker. A missing directory is left out, not reported as 0.
 
 Not part of the plan fingerprint (byte counts move on a healthy cluster); a `du` that prints no
 total (e.g. the directory vanished mid-walk) is also left out rather than failing the host.
@@ -17,8 +20,9 @@ def command(dirs: tuple[str, ...] | list[str]) -> str:
     quoted = " ".join(sh_quote(d) for d in dirs)
     return (
         f"for d in {quoted}; do\n"
-        '  if [ -d "$d" ]; then s=$(du -sb -- "$d" 2>/dev/null | cut -f1); '
-        'printf \'dir %s %s\\n\' "${s:--}" "$d"\n'
+        '  if [ -d "$d" ]; then k=$(du -sk -- "$d" 2>/dev/null | cut -f1); '
+        's=-; [ -n "$k" ] && s=$((k * 1024)); '
+        'printf \'dir %s %s\\n\' "$s" "$d"\n'
         "  else printf 'absent - %s\\n' \"$d\"; fi\n"
         "done"
     )
