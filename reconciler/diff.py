@@ -114,6 +114,9 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
     if need_install:
         have = ", ".join(sorted(a.artifact_id for a in installed)) or "none"
         reasons.append(f"{artifact_id} is not installed (installed: {have})")
+        versions_have = ", ".join(sorted({a.version for a in installed})) or "none"
+        if versions_have != desired.version:
+            attrs.append(AttrDiff(name="version", before=versions_have, after=desired.version))
         attrs.append(AttrDiff(name="artifact", before=have, after=artifact_id))
     restart_files = False
     for f in desired.files:
