@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate reconciler/data/kafka-<version>.json from the real Kafka jars (resolved via Maven into
-# $KAFKAFORM_CACHE by reconciler.artifacts.resolve_maven). Usage: tools/dump_kafka_configs.sh 3.9.1 [3.8.1 ...]
+# $KAFKAFORM_CACHE by reconciler.artifacts.resolve_maven). Usage: .ci/tools/dump_kafka_configs.sh 3.9.1 [3.8.1 ...]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
+root="$(cd "$here/../.." && pwd)"
 [ $# -gt 0 ] || set -- 3.9.1 3.8.1
 for v in "$@"; do
   dir="$(cd "$root" && python3 -c "import sys; from reconciler.artifacts import resolve_maven; print(resolve_maven('kafka', sys.argv[1]))" "$v")"
