@@ -14,7 +14,6 @@ from typing import Any
 import typer
 
 from reconciler import pipeline
-from reconciler.apply.executor import ApplyFailed
 from reconciler.apply.state import ApplyLock, LockHeld, revisions
 from reconciler.artifacts import ArtifactError
 from reconciler.plan import planfile, render
@@ -57,16 +56,16 @@ def _load(path: Path, json_mode: bool) -> ClusterSpec:
         raise typer.Exit(1) from None
 
 
-def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool) -> pipeline.Artifacts:
+def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool = False) -> pipeline.Artifacts:
     try:
-        return pipeline.resolve_artifacts(spec, progress=out.message)
+        return pipeline.resolve_artifacts(spec, progress=out.message, full_verify=full_verify)
     except ArtifactError as e:
         raise _fail(f"artifact: {e}", json_mode) from None
 
 
-def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, destroy: bool = False
-          ) -> tuple[Plan, pipeline.Artifacts, Any]:
-    arts = _resolve(spec, out, json_mode)
+def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, destroy: bool = False,
+          for_apply: bool = False) -> tuple[Plan, pipeline.Artifacts, Any]:
+    arts = _resolve(spec, out, json_mode, full_verify=for_apply)
     observed = pipeline.observe(spec, progress=out.host_observed)
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy)
@@ -145,6 +144,8 @@ def _confirm(p: Plan, auto_approve: bool, what: str) -> None:
 
 def _run_apply(p: Plan, s: ClusterSpec, arts: pipeline.Artifacts, observed: Any, out: Printer,
                json_out: bool) -> None:
+    from reconciler.apply.executor import ApplyFailed
+
     try:
         result = pipeline.apply_plan(p, s, arts, observed, out)
     except ApplyFailed as e:
@@ -184,7 +185,7 @@ def apply(
         raise _fail(str(e), json_out) from None
     try:
         if saved is not None:
-            arts = _resolve(s, out, json_out)
+            arts = _resolve(s, out, json_out, full_verify=True)
             observed = pipeline.observe(s, progress=out.host_observed)
             try:
                 planfile.check_current(saved, s, observed.fingerprint())
@@ -192,7 +193,7 @@ def apply(
                 raise _fail(str(e), json_out) from None
             p = saved
         else:
-            p, arts, observed = _plan(s, spec_path, out, json_out)
+            p, arts, observed = _plan(s, spec_path, out, json_out, for_apply=True)
             if not json_out:
                 print(render.render_text(p), end="")
             if p.empty:
@@ -234,7 +235,7 @@ def destroy(
     except LockHeld as e:
         raise _fail(str(e), json_out) from None
     try:
-        p, arts, observed = _plan(s, spec, out, json_out, destroy=True)
+        p, arts, observed = _plan(s, spec, out, json_out, destroy=True, for_apply=True)
         if not json_out:
             print(render.render_text(p), end="")
         if p.empty:

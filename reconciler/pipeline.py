@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import artifacts
-from reconciler.apply import executor
 from reconciler.apply.state import Journal, known_hosts_of, record_revision
 from reconciler.artifacts import PackedArtifact
 from reconciler.diff import Action, ArtifactIds, Change, delete_change, diff
@@ -23,6 +23,9 @@ from reconciler.plan import planfile
 from reconciler.plan.build import build_plan
 from reconciler.plan.model import Plan
 from reconciler.spec import Artifact, ClusterSpec, SpecIssue
+
+if TYPE_CHECKING:  # the apply stack (ansible-runner) loads only when something is applied
+    from reconciler.apply import executor
 
 Progress = Callable[[str], None]
 
@@ -45,25 +48,29 @@ class Artifacts:
         return ArtifactIds(kafka=self.kafka.artifact_id, zookeeper=self.zookeeper.artifact_id)
 
 
-def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None) -> PackedArtifact:
+def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None,
+                 full_verify: bool) -> PackedArtifact:
     if art.maven:
         d = artifacts.resolve_maven(name, version, progress=progress)  # type: ignore[arg-type]
     elif art.libs:
         d = artifacts.from_libs_dir(art.libs, name, version)  # type: ignore[arg-type]
     else:
         d = artifacts.from_tarball(art.url or art.path or "", art.sha512 or "", name)  # type: ignore[arg-type]
-    packed = artifacts.pack(d)
+    packed = artifacts.pack(d, full_verify=full_verify)
     if packed.version != version:
         raise artifacts.ArtifactError(
             f"{name}.artifact holds {name} {packed.version}, but {name}.version is {version}")
     return packed
 
 
-def resolve_artifacts(spec: ClusterSpec, progress: Progress | None = None) -> Artifacts:
-    """Fetch/verify/pack both artifacts on the control machine (cached; no host touched)."""
+def resolve_artifacts(spec: ClusterSpec, progress: Progress | None = None, full_verify: bool = False) -> Artifacts:
+    """Fetch/verify/pack both artifacts on the control machine (cached; no host touched).
+
+    `full_verify` re-hashes every jar and the tarball (apply does, before pushing anything).
+    """
     return Artifacts(
-        kafka=_resolve_one("kafka", spec.kafka.version, spec.kafka.artifact, progress),
-        zookeeper=_resolve_one("zookeeper", spec.zookeeper.version, spec.zookeeper.artifact, progress),
+        kafka=_resolve_one("kafka", spec.kafka.version, spec.kafka.artifact, progress, full_verify),
+        zookeeper=_resolve_one("zookeeper", spec.zookeeper.version, spec.zookeeper.artifact, progress, full_verify),
     )
 
 
@@ -114,6 +121,8 @@ def apply_plan(plan: Plan, spec: ClusterSpec, arts: Artifacts, observed: Observe
                hooks: executor.Hooks, on_task: Callable[[str, str, str], None] | None = None
                ) -> executor.ApplyResult:
     """Run a plan (the caller holds the cluster's ApplyLock); record a configuration revision."""
+    from reconciler.apply import executor
+
     result = executor.execute(plan, spec, arts.kafka, arts.zookeeper, observed, hooks,
                               Journal(spec.name), on_task)
     hosts = [] if plan.destroy else spec.hosts()

@@ -7,10 +7,12 @@ endpoints, so observing a cluster whose brokers are not up yet costs nothing.
 from __future__ import annotations
 
 import logging
-
-from kafka.admin import KafkaAdminClient
+from typing import TYPE_CHECKING
 
 from .model import ClusterState, PartitionState
+
+if TYPE_CHECKING:  # kafka-python costs ~0.1 s to import: only load it when a broker is there
+    from kafka.admin import KafkaAdminClient
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ def to_partitions(topics: list[dict]) -> tuple[PartitionState, ...]:
 def read_partitions(bootstrap: list[str], timeout: float = 3.0) -> tuple[PartitionState, ...]:
     """All topics (internal ones included) with replicas, ISR and leader. Raises KafkaUnreachable."""
     ms = int(timeout * 1000)
+    from kafka.admin import KafkaAdminClient
+
     admin = KafkaAdminClient.__new__(KafkaAdminClient)
     try:
         admin.__init__(

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import networkx as nx
-
 from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
@@ -41,6 +39,10 @@ def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list
 
 
 def build_steps(changes: list[Change], observed: ObservedCluster) -> tuple[list[Step], list[tuple[str, str]]]:
+    if not changes:
+        return [], []
+    import networkx as nx  # lazily: a no-op plan (the common case) needs no graph
+
     g = nx.DiGraph()
 
     def add(step: Step) -> str:

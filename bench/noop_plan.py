@@ -1,0 +1,70 @@
+"""No-op plan on the converged 3-host lab vs an idempotent rerun of playbooks/site.yml.
+
+Baseline (same run, same hosts): `ansible-playbook playbooks/site.yml` with the inventory and
+host vars kafkaform generates, on a cluster that is already converged (so Ansible changes
+nothing). Goal: kafkaform's no-op `plan` takes <= 1/20 of that time.
+
+Usage (root): python3 bench/noop_plan.py [--runs N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import REPO, fmt, run, timed, write_inventory
+
+from reconciler import lab, pipeline
+from reconciler.apply.inventory import host_vars, inventory
+from reconciler.apply.runner import PLAYBOOKS, ansible_env
+from reconciler.spec import load_spec
+
+SPEC = REPO / "examples" / "lab.yaml"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="kf-bench-home-")
+    env = {"KAFKAFORM_HOME": home}
+    cli = [sys.executable, "-m", "reconciler.cli"]
+    spec = load_spec(SPEC)
+    try:
+        run(cli + ["lab", "up", str(SPEC)], env)
+        print("converging the lab cluster (apply) ...", flush=True)
+        run(cli + ["apply", str(SPEC), "--auto-approve"], env)
+        p = run(cli + ["plan", str(SPEC), "--detailed-exitcode"], env)
+        assert p.returncode == 0, "cluster not converged:\n" + p.stdout
+
+        t_plan, s_plan, _ = timed(lambda: run(cli + ["plan", str(SPEC), "--detailed-exitcode"], env), args.runs)
+
+        os.environ["KAFKAFORM_HOME"] = home
+        arts = pipeline.resolve_artifacts(spec)
+        observed = pipeline.observe(spec)
+        inv = inventory(spec, host_vars(spec, arts.kafka, arts.zookeeper, observed.hosts))
+        inv_file = write_inventory(inv, Path(home) / "inventory.json")
+        aenv = {**ansible_env(), "ANSIBLE_STDOUT_CALLBACK": "default"}
+        pb = ["ansible-playbook", "-i", str(inv_file), str(PLAYBOOKS / "site.yml")]
+
+        def ansible() -> str:
+            return run(pb, aenv).stdout
+
+        t_ans, s_ans, out = timed(ansible, args.runs)
+        recap = [line for line in out.splitlines() if "changed=" in line]
+        assert all("changed=0" in line and "failed=0" in line for line in recap), "\n".join(recap)
+
+        print(f"kafkaform plan (no-op, 3 hosts):       median {t_plan:6.2f} s  samples {fmt(s_plan)}")
+        print(f"ansible-playbook site.yml (idempotent): median {t_ans:6.2f} s  samples {fmt(s_ans)}")
+        print(f"ratio plan/ansible = {t_plan / t_ans:.3f}  = 1/{t_ans / t_plan:.1f} (goal <= 1/20)")
+    finally:
+        if not args.keep:
+            lab.down()
+
+
+if __name__ == "__main__":
+    main()
