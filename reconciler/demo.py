@@ -23,8 +23,9 @@ def _run(*args: str) -> None:
         raise SystemExit(rc)
 
 
-def produce_consume(bootstrap: str, topic: str, count: int = 10, timeout_s: float = 60) -> int:
-    """Create `topic` (RF 3), write `count` messages with acks=all, read them back; return how many came back."""
+def produce_consume(bootstrap: str, topic: str, count: int = 10, timeout_s: float = 60,
+                    replication_factor: int = 3) -> int:
+    """Create `topic`, write `count` messages with acks=all, read them all back; return how many came back."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -32,7 +33,7 @@ def produce_consume(bootstrap: str, topic: str, count: int = 10, timeout_s: floa
     servers = bootstrap.split(",")
     admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=30000)
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=replication_factor)])
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -52,6 +53,20 @@ def produce_consume(bootstrap: str, topic: str, count: int = 10, timeout_s: floa
             got.add(msg.value)
     consumer.close()
     return len(got & sent)
+
+
+def consume_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list[bytes]:
+    """Read `topic` from the beginning until `expect` messages arrived or the time is up."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), auto_offset_reset="earliest",
+                             group_id=f"read-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=2000)
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < expect and time.monotonic() < deadline:
+        got += [m.value for m in consumer]
+    consumer.close()
+    return got
 
 
 def run(spec_path: Path, keep: bool = True) -> int:
