@@ -106,17 +106,14 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
     journal.record(event="apply_started", cluster=plan.cluster, fingerprint=plan.fingerprint,
                    steps=len(plan.steps))
     for generation in nx.topological_generations(g):
-        steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: s.id)
-        groups: dict[tuple[StepKind, str | None], list[Step]] = {}
+        steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: (s.service or "", s.id))
+        groups: dict[StepKind, list[Step]] = {}
         for s in steps:
-            groups.setdefault((s.kind, s.service), []).append(s)
-        for (kind, service), group in groups.items():
+            groups.setdefault(s.kind, []).append(s)
+        for kind, group in groups.items():
             hooks.step_started(group)
-            extra: dict[str, Any] = {"kf_step_service": service or "java"}
-            group_inv = inv
-            if kind in SERVICE_STATE:
-                group_inv = _with_state(inv, [s.host for s in group], service or "", SERVICE_STATE[kind])
-            res = run_playbook(PLAYBOOK[kind], group_inv, [s.host for s in group], extra, on_task)
+            hosts = sorted({s.host for s in group})
+            res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group), hosts, None, on_task)
             failed = []
             for s in group:
                 r = res[s.host]
@@ -149,13 +146,17 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
     return result
 
 
-def _with_state(inv: dict[str, Any], hosts: list[str], service: str, state: str) -> dict[str, Any]:
-    """Copy of the inventory with the service's desired state set for these hosts."""
+def _group_inventory(inv: dict[str, Any], group: list[Step]) -> dict[str, Any]:
+    """Copy of the inventory telling each host which services this step kind runs for (in order),
+    and for service steps the state to reach. One Ansible run then covers every host and service
+    of the group; services on one host run one after the other."""
     new_hosts = dict(inv["all"]["hosts"])
-    for h in hosts:
-        hv = dict(new_hosts[h])
-        svc = dict(hv[f"kf_{service}"])
-        svc["state"] = state
-        hv[f"kf_{service}"] = svc
-        new_hosts[h] = hv
+    for s in group:
+        hv = dict(new_hosts[s.host])
+        hv["kf_step_services"] = [*hv.get("kf_step_services", []), *([s.service] if s.service else [])]
+        if s.kind in SERVICE_STATE and s.service:
+            svc = dict(hv[f"kf_{s.service}"])
+            svc["state"] = SERVICE_STATE[s.kind]
+            hv[f"kf_{s.service}"] = svc
+        new_hosts[s.host] = hv
     return {"all": {**inv["all"], "hosts": new_hosts}}

@@ -178,3 +178,31 @@ def test_unreachable_host_named(lab3: Path, cli: Cli) -> None:
         assert time.monotonic() - t0 < 60
     finally:
         lab.exec_in("kf3", ["systemctl", "start", "ssh.service"], check=True)
+
+
+def test_describe_cluster_and_bootstrap_brokers(lab3: Path, cli: Cli) -> None:
+    d = json.loads(cli("describe-cluster", str(lab3), "--json", check=True).stdout)
+    assert d["State"] == "ACTIVE"
+    assert d["RegisteredBrokers"] == [1, 2, 3] and d["ControllerId"] in (1, 2, 3)
+    assert d["CurrentVersion"] >= 3  # create, config change, revert (+ converges after drift)
+    assert d["ZookeeperConnectString"] == "10.213.0.11:2181,10.213.0.12:2181,10.213.0.13:2181"
+    b = cli("get-bootstrap-brokers", str(lab3), check=True).stdout.strip()
+    assert b == "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
+
+
+def test_destroy_needs_confirmation_then_removes_everything(lab3: Path, cli: Cli, tmp_path: Path) -> None:
+    refused = cli("destroy", str(lab3))  # no terminal to confirm on
+    assert refused.returncode == 1 and "needs confirmation" in refused.stderr
+    assert tinfra(HOSTS["kf1"], tmp_path).service("kafka").is_running
+    p = cli("destroy", str(lab3), "--auto-approve")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Plan: 0 to add, 0 to change, 6 to destroy." in p.stdout
+    assert "Destroy complete!" in p.stdout
+    for addr in HOSTS.values():
+        host = tinfra(addr, tmp_path)
+        assert not host.service("kafka").is_running and not host.service("zookeeper").is_running
+        for path in ("/opt/kafka", "/opt/zookeeper", "/etc/kafka", "/var/lib/kafka/data", "/var/lib/zookeeper",
+                     "/etc/systemd/system/kafka.service"):
+            assert not host.file(path).exists, f"{addr}:{path}"
+    again = cli("plan", str(lab3))
+    assert "Plan: 6 to add, 0 to change, 0 to destroy." in again.stdout
