@@ -200,7 +200,7 @@ def apply(
                 if json_out:
                     _emit({"ok": True, "summary": p.counts(), "no_changes": True})
                 return
-            _confirm(p, auto_approve or json_out and auto_approve, "apply")
+            _confirm(p, auto_approve, "apply")
         if p.empty:
             if json_out:
                 _emit({"ok": True, "summary": p.counts(), "no_changes": True})
@@ -213,12 +213,12 @@ def apply(
 
 
 def _is_planfile(path: Path) -> bool:
+    """A saved plan is JSON carrying the plan magic; anything else is taken as a spec."""
     try:
-        with path.open("rb") as f:
-            head = f.read(64)
-    except OSError:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return False
-    return head.lstrip().startswith(b"{")
+    return isinstance(doc, dict) and doc.get("magic") == planfile.MAGIC
 
 
 @app.command()

@@ -328,6 +328,17 @@ def _as_int(v: ConfigValue) -> int | None:
     return None
 
 
+def _unique(add: Any, items: tuple[Any, ...], path: str, attr: str, message: str) -> dict[Any, int]:
+    """Report items whose `attr` repeats an earlier one; return value -> first index."""
+    first: dict[Any, int] = {}
+    for i, item in enumerate(items):
+        v = getattr(item, attr)
+        if v in first:
+            add(f"{path}[{i}].{attr}", message.format(v=v, other=f"{path}[{first[v]}]"))
+        first.setdefault(v, i)
+    return first
+
+
 def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     """Checks that need the whole spec. Pure; returns every problem rather than the first."""
     issues: list[SpecIssue] = []
@@ -348,15 +359,9 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     # Brokers.
     if not spec.brokers:
         add("brokers", "at least one broker is required")
-    seen_ids: dict[int, int] = {}
-    seen_hosts: dict[str, int] = {}
+    _unique(add, spec.brokers, "brokers", "id", "duplicate broker id {v} (also {other})")
+    seen_hosts = _unique(add, spec.brokers, "brokers", "host", "host {v} already runs {other}")
     for i, b in enumerate(spec.brokers):
-        if b.id in seen_ids:
-            add(f"brokers[{i}].id", f"duplicate broker id {b.id} (also brokers[{seen_ids[b.id]}])")
-        seen_ids.setdefault(b.id, i)
-        if b.host in seen_hosts:
-            add(f"brokers[{i}].host", f"host {b.host} already runs brokers[{seen_hosts[b.host]}]")
-        seen_hosts.setdefault(b.host, i)
         if not b.data_dirs:
             add(f"brokers[{i}].data_dirs", "at least one data dir is required")
         for j, d in enumerate(b.data_dirs):
@@ -403,15 +408,8 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
         add("zookeeper.nodes", "at least one ZooKeeper node is required")
     elif n % 2 == 0:
         add("zookeeper.nodes", f"an ensemble of {n} nodes tolerates no more failures than {n - 1}; use an odd size")
-    zk_ids: dict[int, int] = {}
-    zk_hosts: dict[str, int] = {}
-    for i, node in enumerate(zk.nodes):
-        if node.myid in zk_ids:
-            add(f"zookeeper.nodes[{i}].myid", f"duplicate myid {node.myid} (also zookeeper.nodes[{zk_ids[node.myid]}])")
-        zk_ids.setdefault(node.myid, i)
-        if node.host in zk_hosts:
-            add(f"zookeeper.nodes[{i}].host", f"host {node.host} already runs zookeeper.nodes[{zk_hosts[node.host]}]")
-        zk_hosts.setdefault(node.host, i)
+    _unique(add, zk.nodes, "zookeeper.nodes", "myid", "duplicate myid {v} (also {other})")
+    zk_hosts = _unique(add, zk.nodes, "zookeeper.nodes", "host", "host {v} already runs {other}")
     zk_ports = {zk.client_port: "client_port", zk.peer_port: "peer_port", zk.election_port: "election_port"}
     if len(zk_ports) != 3:
         add("zookeeper", "client_port, peer_port and election_port must differ")

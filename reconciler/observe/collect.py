@@ -53,40 +53,23 @@ def host_script(target: HostTarget, nonce: str) -> str:
 def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
     """Run every parser on its section. Any fact that cannot be read makes the host untrusted."""
     secs = split_output(stdout, nonce)
+    parsed: dict[str, object] = {}
     name = ""
     try:
-        name = os_release.NAME
-        os_name = os_release.parse(section(secs, name))
-        name = java.NAME
-        java_version = java.parse(section(secs, name))
-        name = memory.NAME
-        mem = memory.parse(section(secs, name))
-        name = cpus.NAME
-        ncpu = cpus.parse(section(secs, name))
-        name = artifacts.NAME
-        arts = artifacts.parse(section(secs, name))
-        name = files.NAME
-        managed = files.parse(section(secs, name))
-        name = services.NAME
-        units = services.parse(section(secs, name))
-        name = ports.NAME
-        listening = ports.parse(section(secs, name))
-        name = dir_usage.NAME
-        usage = dir_usage.parse(section(secs, name))
+        for fact in _FACTS:
+            name = fact.NAME
+            parsed[name] = fact.parse(section(secs, name))
     except Exception as e:  # a parser bug must not take down the whole observe either
         return HostFacts(host=host, reachable=False, error=f"{host}: fact {name}: {e}")
-    return HostFacts(
-        host=host,
-        os=os_name,
-        java_version=java_version,
-        mem_total_bytes=mem,
-        cpus=ncpu,
-        artifacts=arts,
-        files=managed,
-        services=units,
-        listening_ports=listening,
-        dir_usage_bytes=usage,
-    )
+    return HostFacts(host=host, **{field: parsed[fact.NAME] for field, fact in _FIELDS.items()})
+
+
+# HostFacts field <- fact module; the order is the order the script runs them in.
+_FIELDS = {
+    "os": os_release, "java_version": java, "mem_total_bytes": memory, "cpus": cpus, "artifacts": artifacts,
+    "files": files, "services": services, "listening_ports": ports, "dir_usage_bytes": dir_usage,
+}
+_FACTS = tuple(_FIELDS.values())
 
 
 def observe_host(

@@ -6,6 +6,7 @@ test fails, so the next run starts clean.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -52,20 +53,26 @@ def cli(kf_home: Path) -> Cli:
     return Cli(env)
 
 
-@pytest.fixture(scope="module")
-def lab3(cli: Cli) -> Iterator[Path]:
-    """Three bare lab hosts for examples/lab.yaml; yields the spec path."""
+@contextlib.contextmanager
+def lab_for(cli: Cli, spec: Path, cluster: str) -> Iterator[Path]:
+    """Bare lab hosts for a spec's addresses, always removed afterwards with the cluster's control state."""
     _need_root()
     from reconciler import lab
 
     lab.down()
     try:
-        cli("lab", "up", str(LAB_SPEC), check=True, timeout=1200)
-        yield LAB_SPEC
+        cli("lab", "up", str(spec), check=True, timeout=1200)
+        yield spec
     finally:
         lab.down()
-        home = Path(cli.env["KAFKAFORM_HOME"]) / "clusters" / "lab"
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(Path(cli.env["KAFKAFORM_HOME"]) / "clusters" / cluster, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab3(cli: Cli) -> Iterator[Path]:
+    """Three bare lab hosts for examples/lab.yaml; yields the spec path."""
+    with lab_for(cli, LAB_SPEC, "lab") as spec:
+        yield spec
 
 
 def write_spec(base: Path, dest: Path, **changes: object) -> Path:

@@ -16,7 +16,7 @@ import yaml
 
 from reconciler import lab
 from reconciler.demo import consume_all, produce_consume
-from tests.integration.conftest import Cli, _need_root
+from tests.integration.conftest import Cli, lab_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,10 @@ SINGLE = {
 
 @pytest.fixture(scope="module")
 def single(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    _need_root()
-    d = tmp_path_factory.mktemp("single")
-    spec = d / "single.yaml"
+    spec = tmp_path_factory.mktemp("single") / "single.yaml"
     spec.write_text(yaml.safe_dump(SINGLE))
-    lab.down()
-    try:
-        cli("lab", "up", str(spec), check=True, timeout=1200)
-        yield spec
-    finally:
-        lab.down()
+    with lab_for(cli, spec, "single") as path:
+        yield path
 
 
 def _with_version(spec: Path, version: str) -> Path:
