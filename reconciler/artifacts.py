@@ -25,7 +25,11 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from reconciler.diff import ArtifactIds
+    from reconciler.spec import Artifact, ClusterSpec
 
 ArtifactName = Literal["kafka", "zookeeper"]
 Progress = Callable[[str], None]
@@ -473,3 +477,44 @@ def _tarball_sha(path: Path, full: bool) -> str:
     except OSError:
         pass
     return sha
+
+
+# --- the two artifacts a cluster spec names -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecArtifacts:
+    kafka: PackedArtifact
+    zookeeper: PackedArtifact
+
+    @property
+    def ids(self) -> ArtifactIds:
+        from reconciler.diff import ArtifactIds
+
+        return ArtifactIds(kafka=self.kafka.artifact_id, zookeeper=self.zookeeper.artifact_id)
+
+
+def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None,
+                 full_verify: bool) -> PackedArtifact:
+    if art.maven:
+        d = resolve_maven(name, version, progress=progress)  # type: ignore[arg-type]
+    elif art.libs:
+        d = from_libs_dir(art.libs, name, version)  # type: ignore[arg-type]
+    else:
+        d = from_tarball(art.url or art.path or "", art.sha512 or "", name)  # type: ignore[arg-type]
+    packed = pack(d, full_verify=full_verify)
+    if packed.version != version:
+        raise ArtifactError(
+            f"{name}.artifact holds {name} {packed.version}, but {name}.version is {version}")
+    return packed
+
+
+def resolve_for_spec(spec: ClusterSpec, progress: Progress | None = None, full_verify: bool = False) -> SpecArtifacts:
+    """Fetch/verify/pack both artifacts on the control machine (cached; no host touched).
+
+    `full_verify` re-hashes every jar and the tarball (apply does, before pushing anything).
+    """
+    return SpecArtifacts(
+        kafka=_resolve_one("kafka", spec.kafka.version, spec.kafka.artifact, progress, full_verify),
+        zookeeper=_resolve_one("zookeeper", spec.zookeeper.version, spec.zookeeper.artifact, progress, full_verify),
+    )

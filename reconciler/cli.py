@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reconciler import pipeline
-from reconciler.apply.state import ApplyLock, LockHeld, revisions
+from reconciler import artifacts
 from reconciler.artifacts import ArtifactError
-from reconciler.plan import planfile, render
-from reconciler.plan.model import Plan
 from reconciler.spec import ClusterSpec, SpecError, load_spec
 from reconciler.ui import Printer
+
+# The planning and apply stacks are imported inside the commands: `plan` starts observing the
+# hosts first and loads them while the SSH round trips are in flight (a no-op plan is mostly
+# start-up time otherwise).
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kafkaform: plan and apply Apache Kafka + ZooKeeper clusters on your own hosts.")
@@ -56,17 +60,23 @@ def _load(path: Path, json_mode: bool) -> ClusterSpec:
         raise typer.Exit(1) from None
 
 
-def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool = False) -> pipeline.Artifacts:
+def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool = False) -> artifacts.SpecArtifacts:
     try:
-        return pipeline.resolve_artifacts(spec, progress=out.message, full_verify=full_verify)
+        return artifacts.resolve_for_spec(spec, progress=out.message, full_verify=full_verify)
     except ArtifactError as e:
         raise _fail(f"artifact: {e}", json_mode) from None
 
 
 def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, destroy: bool = False,
-          for_apply: bool = False) -> tuple[Plan, pipeline.Artifacts, Any]:
+          for_apply: bool = False) -> tuple[Plan, artifacts.SpecArtifacts, Any]:
     arts = _resolve(spec, out, json_mode, full_verify=for_apply)
-    observed = pipeline.observe(spec, progress=out.host_observed)
+    from reconciler.observe.targets import observe
+
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        observing = ex.submit(observe, spec, out.host_observed)
+        from reconciler import pipeline  # loads diff/plan while the hosts answer
+
+        observed = observing.result()
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy)
     except pipeline.PlanRefused as e:
@@ -102,6 +112,8 @@ def plan(
 ) -> None:
     """Observe the hosts and show what apply would change."""
     s = _load(spec, json_out)
+    from reconciler.plan import planfile, render
+
     out = Printer(json_out)
     p, _, _ = _plan(s, spec, out, json_out, destroy)
     if out_file:
@@ -119,6 +131,8 @@ def plan(
 @app.command()
 def show(plan_file: Path = typer.Argument(..., help="A plan saved with plan -out."), json_out: bool = JsonOpt) -> None:
     """Show a saved plan."""
+    from reconciler.plan import planfile, render
+
     try:
         p = planfile.load(plan_file)
     except planfile.PlanFileError as e:
@@ -142,8 +156,9 @@ def _confirm(p: Plan, auto_approve: bool, what: str) -> None:
         raise typer.Exit(1)
 
 
-def _run_apply(p: Plan, s: ClusterSpec, arts: pipeline.Artifacts, observed: Any, out: Printer,
+def _run_apply(p: Plan, s: ClusterSpec, arts: artifacts.SpecArtifacts, observed: Any, out: Printer,
                json_out: bool) -> None:
+    from reconciler import pipeline
     from reconciler.apply.executor import ApplyFailed
 
     try:
@@ -168,6 +183,10 @@ def apply(
     json_out: bool = JsonOpt,
 ) -> None:
     """Carry out a plan: the one computed now from a spec, or exactly a saved one."""
+    from reconciler import pipeline
+    from reconciler.apply.state import ApplyLock, LockHeld
+    from reconciler.plan import planfile, render
+
     out = Printer(json_out)
     saved: Plan | None = None
     if _is_planfile(target):
@@ -214,6 +233,8 @@ def apply(
 
 def _is_planfile(path: Path) -> bool:
     """A saved plan is JSON carrying the plan magic; anything else is taken as a spec."""
+    from reconciler.plan import planfile
+
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -228,6 +249,9 @@ def destroy(
     json_out: bool = JsonOpt,
 ) -> None:
     """Stop and remove every broker and ZooKeeper node of the cluster, data included."""
+    from reconciler.apply.state import ApplyLock, LockHeld
+    from reconciler.plan import render
+
     s = _load(spec, json_out)
     out = Printer(json_out)
     try:
@@ -261,6 +285,9 @@ def get_bootstrap_brokers(spec: Path = typer.Argument(...), json_out: bool = Jso
 @app.command("describe-cluster")
 def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt) -> None:
     """State, version, configuration revision, brokers and ZooKeeper connect string."""
+    from reconciler import pipeline
+    from reconciler.apply.state import revisions
+
     s = _load(spec, json_out)
     out = Printer(json_out)
     observed = pipeline.observe(s, progress=out.host_observed)
@@ -317,7 +344,7 @@ def lab_up(spec: Path = typer.Argument(DEFAULT_LAB_SPEC, help="Cluster spec whos
     n = max(idx[h] for h in hosts)
     try:
         state = lab.up(n, progress=out.message)
-        arts = pipeline.resolve_artifacts(s, progress=out.message)
+        arts = artifacts.resolve_for_spec(s, progress=out.message)
     except (lab.LabError, ArtifactError) as e:
         raise _fail(str(e), json_out) from None
     doc = {"hosts": [{"name": h.name, "address": h.address} for h in state.hosts],

@@ -7,22 +7,18 @@ modules (spec, diff, plan.build).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import artifacts
-from reconciler.apply.state import Journal, known_hosts_of, record_revision
-from reconciler.artifacts import PackedArtifact
-from reconciler.diff import Action, ArtifactIds, Change, delete_change, diff
-from reconciler.files import managed_paths
-from reconciler.observe.collect import HostTarget, collect
+from reconciler.apply.state import Journal, record_revision
+from reconciler.diff import Action, Change, delete_change, diff
 from reconciler.observe.model import ObservedCluster
-from reconciler.observe.ssh import SshSettings
+from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
 from reconciler.plan import planfile
 from reconciler.plan.build import build_plan
 from reconciler.plan.model import Plan
-from reconciler.spec import Artifact, ClusterSpec, SpecIssue
+from reconciler.spec import ClusterSpec, SpecIssue
 
 if TYPE_CHECKING:  # the apply stack (ansible-runner) loads only when something is applied
     from reconciler.apply import executor
@@ -38,57 +34,8 @@ class PlanRefused(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
-@dataclass(frozen=True)
-class Artifacts:
-    kafka: PackedArtifact
-    zookeeper: PackedArtifact
-
-    @property
-    def ids(self) -> ArtifactIds:
-        return ArtifactIds(kafka=self.kafka.artifact_id, zookeeper=self.zookeeper.artifact_id)
-
-
-def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None,
-                 full_verify: bool) -> PackedArtifact:
-    if art.maven:
-        d = artifacts.resolve_maven(name, version, progress=progress)  # type: ignore[arg-type]
-    elif art.libs:
-        d = artifacts.from_libs_dir(art.libs, name, version)  # type: ignore[arg-type]
-    else:
-        d = artifacts.from_tarball(art.url or art.path or "", art.sha512 or "", name)  # type: ignore[arg-type]
-    packed = artifacts.pack(d, full_verify=full_verify)
-    if packed.version != version:
-        raise artifacts.ArtifactError(
-            f"{name}.artifact holds {name} {packed.version}, but {name}.version is {version}")
-    return packed
-
-
-def resolve_artifacts(spec: ClusterSpec, progress: Progress | None = None, full_verify: bool = False) -> Artifacts:
-    """Fetch/verify/pack both artifacts on the control machine (cached; no host touched).
-
-    `full_verify` re-hashes every jar and the tarball (apply does, before pushing anything).
-    """
-    return Artifacts(
-        kafka=_resolve_one("kafka", spec.kafka.version, spec.kafka.artifact, progress, full_verify),
-        zookeeper=_resolve_one("zookeeper", spec.zookeeper.version, spec.zookeeper.artifact, progress, full_verify),
-    )
-
-
-def ssh_settings(spec: ClusterSpec) -> SshSettings:
-    s = spec.ssh
-    return SshSettings(user=s.user, port=s.port, key_file=s.key_file, known_hosts=s.known_hosts,
-                       known_hosts_file=s.known_hosts_file, connect_timeout=s.connect_timeout)
-
-
-def observe(spec: ClusterSpec, progress: Callable[[str, str], None] | None = None,
-            extra_hosts: list[str] | None = None) -> ObservedCluster:
-    """Facts from every host the spec names (plus hosts of the last applied revision)."""
-    hosts = spec.hosts() + [h for h in known_hosts_of(spec.name) + (extra_hosts or []) if h not in spec.hosts()]
-    paths = managed_paths(spec)
-    dirs = tuple(sorted({d for b in spec.brokers for d in b.data_dirs} | {spec.zookeeper.data_dir}))
-    targets = [HostTarget(host=h, files=paths, dirs=dirs) for h in hosts]
-    zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
-    return collect(spec.name, targets, ssh_settings(spec), zk, progress=progress)
+Artifacts = artifacts.SpecArtifacts
+resolve_artifacts = artifacts.resolve_for_spec
 
 
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,

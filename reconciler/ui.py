@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.apply.runner import HostResult
-from reconciler.plan.model import Step
+if TYPE_CHECKING:
+    from reconciler.apply.runner import HostResult
+    from reconciler.plan.model import Step
 
 
 class Printer:

@@ -99,9 +99,13 @@ def observe_host(
 
 
 def observe_cluster(zk_hosts: list[str], timeout: float) -> ClusterState:
-    """ZooKeeper first; the Admin API only when brokers are registered there. Never raises."""
+    """ZooKeeper holds registrations, controller, assignments and ISR (ZooKeeper mode); the Admin API
+    is asked only when ZooKeeper answered but listed no partitions while brokers are registered
+    (e.g. a read that failed half-way). Never raises."""
     try:
         state = zookeeper.read_cluster(zk_hosts, timeout)
+        if state.zookeeper_reachable and (state.partitions or not state.broker_ids):
+            return state
         return kafka_admin.observe_kafka(state, timeout)
     except Exception as e:  # pragma: no cover - both stages already swallow their errors
         return ClusterState(zookeeper_error=f"{type(e).__name__}: {e}")

@@ -20,7 +20,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.retry import KazooRetry
 
-from .model import ClusterState
+from .model import ClusterState, PartitionState
 
 log = logging.getLogger(__name__)
 # kazoo logs every dropped connection attempt; the outcome is already in zookeeper_error.
@@ -105,6 +105,41 @@ def _reason(e: Exception, zk_hosts: list[str], timeout: float) -> str:
     return f"{name}: {e}" if str(e) else name
 
 
+def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
+    """Replica assignments and ISR/leader of every partition, from the znodes the controller writes.
+
+    In ZooKeeper mode these znodes are the source of truth (the Admin API answers from the
+    controller's copy of them). All reads are pipelined (`get_async`), so thousands of partitions
+    cost a few round trips, and no Kafka client has to be loaded for a plan.
+    """
+    try:
+        topics = client.get_children("/brokers/topics")
+    except NoNodeError:
+        return ()
+    assign = {t: client.get_async(f"/brokers/topics/{t}") for t in topics}
+    replicas: dict[tuple[str, int], tuple[int, ...]] = {}
+    for t, res in assign.items():
+        try:
+            raw, _ = res.get()
+        except NoNodeError:
+            continue  # topic deleted between list and read
+        for p, reps in (json.loads(raw.decode("utf-8")).get("partitions") or {}).items():
+            replicas[(t, int(p))] = tuple(int(r) for r in reps)
+    states = {k: client.get_async(f"/brokers/topics/{k[0]}/partitions/{k[1]}/state") for k in replicas}
+    out: list[PartitionState] = []
+    for (t, p), res in states.items():
+        try:
+            raw, _ = res.get()
+            st = json.loads(raw.decode("utf-8"))
+        except NoNodeError:
+            st = {}  # created but no leader elected yet
+        leader = st.get("leader", -1)
+        out.append(PartitionState(topic=t, partition=p, replicas=replicas[(t, p)],
+                                  isr=tuple(int(r) for r in st.get("isr", ())),
+                                  leader=None if leader is None or int(leader) < 0 else int(leader)))
+    return tuple(sorted(out, key=lambda x: (x.topic, x.partition)))
+
+
 def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
     client = KazooClient(
         hosts=",".join(zk_hosts),
@@ -137,6 +172,7 @@ def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
             broker_ids=tuple(sorted(endpoints)),
             broker_endpoints=endpoints,
             controller_id=int(controller) if controller is not None else None,
+            partitions=read_partitions(client),
         )
     finally:
         try:
