@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 from reconciler import artifacts
 from reconciler.apply.state import Journal, record_revision
 from reconciler.diff import Action, Change, delete_change, diff
+from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
 from reconciler.plan import planfile
 from reconciler.plan.build import build_plan
 from reconciler.plan.model import Plan
-from reconciler.spec import ClusterSpec, SpecIssue
+from reconciler.spec import ClusterSpec, SpecIssue, broker_config
 
 if TYPE_CHECKING:  # the apply stack (ansible-runner) loads only when something is applied
     from reconciler.apply import executor
@@ -38,8 +39,21 @@ Artifacts = artifacts.SpecArtifacts
 resolve_artifacts = artifacts.resolve_for_spec
 
 
+def effective_min_isr(spec: ClusterSpec, observed: ObservedCluster) -> int:
+    """The cluster-wide min.insync.replicas to prove availability against: the larger of what the
+    brokers run with now and what the spec asks for (a change of the value itself is then safe
+    under both)."""
+    values = [int(str(broker_config(spec).get("min.insync.replicas", 1)))]
+    for facts in observed.hosts.values():
+        seen = facts.files.get(SERVER_PROPERTIES)
+        raw = parse_properties(seen.content).get("min.insync.replicas") if seen and seen.content else None
+        if raw and raw.isdigit():
+            values.append(int(raw))
+    return max(values)
+
+
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
-              destroy: bool = False) -> Plan:
+              destroy: bool = False, allow_unavailable: bool = False) -> Plan:
     if destroy:
         changes = destroy_changes(observed)
         errors: list[SpecIssue] = [SpecIssue(path=f"host {h}", message=f"unreachable: {why}")
@@ -49,8 +63,15 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
         changes, errors = result.changes, result.errors
     if errors:
         raise PlanRefused(errors)
-    return build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
-                      spec_digest=planfile.spec_digest(spec), destroy=destroy)
+    plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
+                      spec_digest=planfile.spec_digest(spec), destroy=destroy,
+                      default_min_isr=effective_min_isr(spec, observed))
+    risky = [s for s in plan.steps if s.unavailable]
+    if risky and not allow_unavailable:
+        raise PlanRefused([SpecIssue(path=s.address or s.host, message=(
+            f"restart refused: {s.availability}. Bring the missing replicas back into the ISR first "
+            "(or pass --allow-unavailable to accept the outage)")) for s in risky])
+    return plan.model_copy(update={"allow_unavailable": allow_unavailable})
 
 
 def destroy_changes(observed: ObservedCluster) -> list[Change]:

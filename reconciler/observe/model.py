@@ -79,6 +79,7 @@ class ClusterState(_Frozen):
     kafka_reachable: bool = False
     kafka_error: str | None = None
     partitions: tuple[PartitionState, ...] = ()
+    topic_min_isr: dict[str, int] = Field(default_factory=dict)  # topic-level min.insync.replicas overrides
 
     def topics(self) -> dict[str, list[PartitionState]]:
         out: dict[str, list[PartitionState]] = {}

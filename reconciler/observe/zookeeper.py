@@ -105,6 +105,21 @@ def _reason(e: Exception, zk_hosts: list[str], timeout: float) -> str:
     return f"{name}: {e}" if str(e) else name
 
 
+def read_topic_min_isr(client: KazooClient, topics: list[str]) -> dict[str, int]:
+    """Topic-level min.insync.replicas overrides (`/config/topics/<topic>`), pipelined."""
+    pending = {t: client.get_async(f"/config/topics/{t}") for t in topics}
+    out: dict[str, int] = {}
+    for t, res in pending.items():
+        try:
+            raw, _ = res.get()
+        except NoNodeError:
+            continue
+        value = (json.loads(raw.decode("utf-8")).get("config") or {}).get("min.insync.replicas")
+        if value is not None and str(value).strip().isdigit():
+            out[t] = int(value)
+    return out
+
+
 def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
     """Replica assignments and ISR/leader of every partition, from the znodes the controller writes.
 
@@ -172,7 +187,8 @@ def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
             broker_ids=tuple(sorted(endpoints)),
             broker_endpoints=endpoints,
             controller_id=int(controller) if controller is not None else None,
-            partitions=read_partitions(client),
+            partitions=(parts := read_partitions(client)),
+            topic_min_isr=read_topic_min_isr(client, sorted({p.topic for p in parts})),
         )
     finally:
         try:

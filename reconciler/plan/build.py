@@ -18,6 +18,7 @@ from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
+from reconciler.safety import can_restart
 
 
 def _sid(kind: StepKind, host: str, service: str | None) -> str:
@@ -38,7 +39,18 @@ def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list
     return sorted(changes, key=key)
 
 
-def build_steps(changes: list[Change], observed: ObservedCluster) -> tuple[list[Step], list[tuple[str, str]]]:
+def _with_proof(step: Step, observed: ObservedCluster, default_min_isr: int) -> Step:
+    """Attach the availability proof to a broker restart, from the observed ISR."""
+    v = can_restart(observed.cluster, [int(step.address.split(".", 1)[1])], default_min_isr)  # type: ignore[union-attr]
+    text = v.summary()
+    if v.rf_at_or_below_min_isr:
+        text += ("; topics whose replication factor is <= min.insync.replicas (unavailable during any "
+                 f"restart of their brokers): {', '.join(v.rf_at_or_below_min_isr)}")
+    return step.model_copy(update={"availability": text, "unavailable": tuple(r.name for r in v.unavailable)})
+
+
+def build_steps(changes: list[Change], observed: ObservedCluster,
+                default_min_isr: int = 1) -> tuple[list[Step], list[tuple[str, str]]]:
     if not changes:
         return [], []
     import networkx as nx  # lazily: a no-op plan (the common case) needs no graph
@@ -84,8 +96,11 @@ def build_steps(changes: list[Change], observed: ObservedCluster) -> tuple[list[
         last = prev
         if c.restart or c.start:
             kind = StepKind.RESTART if c.restart else StepKind.START
-            s = add(Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
-                         address=c.address, gate=gate))
+            step = Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
+                        address=c.address, gate=gate)
+            if kind is StepKind.RESTART and c.service == "kafka" and c.key.isdigit():
+                step = _with_proof(step, observed, default_min_isr)
+            s = add(step)
             if prev:
                 g.add_edge(prev, s)
             last = s
@@ -117,8 +132,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster) -> tuple[list[
 
 
 def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
-               destroy: bool = False) -> Plan:
-    steps, edges = build_steps(changes, observed)
+               destroy: bool = False, default_min_isr: int = 1) -> Plan:
+    steps, edges = build_steps(changes, observed, default_min_isr)
     return Plan(
         kafkaform_version=__version__,
         cluster=observed.cluster_name,

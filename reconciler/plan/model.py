@@ -40,6 +40,8 @@ class Step(BaseModel):
     artifact_id: str | None = None
     file_hashes: dict[str, str] = {}
     gate: str | None = None  # health check after the step, e.g. "broker_registered:1"
+    availability: str | None = None  # restart steps: what stopping this broker does to acks=all writes
+    unavailable: tuple[str, ...] = ()  # partitions that would reject acks=all writes during this step
 
     def describe(self) -> str:
         what = {
@@ -64,6 +66,7 @@ class Plan(BaseModel):
     fingerprint: str  # ObservedCluster.fingerprint() the plan was computed from
     created_at: str
     destroy: bool = False
+    allow_unavailable: bool = False  # the operator accepted restarts that make partitions unavailable
     changes: tuple[Change, ...]
     steps: tuple[Step, ...]
     edges: tuple[tuple[str, str], ...]

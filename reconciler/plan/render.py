@@ -64,6 +64,8 @@ def render_text(plan: Plan) -> str:
             lines.append(f"  stage {g + 1}:")
             prev = g
         lines.append(f"    - {s.describe()} on {s.host}")
+        if s.availability:
+            lines.append(f"        availability: {s.availability}")
     n = plan.counts()
     lines += ["", f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy.", ""]
     return "\n".join(lines)

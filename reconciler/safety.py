@@ -1,0 +1,133 @@
+"""Availability questions about restarting brokers, answered from an observed snapshot. Pure.
+
+A partition accepts acks=all writes while its ISR holds at least min.insync.replicas members
+(the topic's override, else the cluster's). Taking broker B down removes B from the ISR of every
+partition it replicates, so before B stops:
+
+1. `unavailable`: partitions whose ISR without B would fall below min.insync.replicas — stopping B
+   now would reject acks=all writes to them. A roll must not proceed (plan refuses, apply waits).
+2. `at_min`: partitions whose ISR without B would equal min.insync.replicas — still writable, but
+   one more failure during the restart would make them unavailable. Shown, not refused.
+3. `rf_at_or_below_min_isr`: topics whose replication factor is <= min.insync.replicas; they can
+   never survive the loss of one replica, so any restart of a broker holding them makes them
+   unavailable. Reported separately so the operator sees it is the topic, not the roll.
+
+The same check over a set of brokers (a rack) answers whether they may restart together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reconciler.observe.model import ClusterState, PartitionState
+
+
+@dataclass(frozen=True)
+class PartitionRisk:
+    topic: str
+    partition: int
+    isr_after: int
+    min_isr: int
+    replicas: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    def describe(self) -> str:
+        return f"{self.name} (ISR {self.isr_after} of {self.replicas} left, min.insync.replicas {self.min_isr})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    brokers: tuple[int, ...]
+    unavailable: tuple[PartitionRisk, ...] = ()
+    at_min: tuple[PartitionRisk, ...] = ()
+    rf_at_or_below_min_isr: tuple[str, ...] = ()
+    partitions_checked: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        """Restarting these brokers keeps every partition writable with acks=all."""
+        return not self.unavailable
+
+    def summary(self) -> str:
+        who = "broker " + ",".join(str(b) for b in self.brokers)
+        if not self.partitions_checked:
+            return f"{who}: holds no replicas"
+        if self.unavailable:
+            names = ", ".join(r.describe() for r in self.unavailable[:6])
+            more = f" and {len(self.unavailable) - 6} more" if len(self.unavailable) > 6 else ""
+            return (f"{who}: stopping it makes {len(self.unavailable)} partition(s) unavailable "
+                    f"for acks=all writes: {names}{more}")
+        if self.at_min:
+            return (f"{who}: safe; {len(self.at_min)} of {self.partitions_checked} partition(s) "
+                    "drop to exactly min.insync.replicas while it restarts")
+        return f"{who}: safe; all {self.partitions_checked} partition(s) keep ISR above min.insync.replicas"
+
+
+def min_isr_for(topic: str, cluster: ClusterState, default: int) -> int:
+    return cluster.topic_min_isr.get(topic, default)
+
+
+def can_restart(cluster: ClusterState, brokers: Iterable[int], default_min_isr: int) -> Verdict:
+    """Would stopping `brokers` (together) keep every partition writable with acks=all?"""
+    down = frozenset(brokers)
+    unavailable: list[PartitionRisk] = []
+    at_min: list[PartitionRisk] = []
+    weak_topics: set[str] = set()
+    checked = 0
+    for p in cluster.partitions:
+        if not down & set(p.replicas):
+            continue
+        checked += 1
+        need = min_isr_for(p.topic, cluster, default_min_isr)
+        if len(p.replicas) <= need:
+            weak_topics.add(p.topic)
+        risk = _risk(p, down, need)
+        if risk.isr_after < need:
+            unavailable.append(risk)
+        elif risk.isr_after == need:
+            at_min.append(risk)
+    return Verdict(
+        brokers=tuple(sorted(down)),
+        unavailable=tuple(unavailable),
+        at_min=tuple(at_min),
+        rf_at_or_below_min_isr=tuple(sorted(weak_topics)),
+        partitions_checked=checked,
+    )
+
+
+def _risk(p: PartitionState, down: frozenset[int], need: int) -> PartitionRisk:
+    isr_after = len(set(p.isr) - down)
+    return PartitionRisk(topic=p.topic, partition=p.partition, isr_after=isr_after, min_isr=need,
+                         replicas=len(p.replicas))
+
+
+def restart_order(broker_ids: Iterable[int], controller_id: int | None) -> list[int]:
+    """Brokers by id, the active controller last (one controller move instead of one per restart)."""
+    ids = sorted(set(broker_ids))
+    if controller_id in ids:
+        ids.remove(controller_id)
+        ids.append(controller_id)
+    return ids
+
+
+def rack_groups(broker_racks: dict[int, str | None], cluster: ClusterState, default_min_isr: int
+                ) -> list[tuple[int, ...]] | None:
+    """Rack-at-a-time groups when each rack can go down together without losing availability.
+
+    Returns None when any rack's brokers together would make a partition unavailable (then the
+    roll is one broker at a time).
+    """
+    racks: dict[str, list[int]] = {}
+    for b, r in sorted(broker_racks.items()):
+        if r is None:
+            return None
+        racks.setdefault(r, []).append(b)
+    groups = [tuple(v) for _, v in sorted(racks.items())]
+    if all(can_restart(cluster, g, default_min_isr).ok for g in groups):
+        return groups
+    return None
