@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from reconciler import files as F
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
+from reconciler.versions import config_table
 
 JAVA_PACKAGE = "openjdk-17-jre-headless"
 
@@ -53,6 +54,8 @@ class Change(BaseModel):
     file_hashes: dict[str, str] = {}
     start: bool = False
     restart: bool = False
+    dynamic_keys: tuple[str, ...] = ()  # broker configs applied live through the Admin API
+
 
     @property
     def rolling_restart(self) -> bool:
@@ -92,7 +95,28 @@ def _properties_diff(before: str | None, after: str) -> list[AttrDiff]:
     return out
 
 
-def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str) -> Change | None:
+def _dynamic_keys(desired: F.ServiceDesired, facts: HostFacts, dynamic: frozenset[str]) -> tuple[str, ...] | None:
+    """Changed server.properties keys when the version can change every one of them on a running
+    broker (and nothing else differs); None when the change needs a restart."""
+    if desired.service != "kafka" or not dynamic:
+        return None
+    props = desired.file(F.SERVER_PROPERTIES)
+    for f in desired.files:
+        seen = facts.files.get(f.path)
+        if f is not props and (seen is None or seen.sha256 != f.sha256):
+            return None
+    seen = facts.files.get(F.SERVER_PROPERTIES)
+    if seen is None or seen.content is None:
+        return None
+    old, new = F.parse_properties(seen.content), F.parse_properties(props.content)
+    changed = tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+    if not changed or any(k not in dynamic or is_sensitive(k) for k in changed):
+        return None
+    return changed
+
+
+def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str,
+                    dynamic: frozenset[str] = frozenset()) -> Change | None:
     svc = facts.services.get(desired.service)
     installed = [a for a in facts.artifacts if a.name == desired.service]
     have_files = {p: m for p, m in facts.files.items() if p in {f.path for f in desired.files}}
@@ -139,6 +163,12 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
         return None
     configure = any(facts.files.get(f.path) is None or facts.files[f.path].sha256 != f.sha256
                     for f in desired.files)
+    dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install else None
+    if dyn:
+        reasons.append(f"{', '.join(dyn)} can change on the running broker (Admin API, no restart)")
+        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
+                      action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                      install_java=need_java, configure=True, file_hashes=hashes, dynamic_keys=dyn)
     return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
                   action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
                   install_java=need_java, install_artifact=artifact_id if need_install else None,
@@ -193,6 +223,8 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
 
     changes: list[Change] = []
     wanted: dict[str, set[str]] = {}
+    table = config_table(spec.kafka.version)
+    dynamic = table.dynamic_broker_configs if table else frozenset()
     for node in spec.zookeeper.nodes:
         wanted.setdefault(node.host, set()).add("zookeeper")
         d = F.zookeeper_desired(spec, node, artifacts.zookeeper)
@@ -208,7 +240,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
                 f"{broker.host} runs broker {was}; a broker id cannot change in place (its data dirs "
                 f"belong to broker {was}). Remove broker {was} and add broker {broker.id} as a new host.")))
             continue
-        c = _service_change(d, observed.hosts[broker.host], artifacts.kafka)
+        c = _service_change(d, observed.hosts[broker.host], artifacts.kafka, dynamic)
         if c:
             changes.append(c)
     for host, facts in sorted(observed.hosts.items()):

@@ -19,7 +19,7 @@ from reconciler.apply import gates
 from reconciler.apply.inventory import ArtifactRef, host_vars, inventory
 from reconciler.apply.runner import HostResult, run_playbook
 from reconciler.apply.state import Journal
-from reconciler.files import broker_desired, zookeeper_desired
+from reconciler.files import broker_desired, parse_properties, server_properties, zookeeper_desired
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
 from reconciler.spec import ClusterSpec
@@ -81,16 +81,30 @@ def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper:
                                    f"{want.artifact_id}; run plan again")
 
 
-def _gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -> gates.GateResult | None:
-    if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
+def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str], None]) -> gates.GateResult | None:
+    """Before a restart: ZooKeeper keeps quorum without the node; a broker's partitions keep min ISR."""
+    if step.kind is not StepKind.RESTART:
         return None
-    if step.gate == "zookeeper_quorum":
+    if step.service == "zookeeper":
         return gates.zookeeper_quorum(spec, progress=progress)
+    is_broker = step.service == "kafka" and step.gate and step.gate.startswith("broker_registered:")
+    if is_broker and not plan.allow_unavailable:
+        broker = int(step.gate.split(":", 1)[1])  # type: ignore[union-attr]
+        return gates.safe_to_stop(spec, [broker], plan.min_isr, progress=progress)
+    return None
+
+
+def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -> list[gates.GateResult]:
+    if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
+        return []
+    if step.gate == "zookeeper_quorum":
+        return [gates.zookeeper_quorum(spec, progress=progress)]
     if step.gate.startswith("broker_registered:"):
-        res = gates.broker_registered(spec, int(step.gate.split(":", 1)[1]), progress=progress)
+        broker = int(step.gate.split(":", 1)[1])
+        out = [gates.broker_registered(spec, broker, progress=progress)]
         if step.kind is StepKind.RESTART:
-            res = gates.no_under_replicated(spec, progress=progress)
-        return res
+            out.append(gates.replicas_in_sync(spec, progress=progress, broker_id=broker))
+        return out
     raise ApplyFailed(f"unknown gate {step.gate!r} in plan")
 
 
@@ -111,9 +125,21 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
         for s in steps:
             groups.setdefault(s.kind, []).append(s)
         for kind, group in groups.items():
+            for s in group:
+                try:
+                    pre = _pre_gate(s, spec, plan, hooks.message)
+                except gates.GateFailed as e:
+                    journal.record(event="apply_failed", reason=str(e), step=s.id)
+                    raise ApplyFailed(f"{s.describe()} not started: {e}") from None
+                if pre:
+                    hooks.message(f"{pre.name}: ok after {pre.seconds:.1f}s ({pre.detail})")
+                    result.gates.append(pre)
             hooks.step_started(group)
             hosts = sorted({s.host for s in group})
-            res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group), hosts, None, on_task)
+            if kind is StepKind.ALTER_CONFIG:
+                res = {s.host: _alter_config(s, spec) for s in group}
+            else:
+                res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group), hosts, None, on_task)
             failed = []
             for s in group:
                 r = res[s.host]
@@ -134,16 +160,35 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
                     continue
                 seen_gates.add(key)
                 try:
-                    gr = _gate(s, spec, hooks.message)
+                    post = _post_gate(s, spec, hooks.message)
                 except gates.GateFailed as e:
                     journal.record(event="apply_failed", reason=str(e), step=s.id)
                     raise ApplyFailed(str(e)) from None
-                if gr:
+                for gr in post:
                     hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
                     result.gates.append(gr)
+    if any(s.kind is StepKind.RESTART and s.service == "kafka" for s in plan.steps):
+        try:
+            hooks.message(f"preferred leaders: {gates.elect_preferred_leaders(spec)}")
+        except Exception as e:  # noqa: BLE001 - the controller's auto rebalance will still do it
+            hooks.message(f"preferred leader election not done ({type(e).__name__}: {e}); "
+                          "auto.leader.rebalance will move leaders back")
     result.seconds = time.monotonic() - started
     journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
     return result
+
+
+def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
+    """Live config change on one broker; values are read from the spec now (never from the plan)."""
+    broker = next(b for b in spec.brokers if b.host == step.host)
+    desired = parse_properties(server_properties(spec, broker))
+    t0 = time.monotonic()
+    try:
+        gates.alter_broker_configs(spec, broker.id, {k: desired.get(k) for k in step.dynamic_keys})
+    except Exception as e:  # noqa: BLE001 - reported per host like an Ansible failure
+        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
+                          seconds=time.monotonic() - t0)
+    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
 
 
 def _group_inventory(inv: dict[str, Any], group: list[Step]) -> dict[str, Any]:

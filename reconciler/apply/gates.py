@@ -1,8 +1,9 @@
-"""Health gates: what must be true after a step before the next one may run.
+"""Health gates: what must be true before and after a step, polled from the live cluster.
 
-Each gate polls real cluster state (ZooKeeper four-letter words, /brokers/ids, the Admin API's
-ISR) until it holds or a bounded timeout passes; a gate that times out stops the apply with what
-it last saw, so the cluster is never pushed further while unhealthy.
+Each gate polls real state (ZooKeeper four-letter words; registrations, assignments and ISR from
+the znodes the controller writes) until it holds or a bounded timeout passes. A gate that times
+out stops the apply with what it last saw: the cluster is never pushed further while unhealthy,
+and nothing is ever forced.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.observe import kafka_admin, zookeeper
+from reconciler.observe import zookeeper
+from reconciler.observe.model import ClusterState
+from reconciler.safety import can_restart
 from reconciler.spec import ClusterSpec
+
+Progress = Callable[[str], None] | None
 
 
 class GateFailed(Exception):
@@ -26,10 +31,9 @@ class GateResult:
     detail: str
 
 
-def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float,
-          progress: Callable[[str], None] | None, interval: float = 1.0) -> GateResult:
+def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, progress: Progress,
+          interval: float = 0.5) -> GateResult:
     start = time.monotonic()
-    last = ""
     shown = 0.0
     while True:
         ok, last = check()
@@ -37,17 +41,24 @@ def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float,
         if ok:
             return GateResult(name, waited, last)
         if waited > timeout:
-            raise GateFailed(f"{name}: not healthy after {timeout:.0f}s: {last}")
+            raise GateFailed(f"{name}: not reached after {timeout:.0f}s: {last}")
         if progress and waited - shown >= 5:
-            progress(f"waiting for {name}: {last} ({waited:.0f}s)")
+            progress(f"waiting for {name}: {last} ({waited:.0f}s of at most {timeout:.0f}s)")
             shown = waited
         time.sleep(interval)
 
 
-def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120,
-                     progress: Callable[[str], None] | None = None) -> GateResult:
+def _zk(spec: ClusterSpec) -> list[str]:
+    return [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
+
+
+def cluster_state(spec: ClusterSpec) -> ClusterState:
+    return zookeeper.read_cluster(_zk(spec), timeout=3.0)
+
+
+def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress = None) -> GateResult:
     """Every node of the spec's ensemble serves, with exactly one leader (or standalone for one node)."""
-    nodes = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
+    nodes = _zk(spec)
 
     def check() -> tuple[bool, str]:
         modes = {n: zookeeper.ensemble_mode(n, timeout=2.0) for n in nodes}
@@ -60,32 +71,89 @@ def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120,
     return _poll("ZooKeeper quorum", check, timeout, progress)
 
 
-def broker_registered(spec: ClusterSpec, broker_id: int, timeout: float = 180,
-                      progress: Callable[[str], None] | None = None) -> GateResult:
-    zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
-
+def broker_registered(spec: ClusterSpec, broker_id: int, timeout: float = 180, progress: Progress = None
+                      ) -> GateResult:
     def check() -> tuple[bool, str]:
-        st = zookeeper.read_cluster(zk, timeout=3.0)
+        st = cluster_state(spec)
         if not st.zookeeper_reachable:
             return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
-        ok = broker_id in st.broker_ids
-        return ok, f"registered brokers {sorted(st.broker_ids)}"
+        return broker_id in st.broker_ids, f"registered brokers {sorted(st.broker_ids)}"
 
     return _poll(f"broker {broker_id} registered", check, timeout, progress)
 
 
-def no_under_replicated(spec: ClusterSpec, timeout: float = 300,
-                        progress: Callable[[str], None] | None = None) -> GateResult:
-    """Every partition's ISR holds all its replicas again (a restarted broker has caught up)."""
-    bootstrap = [f"{b.host}:{spec.kafka.listeners[0].port}" for b in spec.brokers]
+def replicas_in_sync(spec: ClusterSpec, timeout: float = 300, progress: Progress = None,
+                     broker_id: int | None = None) -> GateResult:
+    """No partition is under-replicated (with broker_id: progress counts that broker's replicas)."""
 
     def check() -> tuple[bool, str]:
-        try:
-            parts = kafka_admin.read_partitions(bootstrap, timeout=5.0)
-        except Exception as e:  # noqa: BLE001 - any client failure means "not yet"
-            return False, f"Admin API: {e}"
-        under = [f"{p.topic}-{p.partition}" for p in parts if set(p.isr) != set(p.replicas)]
-        return not under, (f"{len(under)} under-replicated: {', '.join(under[:5])}" if under
-                           else f"{len(parts)} partitions in sync")
+        st = cluster_state(spec)
+        if not st.zookeeper_reachable:
+            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        under = [p for p in st.partitions if set(p.isr) != set(p.replicas)]
+        if broker_id is not None:
+            mine = [p for p in st.partitions if broker_id in p.replicas]
+            back = sum(broker_id in p.isr for p in mine)
+            detail = f"broker {broker_id}: {back}/{len(mine)} replicas in ISR; {len(under)} under-replicated"
+        else:
+            detail = f"{len(under)} of {len(st.partitions)} partitions under-replicated"
+        if under:
+            detail += " (" + ", ".join(f"{p.topic}-{p.partition}" for p in under[:4]) + ")"
+        return not under, detail
 
-    return _poll("no under-replicated partitions", check, timeout, progress)
+    name = f"broker {broker_id} back in sync" if broker_id is not None else "all replicas in sync"
+    return _poll(name, check, timeout, progress)
+
+
+def safe_to_stop(spec: ClusterSpec, brokers: list[int], default_min_isr: int, timeout: float = 120,
+                 progress: Progress = None) -> GateResult:
+    """Before stopping brokers: every partition they replicate keeps ISR >= min.insync.replicas
+    without them. Waits (bounded) for lagging replicas to catch up; never forces."""
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if not st.zookeeper_reachable:
+            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        v = can_restart(st, brokers, default_min_isr)
+        return v.ok, v.summary()
+
+    who = ",".join(str(b) for b in brokers)
+    return _poll(f"broker {who} safe to stop", check, timeout, progress)
+
+
+def elect_preferred_leaders(spec: ClusterSpec, timeout_s: float = 60) -> str:
+    """Move leadership back to preferred replicas after a roll (what the roll moved away)."""
+    from kafka import KafkaAdminClient
+
+    preferred = 0  # ElectLeaders election type: 0 preferred, 1 unclean
+
+    bootstrap = [f"{b.host}:{spec.kafka.listeners[0].port}" for b in spec.brokers]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                             client_id="kafkaform-apply")
+    try:
+        admin.elect_leaders(preferred, raise_errors=False)
+    finally:
+        admin.close()
+    st = cluster_state(spec)
+    off = [p for p in st.partitions if p.replicas and p.leader != p.replicas[0]]
+    return f"{len(st.partitions) - len(off)} of {len(st.partitions)} partitions led by their preferred replica"
+
+
+def alter_broker_configs(spec: ClusterSpec, broker_id: int, values: dict[str, str | None]) -> str:
+    """Set (or, for None, delete) per-broker dynamic configs on a running broker: no restart.
+
+    The same values are in server.properties already (written by the configure step), so the
+    broker keeps them across later restarts either way.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    bootstrap = [f"{b.host}:{spec.kafka.listeners[0].port}" for b in spec.brokers]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="kafkaform-apply")
+    try:
+        configs = {k: (("DELETE", None) if v is None else ("SET", v)) for k, v in values.items()}
+        result = admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, str(broker_id), configs=configs)],
+                                     incremental=True)
+    finally:
+        admin.close()
+    return f"broker {broker_id}: {', '.join(sorted(values))} -> {result}"

@@ -92,6 +92,12 @@ def build_steps(changes: list[Change], observed: ObservedCluster,
             if prev:
                 g.add_edge(prev, s)
             prev = s
+        if c.dynamic_keys:
+            s = add(Step(id=_sid(StepKind.ALTER_CONFIG, c.host, c.service), kind=StepKind.ALTER_CONFIG,
+                         host=c.host, service=c.service, address=c.address, dynamic_keys=c.dynamic_keys))
+            if prev:
+                g.add_edge(prev, s)
+            continue
         gate = f"broker_registered:{c.key}" if c.service == "kafka" else "zookeeper_quorum"
         last = prev
         if c.restart or c.start:
@@ -142,6 +148,7 @@ def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: s
         fingerprint=observed.fingerprint(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         destroy=destroy,
+        min_isr=default_min_isr,
         changes=tuple(changes),
         steps=tuple(steps),
         edges=tuple(edges),

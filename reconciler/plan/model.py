@@ -28,6 +28,7 @@ class StepKind(StrEnum):
     RESTART = "restart"
     STOP = "stop"
     REMOVE = "remove"
+    ALTER_CONFIG = "alter_config"  # live broker config change through the Admin API (no restart)
 
 
 class Step(BaseModel):
@@ -42,6 +43,7 @@ class Step(BaseModel):
     gate: str | None = None  # health check after the step, e.g. "broker_registered:1"
     availability: str | None = None  # restart steps: what stopping this broker does to acks=all writes
     unavailable: tuple[str, ...] = ()  # partitions that would reject acks=all writes during this step
+    dynamic_keys: tuple[str, ...] = ()  # alter_config: keys set live; values come from the spec at apply
 
     def describe(self) -> str:
         what = {
@@ -52,6 +54,7 @@ class Step(BaseModel):
             StepKind.RESTART: f"restart {self.service}",
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
+            StepKind.ALTER_CONFIG: f"set {', '.join(self.dynamic_keys)} live (no restart)",
         }[self.kind]
         return f"{self.address}: {what}" if self.address else what
 
@@ -67,6 +70,7 @@ class Plan(BaseModel):
     created_at: str
     destroy: bool = False
     allow_unavailable: bool = False  # the operator accepted restarts that make partitions unavailable
+    min_isr: int = 1  # cluster-wide min.insync.replicas the availability proof used
     changes: tuple[Change, ...]
     steps: tuple[Step, ...]
     edges: tuple[tuple[str, str], ...]

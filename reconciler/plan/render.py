@@ -26,6 +26,8 @@ def render_change(c: Change) -> list[str]:
     verb = _VERB[c.action]
     if c.rolling_restart:
         verb += " (rolling restart)"
+    elif c.dynamic_keys:
+        verb += " (no restart)"
     out = [f"  # {c.address} on {c.host} {verb}"]
     for r in c.reasons:
         out.append(f"  #   because {r}")
