@@ -222,12 +222,13 @@ def apply(
                                       allow_unavailable=allow_unavailable)
             if not json_out:
                 print(render.render_text(p), end="")
-            if p.empty:
+            if p.empty and not p.confirmed_restarts:
                 if json_out:
                     _emit({"ok": True, "summary": p.counts(), "no_changes": True})
                 return
-            _confirm(p, auto_approve, "apply")
-        if p.empty:
+            if not p.empty:
+                _confirm(p, auto_approve, "apply")
+        if p.empty and not p.confirmed_restarts:
             if json_out:
                 _emit({"ok": True, "summary": p.counts(), "no_changes": True})
             else:

@@ -8,11 +8,13 @@ Reasons explain; they never steer apply — the step list built from the change 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import files as F
+from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table
@@ -250,3 +252,49 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
                 if c:
                     changes.append(c)
     return DiffResult(changes, errors)
+
+
+def _systemd_time(raw: str | None) -> datetime | None:
+    """systemd's ActiveEnterTimestamp ('Thu 2026-11-26 07:05:43 UTC') as an aware datetime."""
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(raw.strip(), "%a %Y-%m-%d %H:%M:%S %Z").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: ObservedCluster,
+                           pending: list[PendingRestart]) -> tuple[list[Change], list[tuple[str, str]]]:
+    """Fold restarts owed by an interrupted apply into this plan's changes.
+
+    A restart the interrupted apply had begun counts as done when the service's current process
+    started after that moment (the restart happened; only its record was lost): it is confirmed,
+    not repeated, so no broker restarts twice for one change. Returns (changes, confirmed).
+    """
+    hosts = {f"broker.{b.id}": b.host for b in spec.brokers} | {f"zookeeper.{n.myid}": n.host
+                                                                 for n in spec.zookeeper.nodes}
+    by_addr = {c.address: c for c in changes}
+    confirmed: list[tuple[str, str]] = []
+    out = list(changes)
+    for p in pending:
+        if hosts.get(p.address) != p.host:
+            continue  # the resource left the spec or moved: the diff decides what happens to it
+        facts = observed.hosts.get(p.host)
+        svc = facts.services.get(p.service) if facts else None
+        began = datetime.fromisoformat(p.started_at) if p.started_at else None
+        running_since = _systemd_time(svc.started_at if svc else None)
+        if began and running_since and svc and svc.active == "active" and running_since >= began:
+            confirmed.append((p.step, f"{p.service} on {p.host} runs since {svc.started_at}, after the "
+                                      f"interrupted restart began ({p.started_at})"))
+            continue
+        reason = "restart owed by an interrupted apply (journal)"
+        c = by_addr.get(p.address)
+        if c is None:
+            c = Change(address=p.address, service=p.service, key=p.address.split(".", 1)[1], host=p.host,
+                       action=Action.UPDATE, reasons=(reason,), restart=True)
+            out.append(c)
+        elif c.action is Action.UPDATE and not c.restart and not c.start:
+            out[out.index(c)] = c.model_copy(update={"restart": True, "dynamic_keys": (),
+                                                     "reasons": (*c.reasons, reason)})
+    return out, confirmed

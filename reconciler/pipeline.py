@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from reconciler import artifacts
 from reconciler.apply.state import Journal, record_revision
-from reconciler.diff import Action, Change, delete_change, diff
+from reconciler.diff import Action, Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
@@ -54,6 +54,7 @@ def effective_min_isr(spec: ClusterSpec, observed: ObservedCluster) -> int:
 
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
               destroy: bool = False, allow_unavailable: bool = False) -> Plan:
+    confirmed: list[tuple[str, str]] = []
     if destroy:
         changes = destroy_changes(observed)
         errors: list[SpecIssue] = [SpecIssue(path=f"host {h}", message=f"unreachable: {why}")
@@ -61,6 +62,7 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
     else:
         result = diff(spec, observed, arts.ids)
         changes, errors = result.changes, result.errors
+        changes, confirmed = carry_pending_restarts(changes, spec, observed, Journal(spec.name).pending_restarts())
     if errors:
         raise PlanRefused(errors)
     plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
@@ -71,7 +73,8 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
         raise PlanRefused([SpecIssue(path=s.address or s.host, message=(
             f"restart refused: {s.availability}. Bring the missing replicas back into the ISR first "
             "(or pass --allow-unavailable to accept the outage)")) for s in risky])
-    return plan.model_copy(update={"allow_unavailable": allow_unavailable})
+    return plan.model_copy(update={"allow_unavailable": allow_unavailable,
+                                   "confirmed_restarts": tuple(confirmed) if not destroy else ()})
 
 
 def destroy_changes(observed: ObservedCluster) -> list[Change]:

@@ -117,8 +117,12 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
     hv = host_vars(spec, kafka, zookeeper, observed.hosts)
     inv = inventory(spec, hv)
     g = plan.graph()
+    restarts = [{"step": s.id, "address": s.address, "service": s.service, "host": s.host}
+                for s in plan.steps if s.kind is StepKind.RESTART]
     journal.record(event="apply_started", cluster=plan.cluster, fingerprint=plan.fingerprint,
-                   steps=len(plan.steps))
+                   steps=len(plan.steps), restarts=restarts)
+    for step_id, why in plan.confirmed_restarts:
+        journal.record(event="step_done", step=step_id, resumed=True, message=why)
     for generation in nx.topological_generations(g):
         steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: (s.service or "", s.id))
         groups: dict[StepKind, list[Step]] = {}
@@ -135,6 +139,8 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
                     hooks.message(f"{pre.name}: ok after {pre.seconds:.1f}s ({pre.detail})")
                     result.gates.append(pre)
             hooks.step_started(group)
+            for s in group:
+                journal.record(event="step_started", step=s.id)
             hosts = sorted({s.host for s in group})
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,25 @@ class ApplyLock:
             self._fd = None
 
 
+@dataclass(frozen=True)
+class PendingRestart:
+    """A restart an interrupted apply planned but did not record as done."""
+
+    step: str
+    address: str
+    service: str
+    host: str
+    started_at: str | None  # when the interrupted apply began this restart, if it did
+
+
 class Journal:
-    """Append-only JSON lines: one record per step started/finished, flushed at once."""
+    """Append-only JSON lines: one record per step started/finished, flushed at once.
+
+    An apply records `apply_started` (with the restarts it will do), `step_started` before and
+    `step_done` after each step, and `apply_done` at the end. An `apply_started` without a later
+    `apply_done` is an interrupted apply: its restarts not marked done are still owed, and the
+    next plan carries them (`pending_restarts`).
+    """
 
     def __init__(self, cluster: str) -> None:
         self.path = cluster_dir(cluster) / "journal.jsonl"
@@ -81,7 +99,28 @@ class Journal:
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a kill mid-write
+        return out
+
+    def pending_restarts(self) -> list[PendingRestart]:
+        entries = self.entries()
+        starts = [i for i, e in enumerate(entries) if e.get("event") == "apply_started"]
+        if not starts:
+            return []
+        last = starts[-1]
+        tail = entries[last + 1 :]
+        if any(e.get("event") == "apply_done" for e in tail):
+            return []
+        done = {e.get("step") for e in tail if e.get("event") == "step_done"}
+        began = {e.get("step"): e.get("at") for e in tail if e.get("event") == "step_started"}
+        return [PendingRestart(step=r["step"], address=r["address"], service=r["service"], host=r["host"],
+                               started_at=began.get(r["step"]))
+                for r in entries[last].get("restarts", []) if r["step"] not in done]
 
 
 def revisions(cluster: str) -> list[dict[str, Any]]:

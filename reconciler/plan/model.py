@@ -71,6 +71,8 @@ class Plan(BaseModel):
     destroy: bool = False
     allow_unavailable: bool = False  # the operator accepted restarts that make partitions unavailable
     min_isr: int = 1  # cluster-wide min.insync.replicas the availability proof used
+    # restarts an interrupted apply did (seen from the service's start time): (step id, why)
+    confirmed_restarts: tuple[tuple[str, str], ...] = ()
     changes: tuple[Change, ...]
     steps: tuple[Step, ...]
     edges: tuple[tuple[str, str], ...]

@@ -45,14 +45,23 @@ def render_change(c: Change) -> list[str]:
     return out
 
 
+def _confirmed(plan: Plan) -> list[str]:
+    if not plan.confirmed_restarts:
+        return []
+    lines = ["Resuming an interrupted apply; these restarts already happened and are not repeated:"]
+    lines += [f"  - {step}: {why}" for step, why in plan.confirmed_restarts]
+    return lines + [""]
+
+
 def render_text(plan: Plan) -> str:
     if plan.empty:
-        return NO_CHANGES + "\n"
+        return "\n".join(_confirmed(plan)) + NO_CHANGES + "\n"
     lines = [
         f"kafkaform will perform the following actions on cluster {plan.cluster!r}:",
         "",
         "Symbols: + create, ~ update in-place, - destroy",
         "",
+        *_confirmed(plan),
     ]
     for c in plan.changes:
         lines += render_change(c)
