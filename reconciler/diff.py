@@ -17,9 +17,10 @@ from reconciler import files as F
 from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
-from reconciler.versions import config_table
+from reconciler.versions import config_table, has, parse_version
 
 JAVA_PACKAGE = "openjdk-17-jre-headless"
+LIVE_REASON = "can change on the running broker (Admin API, no restart)"
 
 
 class Action(StrEnum):
@@ -57,6 +58,10 @@ class Change(BaseModel):
     start: bool = False
     restart: bool = False
     dynamic_keys: tuple[str, ...] = ()  # broker configs applied live through the Admin API
+    # Two-phase upgrade: first roll with inter.broker.protocol.version pinned to the old release
+    # (files hashed in pinned_hashes), then a second roll with the final files.
+    ibp_pin: str | None = None
+    pinned_hashes: dict[str, str] = {}
 
 
     @property
@@ -117,6 +122,24 @@ def _dynamic_keys(desired: F.ServiceDesired, facts: HostFacts, dynamic: frozense
     return changed
 
 
+def ibp_pin_for(spec: ClusterSpec, facts: HostFacts, artifact_id: str) -> str | None:
+    """The protocol version to hold during an upgrade's first roll, or None when one roll will do.
+
+    Needed when the broker runs an older major.minor than the spec's version, the version still
+    has inter.broker.protocol.version (removed in 4.0) and the spec does not set it itself.
+    """
+    pinned_by_spec = "inter.broker.protocol.version" in spec.kafka.config
+    if pinned_by_spec or not has(spec.kafka.version, "inter_broker_protocol_version"):
+        return None
+    installed = [a for a in facts.artifacts if a.name == "kafka"]
+    if not installed or any(a.artifact_id == artifact_id for a in installed):
+        return None
+    want = parse_version(spec.kafka.version)[:2]
+    olds = [parse_version(a.version)[:2] for a in installed]
+    oldest = min(olds)
+    return f"{oldest[0]}.{oldest[1]}" if oldest < want else None
+
+
 def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str,
                     dynamic: frozenset[str] = frozenset()) -> Change | None:
     svc = facts.services.get(desired.service)
@@ -167,7 +190,7 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
                     for f in desired.files)
     dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install else None
     if dyn:
-        reasons.append(f"{', '.join(dyn)} can change on the running broker (Admin API, no restart)")
+        reasons.append(f"{', '.join(dyn)} {LIVE_REASON}")
         return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
                       action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
                       install_java=need_java, configure=True, file_hashes=hashes, dynamic_keys=dyn)
@@ -242,7 +265,17 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
                 f"{broker.host} runs broker {was}; a broker id cannot change in place (its data dirs "
                 f"belong to broker {was}). Remove broker {was} and add broker {broker.id} as a new host.")))
             continue
-        c = _service_change(d, observed.hosts[broker.host], artifacts.kafka, dynamic)
+        facts = observed.hosts[broker.host]
+        c = _service_change(d, facts, artifacts.kafka, dynamic)
+        pin = ibp_pin_for(spec, facts, artifacts.kafka) if c and c.restart else None
+        if c and pin:
+            pinned = F.broker_desired(spec, broker, artifacts.kafka, ibp_pin=pin)
+            c = c.model_copy(update={
+                "ibp_pin": pin, "pinned_hashes": {f.path: f.sha256 for f in pinned.files},
+                "reasons": (*c.reasons, f"upgrade in two rolls: inter.broker.protocol.version stays {pin} "
+                                        f"until every broker runs {spec.kafka.version}, then it is raised"),
+                "attrs": (*c.attrs, AttrDiff(name="inter.broker.protocol.version (during the first roll)",
+                                             after=pin))})
         if c:
             changes.append(c)
     for host, facts in sorted(observed.hosts.items()):
@@ -255,8 +288,13 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
 
 
 def _systemd_time(raw: str | None) -> datetime | None:
-    """systemd's ActiveEnterTimestamp ('Thu 2026-11-26 07:05:43 UTC') as an aware datetime."""
-    if not raw:
+    """systemd's ActiveEnterTimestamp ('Thu 2026-11-26 07:05:43 UTC') as an aware datetime.
+
+    Only UTC/GMT stamps are read: strptime's %Z also accepts the control machine's own zone name
+    (e.g. CET) but drops the offset, which would shift the time and could confirm a restart that
+    never happened. Any other zone gives None, so the restart is repeated rather than skipped.
+    """
+    if not raw or raw.strip().rsplit(" ", 1)[-1] not in ("UTC", "GMT"):
         return None
     try:
         return datetime.strptime(raw.strip(), "%a %Y-%m-%d %H:%M:%S %Z").replace(tzinfo=UTC)
@@ -295,6 +333,8 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
                        action=Action.UPDATE, reasons=(reason,), restart=True)
             out.append(c)
         elif c.action is Action.UPDATE and not c.restart and not c.start:
+            # A live update folded into the owed restart no longer happens live: drop its reason.
+            kept = tuple(r for r in c.reasons if not r.endswith(LIVE_REASON))
             out[out.index(c)] = c.model_copy(update={"restart": True, "dynamic_keys": (),
-                                                     "reasons": (*c.reasons, reason)})
+                                                     "reasons": (*kept, reason)})
     return out, confirmed

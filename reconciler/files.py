@@ -92,7 +92,10 @@ def redact_properties(props: dict[str, str]) -> dict[str, str]:
 # --- Kafka -------------------------------------------------------------------------------------
 
 
-def server_properties(spec: ClusterSpec, broker: BrokerSpec) -> str:
+def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None = None) -> str:
+    """The broker's server.properties. `ibp_pin` holds inter.broker.protocol.version at the old
+    release during the first roll of an upgrade (brokers on old and new binaries must keep
+    talking the old protocol until all run the new one)."""
     listeners = ",".join(f"{lst.name}://{broker.host}:{lst.port}" for lst in spec.kafka.listeners)
     managed: list[tuple[str, object]] = [
         ("broker.id", broker.id),
@@ -106,6 +109,8 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec) -> str:
     if broker.rack is not None:
         managed.append(("broker.rack", broker.rack))
     merged = broker_config(spec)
+    if ibp_pin is not None:
+        merged.setdefault("inter.broker.protocol.version", ibp_pin)
     return _properties(spec.name, managed + sorted(merged.items()))
 
 
@@ -163,10 +168,11 @@ def kafka_home(spec: ClusterSpec, artifact_id: str) -> str:
     return f"{spec.kafka.install_dir}/{artifact_id}"
 
 
-def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str) -> ServiceDesired:
+def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
+                   ibp_pin: str | None = None) -> ServiceDesired:
     home = kafka_home(spec, artifact_id)
     files = (
-        DesiredFile(SERVER_PROPERTIES, server_properties(spec, broker), "0640", "kafka"),
+        DesiredFile(SERVER_PROPERTIES, server_properties(spec, broker, ibp_pin), "0640", "kafka"),
         DesiredFile(f"{KAFKA_ETC}/log4j.properties", KAFKA_LOG4J),
         DesiredFile(KAFKA_UNIT, kafka_unit(spec, broker, home)),
     )

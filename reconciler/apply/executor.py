@@ -65,7 +65,7 @@ def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper:
         if s.kind is not StepKind.CONFIGURE:
             continue
         if s.service == "kafka" and s.host in by_host_kafka:
-            d = broker_desired(spec, by_host_kafka[s.host], kafka.artifact_id)
+            d = broker_desired(spec, by_host_kafka[s.host], kafka.artifact_id, ibp_pin=s.ibp_pin)
         elif s.service == "zookeeper" and s.host in by_host_zk:
             d = zookeeper_desired(spec, by_host_zk[s.host], zookeeper.artifact_id)
         else:
@@ -145,7 +145,7 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}
             else:
-                res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group), hosts, None, on_task)
+                res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group, spec, kafka), hosts, None, on_task)
             failed = []
             for s in group:
                 r = res[s.host]
@@ -197,7 +197,8 @@ def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
     return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
 
 
-def _group_inventory(inv: dict[str, Any], group: list[Step]) -> dict[str, Any]:
+def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, kafka: ArtifactRef
+                     ) -> dict[str, Any]:
     """Copy of the inventory telling each host which services this step kind runs for (in order),
     and for service steps the state to reach. One Ansible run then covers every host and service
     of the group; services on one host run one after the other."""
@@ -209,5 +210,12 @@ def _group_inventory(inv: dict[str, Any], group: list[Step]) -> dict[str, Any]:
             svc = dict(hv[f"kf_{s.service}"])
             svc["state"] = SERVICE_STATE[s.kind]
             hv[f"kf_{s.service}"] = svc
+        if s.kind is StepKind.CONFIGURE and s.ibp_pin:
+            broker = next(b for b in spec.brokers if b.host == s.host)
+            pinned = broker_desired(spec, broker, kafka.artifact_id, ibp_pin=s.ibp_pin)
+            svc = dict(hv["kf_kafka"])
+            svc["files"] = [{"path": f.path, "content": f.content, "owner": f.owner, "mode": f.mode}
+                            for f in pinned.files]
+            hv["kf_kafka"] = svc
         new_hosts[s.host] = hv
     return {"all": {**inv["all"], "hosts": new_hosts}}

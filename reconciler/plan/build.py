@@ -87,8 +87,9 @@ def build_steps(changes: list[Change], observed: ObservedCluster,
                 g.add_edge(prev, s)
             prev = s
         if c.configure:
+            hashes = c.pinned_hashes if c.ibp_pin else c.file_hashes
             s = add(Step(id=_sid(StepKind.CONFIGURE, c.host, c.service), kind=StepKind.CONFIGURE, host=c.host,
-                         service=c.service, address=c.address, file_hashes=dict(c.file_hashes)))
+                         service=c.service, address=c.address, file_hashes=dict(hashes), ibp_pin=c.ibp_pin))
             if prev:
                 g.add_edge(prev, s)
             prev = s
@@ -127,6 +128,22 @@ def build_steps(changes: list[Change], observed: ObservedCluster,
     chain = [by_addr[c.address] for c in ordered]
     for a, b in zip(chain, chain[1:], strict=False):
         g.add_edge(a, b)
+    # 3b. Upgrades: once every broker runs the new binaries (the whole first roll is done), write
+    #     the final files (inter.broker.protocol.version raised) and roll again in the same order.
+    second = [c for c in ordered if c.ibp_pin]
+    prev_final: str | None = None
+    for c in second:
+        gate = f"broker_registered:{c.key}"
+        cf = add(Step(id=_sid(StepKind.CONFIGURE, c.host, c.service) + "#final", kind=StepKind.CONFIGURE,
+                      host=c.host, service=c.service, address=c.address, file_hashes=dict(c.file_hashes)))
+        g.add_edge(chain[-1], cf)
+        rs = add(_with_proof(Step(id=_sid(StepKind.RESTART, c.host, c.service) + "#final", kind=StepKind.RESTART,
+                                  host=c.host, service=c.service, address=c.address, gate=gate),
+                             observed, default_min_isr))
+        g.add_edge(cf, rs)
+        if prev_final:
+            g.add_edge(prev_final, rs)
+        prev_final = rs
     # 4. Brokers stop before ZooKeeper does.
     for z in stops["zookeeper"]:
         for k in stops["kafka"]:

@@ -44,14 +44,17 @@ class Step(BaseModel):
     availability: str | None = None  # restart steps: what stopping this broker does to acks=all writes
     unavailable: tuple[str, ...] = ()  # partitions that would reject acks=all writes during this step
     dynamic_keys: tuple[str, ...] = ()  # alter_config: keys set live; values come from the spec at apply
+    ibp_pin: str | None = None  # configure: hold inter.broker.protocol.version here (upgrade, first roll)
 
     def describe(self) -> str:
         what = {
             StepKind.INSTALL_JAVA: "install Java",
             StepKind.INSTALL_ARTIFACT: f"install {self.artifact_id}",
-            StepKind.CONFIGURE: f"write {self.service} config",
+            StepKind.CONFIGURE: f"write {self.service} config"
+            + (f" (inter.broker.protocol.version held at {self.ibp_pin})" if self.ibp_pin else "")
+            + (" (final: inter.broker.protocol.version raised)" if self.id.endswith("#final") else ""),
             StepKind.START: f"start {self.service}",
-            StepKind.RESTART: f"restart {self.service}",
+            StepKind.RESTART: f"restart {self.service}" + (" (second roll)" if self.id.endswith("#final") else ""),
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
             StepKind.ALTER_CONFIG: f"set {', '.join(self.dynamic_keys)} live (no restart)",

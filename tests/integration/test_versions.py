@@ -1,13 +1,12 @@
-"""A second real Kafka version: a one-host cluster on Kafka 3.8.1, then upgraded in place to 3.9.1.
-
-Exercises the artifact change path for real: the new build is pushed and verified, the unit
-points at it, the broker restarts, and the data written before the upgrade is still there.
+"""Two real Kafka versions: a 3-broker cluster on Kafka 3.8.1, upgraded to 3.9.1 by a rolling
+upgrade in two rolls (inter.broker.protocol.version held at 3.8 during the first) while an
+acks=all producer runs; nothing acknowledged is lost, before or during the upgrade.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,70 +14,55 @@ import pytest
 import yaml
 
 from reconciler import lab
-from reconciler.demo import consume_all, produce_consume
-from tests.integration.conftest import Cli, lab_for
+from reconciler.workload import NumberedProducer, create_topic, read_numbers
+from tests.integration.conftest import LAB_SPEC, Cli, lab_for
 
 pytestmark = pytest.mark.integration
 
-SINGLE = {
-    "name": "single",
-    "kafka": {
-        "version": "3.8.1",
-        "artifact": {"maven": True},
-        "heap": "384m",
-        "config": {
-            "default.replication.factor": 1, "min.insync.replicas": 1, "offsets.topic.replication.factor": 1,
-            "transaction.state.log.replication.factor": 1, "transaction.state.log.min.isr": 1,
-        },
-    },
-    "zookeeper": {"version": "3.8.4", "artifact": {"maven": True}, "heap": "128m",
-                  "nodes": [{"myid": 1, "host": "10.213.0.11"}]},
-    "brokers": [{"id": 1, "host": "10.213.0.11"}],
-    "ssh": {"user": "root", "key_file": "/var/lib/kafkaform/lab/lab_key",
-            "known_hosts_file": "/var/lib/kafkaform/lab/known_hosts"},
-}
+BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
+
+
+def _spec(d: Path, version: str) -> Path:
+    data = yaml.safe_load(LAB_SPEC.read_text())
+    data["name"] = "upgrade"
+    data["kafka"]["version"] = version
+    p = d / f"upgrade-{version}.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
 
 
 @pytest.fixture(scope="module")
-def single(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    spec = tmp_path_factory.mktemp("single") / "single.yaml"
-    spec.write_text(yaml.safe_dump(SINGLE))
-    with lab_for(cli, spec, "single") as path:
+def old_spec(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    spec = _spec(tmp_path_factory.mktemp("upgrade"), "3.8.1")
+    with lab_for(cli, spec, "upgrade") as path:
         yield path
 
 
-def _with_version(spec: Path, version: str) -> Path:
-    data = yaml.safe_load(spec.read_text())
-    data["kafka"]["version"] = version
-    out = spec.with_name(f"single-{version}.yaml")
-    out.write_text(yaml.safe_dump(data))
-    return out
-
-
-def test_kafka_381_cluster_then_upgrade_to_391(single: Path, cli: Cli) -> None:
-    a = cli("apply", str(single), "--auto-approve")
+def test_rolling_upgrade_381_to_391_in_two_rolls(old_spec: Path, cli: Cli) -> None:
+    a = cli("apply", str(old_spec), "--auto-approve")
     assert a.returncode == 0, a.stdout + a.stderr
     assert "install kafka-3.8.1-" in a.stdout
-    bootstrap = "10.213.0.11:9092"
-    topic = f"v-{uuid.uuid4().hex[:6]}"
-    assert produce_consume(bootstrap, topic, count=200, replication_factor=1) == 200
-    assert cli("plan", str(single), "--detailed-exitcode").returncode == 0
-
-    upgraded = _with_version(single, "3.9.1")
-    p = cli("plan", str(upgraded), "--json")
-    doc = json.loads(p.stdout)
-    [change] = doc["changes"]
-    assert change["address"] == "broker.1" and change["restart"] is True
-    attrs = {x["name"]: (x["before"], x["after"]) for x in change["attrs"]}
-    assert attrs["version"] == ("3.8.1", "3.9.1")
-    a = cli("apply", str(upgraded), "--auto-approve")
-    assert a.returncode == 0, a.stdout + a.stderr
-    assert "restart kafka on 10.213.0.11" in a.stdout
-    assert cli("plan", str(upgraded), "--detailed-exitcode").returncode == 0
-    marker = lab.exec_in("kf1", ["sh", "-c", "cat /opt/kafka/kafka-3.9.1-*/ARTIFACT"], check=True).stdout
-    assert json.loads(marker)["version"] == "3.9.1"
-    unit = lab.exec_in("kf1", ["cat", "/etc/systemd/system/kafka.service"], check=True).stdout
-    assert "/opt/kafka/kafka-3.9.1-" in unit
-    # what was written on 3.8.1 is all still there on 3.9.1
-    before = consume_all(bootstrap, topic, expect=200)
-    assert sorted(before) == sorted(f"{topic}-{i}".encode() for i in range(200))
+    create_topic(BOOTSTRAP, "upgrade", partitions=12, replication_factor=3, min_insync_replicas=2)
+    producer = NumberedProducer(BOOTSTRAP, "upgrade", rate_per_s=150).start()
+    try:
+        new_spec = _spec(old_spec.parent, "3.9.1")
+        plan = cli("plan", str(new_spec), "--json")
+        doc = json.loads(plan.stdout)
+        assert {c["address"] for c in doc["changes"]} == {"broker.1", "broker.2", "broker.3"}
+        assert all(c["ibp_pin"] == "3.8" for c in doc["changes"])
+        a = cli("apply", str(new_spec), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+    finally:
+        report = producer.stop()
+    first = re.findall(r"restart kafka on (\S+): (?:ok|changed)", a.stdout)
+    second = re.findall(r"restart kafka \(second roll\) on (\S+): (?:ok|changed)", a.stdout)
+    assert len(first) == 3 and second == first, (first, second)
+    assert cli("plan", str(new_spec), "--detailed-exitcode").returncode == 0
+    for name in ("kf1", "kf2", "kf3"):
+        props = lab.exec_in(name, ["cat", "/etc/kafka/server.properties"], check=True).stdout
+        assert "inter.broker.protocol.version" not in props  # raised to 3.9's default
+        unit = lab.exec_in(name, ["cat", "/etc/systemd/system/kafka.service"], check=True).stdout
+        assert "/opt/kafka/kafka-3.9.1-" in unit
+    assert report.sent > 500 and not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(BOOTSTRAP, "upgrade", report.acked)
+    assert not missing, f"{len(missing)} acknowledged messages lost"

@@ -79,6 +79,7 @@ class Observed:
         self._partitions: list[PartitionState] = []
         self._zk_modes: dict[str, str] = {}
         self._broker_ids: set[int] = set()
+        self._topic_min_isr: dict[str, int] = {}
 
     # -- whole-cluster starting points ---------------------------------------------------------
     @classmethod
@@ -175,6 +176,13 @@ class Observed:
             pid=4242 if running else None, started_at="Thu 2026-01-01 00:00:00 UTC" if running else None)
         return self
 
+    def service_started(self, host: str, service: str, started_at: str | None) -> Self:
+        """The service's current start time (systemd ActiveEnterTimestamp, e.g.
+        'Thu 2026-11-26 07:05:43 UTC') on `host`; the service must already be there."""
+        svc = self._hosts[host].services[service]
+        self._hosts[host].services[service] = svc.model_copy(update={"started_at": started_at})
+        return self
+
     # -- whole-cluster facts -------------------------------------------------------------------
     def unreachable(self, host: str, reason: str = "connection refused") -> Self:
         self._hosts[host] = _Host(host, reachable=False, error=reason)
@@ -186,6 +194,11 @@ class Observed:
 
     def zk_mode(self, host: str, mode: str) -> Self:
         self._zk_modes[host] = mode
+        return self
+
+    def topic_min_isr(self, topic: str, n: int) -> Self:
+        """A topic-level min.insync.replicas override."""
+        self._topic_min_isr[topic] = n
         return self
 
     def partition(self, topic: str, p: int, replicas: tuple[int, ...], isr: tuple[int, ...] | None = None,
@@ -201,6 +214,7 @@ class Observed:
         state = ClusterState(
             zookeeper_reachable=bool(self._zk_modes), zookeeper_modes=dict(self._zk_modes),
             broker_ids=tuple(sorted(self._broker_ids)), controller_id=self._controller,
-            kafka_reachable=brokers_up, partitions=tuple(self._partitions))
+            kafka_reachable=brokers_up, partitions=tuple(self._partitions),
+            topic_min_isr=dict(self._topic_min_isr))
         return ObservedCluster(cluster_name=self.cluster_name,
                                hosts={h: b.build() for h, b in self._hosts.items()}, cluster=state)

@@ -369,11 +369,22 @@ def test_kafka_upgrade_installs_and_rolls(lab_spec: ClusterSpec) -> None:
         assert ("version", "3.8.1", "3.9.1") in [(a.name, a.before, a.after) for a in c.attrs]
     installs = steps_of(plan, StepKind.INSTALL_ARTIFACT)
     assert {(s.host, s.artifact_id) for s in installs} == {(h, ARTS.kafka) for h in (H1, H2, H3)}
-    assert [s.address for s in steps_of(plan, StepKind.RESTART)] == ["broker.1", "broker.2", "broker.3"]
+    # two rolls, controller (3) last in each: first with the protocol held at 3.8, then raised
+    restarts = steps_of(plan, StepKind.RESTART)
+    assert [s.address for s in restarts] == ["broker.1", "broker.2", "broker.3"] * 2
+    assert [s.id.endswith("#final") for s in restarts] == [False] * 3 + [True] * 3
+    configures = steps_of(plan, StepKind.CONFIGURE)
+    assert {s.ibp_pin for s in configures if not s.id.endswith("#final")} == {"3.8"}
+    assert {s.ibp_pin for s in configures if s.id.endswith("#final")} == {None}
     g = plan.graph()
     for s in installs:
         assert nx.has_path(g, s.id, f"restart:kafka@{s.host}")
-    assert '~ version' in render_text(plan) and '"3.8.1" -> "3.9.1"' in render_text(plan)
+    for first in restarts[:3]:
+        for final in (c for c in configures if c.id.endswith("#final")):
+            assert nx.has_path(g, first.id, final.id), "the protocol is raised only after the whole first roll"
+    text = render_text(plan)
+    assert '~ version' in text and '"3.8.1" -> "3.9.1"' in text
+    assert "inter.broker.protocol.version held at 3.8" in text and "second roll" in text
     assert_order_respects_edges(plan)
 
 

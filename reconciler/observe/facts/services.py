@@ -1,7 +1,7 @@
 """systemd state of the kafka/zookeeper units.
 
-`systemctl show -p ...` prints the requested properties even for a unit that does not exist
-(LoadState=not-found): ActiveState=inactive, MainPID=0, empty UnitFileState and timestamp, rc 0.
+`systemctl show --timestamp=utc -p ...` (UTC, so start times compare with the journal's; systemd
+>= 248) prints the requested properties even for a unit that does not exist (LoadState=not-found): ActiveState=inactive, MainPID=0, empty UnitFileState and timestamp, rc 0.
 When systemctl cannot talk to systemd at all (not PID 1, no bus), no properties come back and the
 state is reported as "unknown" rather than guessed.
 """
@@ -24,7 +24,7 @@ def command(units: tuple[str, ...] | list[str]) -> str:
     return (
         f"for u in {quoted}; do\n"
         "  printf 'unit %s\\n' \"$u\"\n"
-        f'  systemctl show -p {PROPERTIES} "$u.service" 2>&1\n'
+        f'  systemctl show --timestamp=utc -p {PROPERTIES} "$u.service" 2>&1\n'
         "done"
     )
 
