@@ -1,9 +1,10 @@
 """systemd state of the kafka/zookeeper units.
 
 `systemctl show --timestamp=utc -p ...` (UTC, so start times compare with the journal's; systemd
->= 248) prints the requested properties even for a unit that does not exist (LoadState=not-found): ActiveState=inactive, MainPID=0, empty UnitFileState and timestamp, rc 0.
-When systemctl cannot talk to systemd at all (not PID 1, no bus), no properties come back and the
-state is reported as "unknown" rather than guessed.
+>= 248) prints the requested properties even for a unit that does not exist (LoadState=not-found):
+ActiveState=inactive, MainPID=0, empty UnitFileState and timestamp, rc 0. When systemctl cannot
+talk to systemd at all (not PID 1, no bus), no properties come back and the state is reported as
+"unknown" rather than guessed.
 """
 
 from __future__ import annotations
