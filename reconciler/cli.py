@@ -32,6 +32,9 @@ app.add_typer(lab_app, name="lab")
 
 DEFAULT_LAB_SPEC = Path(__file__).resolve().parents[1] / "examples" / "lab.yaml"
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+RackOpt = typer.Option(
+    False, "--roll-by-rack",
+    help="Restart one rack of brokers at a time when the plan proves every partition stays writable.")
 AllowUnavailableOpt = typer.Option(
     False, "--allow-unavailable",
     help="Accept restarts that make partitions unavailable for acks=all writes (otherwise refused).")
@@ -71,7 +74,8 @@ def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool
 
 
 def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, destroy: bool = False,
-          for_apply: bool = False, allow_unavailable: bool = False) -> tuple[Plan, artifacts.SpecArtifacts, Any]:
+          for_apply: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
+          ) -> tuple[Plan, artifacts.SpecArtifacts, Any]:
     arts = _resolve(spec, out, json_mode, full_verify=for_apply)
     from reconciler.observe.targets import observe
 
@@ -82,7 +86,7 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
         observed = observing.result()
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy,
-                                  allow_unavailable=allow_unavailable)
+                                  allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
     except pipeline.PlanRefused as e:
         if json_mode:
             _emit({"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
@@ -113,6 +117,7 @@ def plan(
                                            help="Exit 0 when there are no changes, 2 when there are."),
     destroy: bool = typer.Option(False, "--destroy", help="Plan the removal of everything."),
     allow_unavailable: bool = AllowUnavailableOpt,
+    roll_by_rack: bool = RackOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Observe the hosts and show what apply would change."""
@@ -120,7 +125,8 @@ def plan(
     from reconciler.plan import planfile, render
 
     out = Printer(json_out)
-    p, _, _ = _plan(s, spec, out, json_out, destroy, allow_unavailable=allow_unavailable)
+    p, _, _ = _plan(s, spec, out, json_out, destroy, allow_unavailable=allow_unavailable,
+                    roll_by_rack=roll_by_rack)
     if out_file:
         planfile.save(p, out_file)
     if json_out:
@@ -186,6 +192,7 @@ def apply(
     target: Path = typer.Argument(..., help="A cluster spec (plans, shows, asks) or a plan file saved by plan -out."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
     allow_unavailable: bool = AllowUnavailableOpt,
+    roll_by_rack: bool = RackOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Carry out a plan: the one computed now from a spec, or exactly a saved one."""
@@ -219,7 +226,7 @@ def apply(
             p = saved
         else:
             p, arts, observed = _plan(s, spec_path, out, json_out, for_apply=True,
-                                      allow_unavailable=allow_unavailable)
+                                      allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
             if not json_out:
                 print(render.render_text(p), end="")
             if p.empty and not p.confirmed_restarts:

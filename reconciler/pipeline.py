@@ -53,7 +53,7 @@ def effective_min_isr(spec: ClusterSpec, observed: ObservedCluster) -> int:
 
 
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
-              destroy: bool = False, allow_unavailable: bool = False) -> Plan:
+              destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False) -> Plan:
     confirmed: list[tuple[str, str]] = []
     if destroy:
         changes = destroy_changes(observed)
@@ -67,7 +67,8 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
         raise PlanRefused(errors)
     plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
                       spec_digest=planfile.spec_digest(spec), destroy=destroy,
-                      default_min_isr=effective_min_isr(spec, observed))
+                      default_min_isr=effective_min_isr(spec, observed),
+                      broker_racks={b.id: b.rack for b in spec.brokers} if roll_by_rack else None)
     risky = [s for s in plan.steps if s.unavailable]
     if risky and not allow_unavailable:
         raise PlanRefused([SpecIssue(path=s.address or s.host, message=(

@@ -90,7 +90,8 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
     is_broker = step.service == "kafka" and step.gate and step.gate.startswith("broker_registered:")
     if is_broker and not plan.allow_unavailable:
         broker = int(step.gate.split(":", 1)[1])  # type: ignore[union-attr]
-        return gates.safe_to_stop(spec, [broker], plan.min_isr, progress=progress)
+        together = list(step.restart_group) or [broker]  # a rack roll checks the rack as a whole
+        return gates.safe_to_stop(spec, together, plan.min_isr, progress=progress)
     return None
 
 
@@ -123,12 +124,14 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
                    steps=len(plan.steps), restarts=restarts)
     for step_id, why in plan.confirmed_restarts:
         journal.record(event="step_done", step=step_id, resumed=True, message=why)
+    roll = _RollProgress(sum(s.kind is StepKind.RESTART for s in plan.steps))
     for generation in nx.topological_generations(g):
         steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: (s.service or "", s.id))
         groups: dict[StepKind, list[Step]] = {}
         for s in steps:
             groups.setdefault(s.kind, []).append(s)
         for kind, group in groups.items():
+            roll.starting([s for s in group if s.kind is StepKind.RESTART])
             for s in group:
                 try:
                     pre = _pre_gate(s, spec, plan, hooks.message)
@@ -173,6 +176,7 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
                 for gr in post:
                     hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
                     result.gates.append(gr)
+            roll.done([s for s in group if s.kind is StepKind.RESTART], hooks.message)
     if any(s.kind is StepKind.RESTART and s.service == "kafka" for s in plan.steps):
         try:
             hooks.message(f"preferred leaders: {gates.elect_preferred_leaders(spec)}")
@@ -182,6 +186,28 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
     result.seconds = time.monotonic() - started
     journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
     return result
+
+
+class _RollProgress:
+    """Restarts done / total, elapsed and an ETA from the measured restart durations so far."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.finished = 0
+        self.first: float | None = None
+
+    def starting(self, restarts: list[Step]) -> None:
+        if restarts and self.first is None:
+            self.first = time.monotonic()
+
+    def done(self, restarts: list[Step], say: Callable[[str], None]) -> None:
+        if not restarts or self.first is None:
+            return
+        self.finished += len(restarts)
+        elapsed = time.monotonic() - self.first
+        eta = elapsed / self.finished * (self.total - self.finished)
+        say(f"rolling restart: {self.finished}/{self.total} done, {elapsed:.0f}s elapsed"
+            + (f", ETA {eta:.0f}s" if self.finished < self.total else ""))
 
 
 def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:

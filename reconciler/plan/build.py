@@ -18,7 +18,7 @@ from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
-from reconciler.safety import can_restart
+from reconciler.safety import can_restart, rack_groups
 
 
 def _sid(kind: StepKind, host: str, service: str | None) -> str:
@@ -49,8 +49,27 @@ def _with_proof(step: Step, observed: ObservedCluster, default_min_isr: int) -> 
     return step.model_copy(update={"availability": text, "unavailable": tuple(r.name for r in v.unavailable)})
 
 
-def build_steps(changes: list[Change], observed: ObservedCluster,
-                default_min_isr: int = 1) -> tuple[list[Step], list[tuple[str, str]]]:
+def _rack_stages(ordered: list[Change], observed: ObservedCluster, default_min_isr: int,
+                 broker_racks: dict[int, str | None]) -> list[list[str]] | None:
+    """Broker restarts grouped by rack (controller's rack last), or None when a rack cannot go down
+    together without making a partition unavailable (then the roll stays one broker at a time)."""
+    brokers = [c for c in ordered if c.service == "kafka" and c.key.isdigit()]
+    if not brokers or any(c.ibp_pin for c in brokers):
+        return None
+    racks = {int(c.key): broker_racks.get(int(c.key)) for c in brokers}
+    if rack_groups(racks, observed.cluster, default_min_isr) is None:
+        return None
+    order: list[str] = []
+    for c in brokers:  # keeps the safe order: the controller's rack comes last
+        r = racks[int(c.key)]
+        if r in order:
+            order.remove(r)
+        order.append(r)  # type: ignore[arg-type]
+    return [[c.address for c in brokers if racks[int(c.key)] == r] for r in order]
+
+
+def build_steps(changes: list[Change], observed: ObservedCluster, default_min_isr: int = 1,
+                broker_racks: dict[int, str | None] | None = None) -> tuple[list[Step], list[tuple[str, str]]]:
     if not changes:
         return [], []
     import networkx as nx  # lazily: a no-op plan (the common case) needs no graph
@@ -122,12 +141,32 @@ def build_steps(changes: list[Change], observed: ObservedCluster,
     for k in kafka_starts + [s for c, s in restarts if c.service == "kafka"]:
         for z in zk_done:
             g.add_edge(z, k)
-    # 3. One restart at a time, in safe order.
+    # 3. One restart at a time, in safe order (or one rack at a time when asked and proven safe).
     ordered = _restart_order([c for c, _ in restarts], observed)
     by_addr = {c.address: s for c, s in restarts}
     chain = [by_addr[c.address] for c in ordered]
-    for a, b in zip(chain, chain[1:], strict=False):
-        g.add_edge(a, b)
+    racks = _rack_stages(ordered, observed, default_min_isr, broker_racks) if broker_racks else None
+    if racks:
+        stages = [[by_addr[c.address] for c in ordered if c.service == "zookeeper"]]
+        stages = [[x] for x in stages[0]] + [[by_addr[a] for a in rack] for rack in racks]
+        for stage in stages:
+            for sid in stage:
+                step = g.nodes[sid]["step"]
+                if step.service == "kafka":
+                    members = next(r for r in racks if step.address in r)
+                    ids = [int(a.split(".", 1)[1]) for a in members]
+                    v = can_restart(observed.cluster, ids, default_min_isr)
+                    g.nodes[sid]["step"] = step.model_copy(update={
+                        "availability": f"rack of brokers {','.join(map(str, ids))} together: " + v.summary(),
+                        "unavailable": tuple(r.name for r in v.unavailable), "restart_group": tuple(ids)})
+        for prev_stage, next_stage in zip(stages, stages[1:], strict=False):
+            for a in prev_stage:
+                for b in next_stage:
+                    g.add_edge(a, b)
+        chain = stages[-1] if stages else []
+    else:
+        for a, b in zip(chain, chain[1:], strict=False):
+            g.add_edge(a, b)
     # 3b. Upgrades: once every broker runs the new binaries (the whole first roll is done), write
     #     the final files (inter.broker.protocol.version raised) and roll again in the same order.
     second = [c for c in ordered if c.ibp_pin]
@@ -155,8 +194,9 @@ def build_steps(changes: list[Change], observed: ObservedCluster,
 
 
 def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
-               destroy: bool = False, default_min_isr: int = 1) -> Plan:
-    steps, edges = build_steps(changes, observed, default_min_isr)
+               destroy: bool = False, default_min_isr: int = 1,
+               broker_racks: dict[int, str | None] | None = None) -> Plan:
+    steps, edges = build_steps(changes, observed, default_min_isr, broker_racks)
     return Plan(
         kafkaform_version=__version__,
         cluster=observed.cluster_name,

@@ -45,6 +45,7 @@ class Step(BaseModel):
     unavailable: tuple[str, ...] = ()  # partitions that would reject acks=all writes during this step
     dynamic_keys: tuple[str, ...] = ()  # alter_config: keys set live; values come from the spec at apply
     ibp_pin: str | None = None  # configure: hold inter.broker.protocol.version here (upgrade, first roll)
+    restart_group: tuple[int, ...] = ()  # rack roll: brokers that restart together with this one
 
     def describe(self) -> str:
         what = {

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import pytest
 import yaml
 
@@ -489,3 +490,51 @@ def test_finished_apply_resumes_nothing(lab_spec: ClusterSpec) -> None:
     interrupted_in_broker2().record(event="apply_done")
     plan = make_plan(lab_spec, running(lab_spec).build())
     assert plan.empty and plan.confirmed_restarts == ()
+
+
+# --- rack-at-a-time rolls ----------------------------------------------------------------------
+
+
+def _six_broker_spec() -> ClusterSpec:
+    data = yaml.safe_load(LAB_YAML.read_text())
+    data["brokers"] = [{"id": i, "host": f"10.213.0.{10 + i}", "rack": f"rack-{'abc'[(i - 1) % 3]}"}
+                       for i in range(1, 7)]
+    return parse_spec(data)
+
+
+def _rack_plan(spec: ClusterSpec, replicas: list[tuple[int, ...]], controller: int = 6) -> Plan:
+    from reconciler.plan.build import build_plan
+
+    changed = spec.model_copy(update={"kafka": spec.kafka.model_copy(
+        update={"config": {**spec.kafka.config, "num.partitions": 9}})})
+    obs = Observed.converged_cluster(spec, ARTS).controller(controller)
+    for i, reps in enumerate(replicas):
+        obs = obs.partition("t", i, reps, reps)
+    observed = obs.build()
+    result = diff(changed, observed, ARTS)
+    return build_plan(result.changes, observed, spec_path="x", spec_digest="y", default_min_isr=2,
+                      broker_racks={b.id: b.rack for b in changed.brokers})
+
+
+def test_rack_roll_restarts_a_rack_together_when_every_partition_spans_three_racks() -> None:
+    spec = _six_broker_spec()
+    # racks: a = {1, 4}, b = {2, 5}, c = {3, 6}; every partition has one replica per rack
+    plan = _rack_plan(spec, [(1, 2, 3), (4, 5, 6), (1, 5, 6), (4, 2, 3)])
+    restarts = [s for s in plan.steps if s.kind is StepKind.RESTART]
+    stages: dict[int, set[int]] = {}
+    gens = {n: i for i, gen in enumerate(nx.topological_generations(plan.graph())) for n in gen}
+    for s in restarts:
+        stages.setdefault(gens[s.id], set()).add(int(s.address.split(".")[1]))
+    assert sorted(map(sorted, stages.values())) == [[1, 4], [2, 5], [3, 6]]
+    last = stages[max(stages)]
+    assert 6 in last, "the controller's rack restarts last"
+    assert all(s.restart_group and "rack of brokers" in (s.availability or "") for s in restarts)
+
+
+def test_rack_roll_falls_back_to_one_at_a_time_when_a_rack_holds_two_replicas() -> None:
+    spec = _six_broker_spec()
+    plan = _rack_plan(spec, [(1, 4, 2)])  # brokers 1 and 4 share rack a
+    restarts = [s for s in plan.steps if s.kind is StepKind.RESTART]
+    gens = {n: i for i, gen in enumerate(nx.topological_generations(plan.graph())) for n in gen}
+    assert len({gens[s.id] for s in restarts}) == 6
+    assert not any(s.restart_group for s in restarts)
