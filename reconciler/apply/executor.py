@@ -175,6 +175,7 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
                     raise ApplyFailed(str(e)) from None
                 for gr in post:
                     hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
+                    journal.record(event="gate_passed", step=s.id, gate=gr.name, seconds=round(gr.seconds, 2))
                     result.gates.append(gr)
             roll.done([s for s in group if s.kind is StepKind.RESTART], hooks.message)
     if any(s.kind is StepKind.RESTART and s.service == "kafka" for s in plan.steps):
@@ -235,6 +236,7 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
         if s.kind in SERVICE_STATE and s.service:
             svc = dict(hv[f"kf_{s.service}"])
             svc["state"] = SERVICE_STATE[s.kind]
+            svc["wait_port"] = not s.gate  # a gated step is waited for by its gate, not by a port poll
             hv[f"kf_{s.service}"] = svc
         if s.kind is StepKind.CONFIGURE and s.ibp_pin:
             broker = next(b for b in spec.brokers if b.host == s.host)

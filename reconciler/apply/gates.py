@@ -8,6 +8,7 @@ and nothing is ever forced.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class GateResult:
 
 
 def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, progress: Progress,
-          interval: float = 0.5) -> GateResult:
+          interval: float = 0.2) -> GateResult:
     start = time.monotonic()
     shown = 0.0
     while True:
@@ -71,13 +72,29 @@ def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress
     return _poll("ZooKeeper quorum", check, timeout, progress)
 
 
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def broker_registered(spec: ClusterSpec, broker_id: int, timeout: float = 180, progress: Progress = None
                       ) -> GateResult:
+    """The broker is registered in ZooKeeper and its listener accepts connections."""
+    broker = next(b for b in spec.brokers if b.id == broker_id)
+    port = spec.kafka.listeners[0].port
+
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
         if not st.zookeeper_reachable:
             return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
-        return broker_id in st.broker_ids, f"registered brokers {sorted(st.broker_ids)}"
+        if broker_id not in st.broker_ids:
+            return False, f"registered brokers {sorted(st.broker_ids)}"
+        if not _accepts(broker.host, port):
+            return False, f"registered, but {broker.host}:{port} does not accept connections yet"
+        return True, f"registered brokers {sorted(st.broker_ids)}, {broker.host}:{port} accepts connections"
 
     return _poll(f"broker {broker_id} registered", check, timeout, progress)
 
