@@ -112,6 +112,15 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
 def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
             observed: ObservedCluster, hooks: Hooks, journal: Journal,
             on_task: Callable[[str, str, str], None] | None = None) -> ApplyResult:
+    try:
+        return _execute(plan, spec, kafka, zookeeper, observed, hooks, journal, on_task)
+    finally:
+        gates.close()
+
+
+def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+             observed: ObservedCluster, hooks: Hooks, journal: Journal,
+             on_task: Callable[[str, str, str], None] | None) -> ApplyResult:
     check_rendered(plan, spec, kafka, zookeeper)
     started = time.monotonic()
     result = ApplyResult()

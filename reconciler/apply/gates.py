@@ -53,8 +53,22 @@ def _zk(spec: ClusterSpec) -> list[str]:
     return [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
 
 
+_readers: dict[str, zookeeper.SessionReader] = {}
+
+
 def cluster_state(spec: ClusterSpec) -> ClusterState:
-    return zookeeper.read_cluster(_zk(spec), timeout=3.0)
+    """Current registrations/ISR through one ZooKeeper session kept for the whole apply."""
+    key = ",".join(_zk(spec))
+    if key not in _readers:
+        _readers[key] = zookeeper.SessionReader(_zk(spec))
+    return _readers[key].read()
+
+
+def close() -> None:
+    """End the gates' ZooKeeper sessions (the executor calls this when an apply ends)."""
+    for r in _readers.values():
+        r.close()
+    _readers.clear()
 
 
 def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress = None) -> GateResult:

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,7 +93,7 @@ class Journal:
 
     def record(self, **fields: Any) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps({"at": _now(), **fields}, sort_keys=True) + "\n")
+            f.write(json.dumps({"at": _now(), "t": round(time.time(), 3), **fields}, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

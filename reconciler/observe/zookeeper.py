@@ -155,44 +155,85 @@ def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
     return tuple(sorted(out, key=lambda x: (x.topic, x.partition)))
 
 
-def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
-    client = KazooClient(
+def _client(zk_hosts: list[str], timeout: float) -> KazooClient:
+    return KazooClient(
         hosts=",".join(zk_hosts),
         timeout=max(timeout * 2, 4.0),  # session timeout; servers clamp to 2..20 ticks anyway
         connection_retry=KazooRetry(max_tries=0, ignore_expire=False),
         command_retry=KazooRetry(max_tries=1, deadline=timeout),
         read_only=True,
     )
+
+
+def _close(client: KazooClient) -> None:
+    try:
+        client.stop()
+        client.close()
+    except Exception:  # pragma: no cover - best effort cleanup
+        log.debug("kazoo cleanup failed", exc_info=True)
+
+
+def read_state(client: KazooClient) -> ClusterState:
+    """Registrations, controller, assignments, ISR and topic min ISR through a started client."""
+    endpoints: dict[int, str] = {}
+    try:
+        ids = client.get_children("/brokers/ids")
+    except NoNodeError:
+        ids = []
+    for bid in ids:
+        try:
+            raw, _ = client.get(f"/brokers/ids/{bid}")
+        except NoNodeError:
+            continue  # broker deregistered between list and read
+        endpoints[int(bid)] = _broker_endpoint(json.loads(raw.decode("utf-8")))
+    controller = None
+    try:
+        raw, _ = client.get("/controller")
+        controller = json.loads(raw.decode("utf-8")).get("brokerid")
+    except NoNodeError:
+        pass
+    parts = read_partitions(client)
+    return ClusterState(
+        zookeeper_reachable=True,
+        broker_ids=tuple(sorted(endpoints)),
+        broker_endpoints=endpoints,
+        controller_id=int(controller) if controller is not None else None,
+        partitions=parts,
+        topic_min_isr=read_topic_min_isr(client, sorted({p.topic for p in parts})),
+    )
+
+
+def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
+    client = _client(zk_hosts, timeout)
     try:
         client.start(timeout=timeout)
-        endpoints: dict[int, str] = {}
-        try:
-            ids = client.get_children("/brokers/ids")
-        except NoNodeError:
-            ids = []
-        for bid in ids:
-            try:
-                raw, _ = client.get(f"/brokers/ids/{bid}")
-            except NoNodeError:
-                continue  # broker deregistered between list and read
-            endpoints[int(bid)] = _broker_endpoint(json.loads(raw.decode("utf-8")))
-        controller = None
-        try:
-            raw, _ = client.get("/controller")
-            controller = json.loads(raw.decode("utf-8")).get("brokerid")
-        except NoNodeError:
-            pass
-        return ClusterState(
-            zookeeper_reachable=True,
-            broker_ids=tuple(sorted(endpoints)),
-            broker_endpoints=endpoints,
-            controller_id=int(controller) if controller is not None else None,
-            partitions=(parts := read_partitions(client)),
-            topic_min_isr=read_topic_min_isr(client, sorted({p.topic for p in parts})),
-        )
+        return read_state(client)
     finally:
+        _close(client)
+
+
+class SessionReader:
+    """One ZooKeeper session reused across many reads (health gates poll several times a second
+    through a roll; a new session per poll would cost more than the read). Reconnects when the
+    session is lost; never raises from read()."""
+
+    def __init__(self, zk_hosts: list[str], timeout: float = 3.0) -> None:
+        self.zk_hosts = zk_hosts
+        self.timeout = timeout
+        self._client: KazooClient | None = None
+
+    def read(self) -> ClusterState:
         try:
-            client.stop()
-            client.close()
-        except Exception:  # pragma: no cover - best effort cleanup
-            log.debug("kazoo cleanup failed", exc_info=True)
+            if self._client is None or not self._client.connected:
+                self.close()
+                self._client = _client(self.zk_hosts, self.timeout)
+                self._client.start(timeout=self.timeout)
+            return read_state(self._client)
+        except Exception as e:  # the caller's gate reports it and keeps polling
+            self.close()
+            return ClusterState(zookeeper_error=_reason(e, self.zk_hosts, self.timeout))
+
+    def close(self) -> None:
+        if self._client is not None:
+            _close(self._client)
+            self._client = None
