@@ -339,6 +339,115 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
             print(f"{k}: {v}")
 
 
+# --- rebalance -----------------------------------------------------------------------------------
+
+reassign_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Partition reassignments.")
+app.add_typer(reassign_app, name="reassignment")
+
+
+def _bootstrap(s: ClusterSpec) -> list[str]:
+    return s.bootstrap_brokers().split(",")
+
+
+@app.command()
+def rebalance(
+    spec: Path = typer.Argument(..., help="Cluster spec (YAML)."),
+    max_moves: int | None = typer.Option(None, "--max-moves", min=0, help="Move at most this many replicas."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the proposal only."),
+    throttle_mib: float = typer.Option(50.0, "--throttle", min=0.1, help="Replication throttle in MiB/s."),
+    auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Even out replicas and leaders over the spec's brokers with the fewest replica moves."""
+    from reconciler.apply import reassign
+    from reconciler.apply.state import ApplyLock, LockHeld
+    from reconciler.observe.targets import observe
+    from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
+
+    s = _load(spec, json_out)
+    out = Printer(json_out)
+    observed = observe(s, progress=out.host_observed)
+    if not observed.cluster.zookeeper_reachable:
+        raise _fail(f"cannot read the cluster's assignments: {observed.cluster.zookeeper_error}", json_out)
+    brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in s.brokers]
+    try:
+        sizes = reassign.partition_sizes(_bootstrap(s))
+    except Exception as e:  # noqa: BLE001 - sizes only refine the plan
+        out.message(f"partition sizes unavailable ({type(e).__name__}); planning by replica counts")
+        sizes = {}
+    try:
+        proposal = plan_reassignment(brokers, observed.cluster.partitions, sizes, max_moves=max_moves)
+    except PlacementError as e:
+        raise _fail(str(e), json_out) from None
+    current = {(p.topic, p.partition): p.replicas for p in observed.cluster.partitions}
+    before, after = balance_report(brokers, current), balance_report(brokers, proposal.target)
+    rate = throttle_mib * 2**20
+    doc = {"moves": [{"topic": m.topic, "partition": m.partition, "before": m.before, "after": m.after,
+                      "bytes": m.bytes} for m in proposal.moves],
+           "replica_moves": proposal.replica_moves, "lower_bound": proposal.lower_bound,
+           "leader_only_changes": proposal.reorders, "bytes_to_move": proposal.bytes_to_move,
+           "eta_seconds": round(proposal.bytes_to_move / rate, 1), "before": before, "after": after,
+           "notes": list(proposal.notes)}
+    if json_out and dry_run:
+        _emit(doc)
+        return
+    if not json_out:
+        print(f"Rebalance of cluster {s.name!r}: {proposal.replica_moves} replica move(s) "
+              f"(lower bound {proposal.lower_bound}), {proposal.reorders} leader-only change(s), "
+              f"{proposal.bytes_to_move / 2**20:.1f} MiB to copy, about {doc['eta_seconds']:.0f}s at "
+              f"{throttle_mib:g} MiB/s")
+        for label, rep in (("now  ", before), ("after", after)):
+            print(f"  {label}: replicas per broker {rep['replicas']}, leaders {rep['leaders']}")
+        for m in proposal.moves[:20]:
+            print(f"  ~ {m.topic}-{m.partition}: {list(m.before)} -> {list(m.after)}")
+        if len(proposal.moves) > 20:
+            print(f"  ... and {len(proposal.moves) - 20} more")
+        for n in proposal.notes:
+            print(f"  note: {n}")
+    if dry_run or not proposal.moves:
+        if not proposal.moves and not json_out:
+            print("No changes. Replicas and leaders are balanced.")
+        return
+    if not auto_approve:
+        if not sys.stdin.isatty():
+            raise _fail("rebalance needs confirmation; no terminal to ask on. Use --auto-approve.", json_out)
+        if input("Do you want to move these partitions? Only 'yes' will be accepted: ").strip() != "yes":
+            raise typer.Exit(1)
+    try:
+        with ApplyLock(s.name):
+            result = reassign.execute(_bootstrap(s), proposal, throttle_bytes_per_s=int(rate), progress=out.message)
+    except LockHeld as e:
+        raise _fail(str(e), json_out) from None
+    except reassign.ReassignError as e:
+        raise _fail(str(e), json_out) from None
+    if json_out:
+        _emit({**doc, "ok": True, "seconds": round(result.seconds, 1), "bytes_moved": result.bytes_moved})
+    else:
+        print(f"Rebalance complete: {result.partitions} partitions, {result.bytes_moved / 2**20:.1f} MiB "
+              f"in {result.seconds:.1f}s.")
+
+
+@reassign_app.command("status")
+def reassignment_status(spec: Path = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+    """Partition reassignments in progress."""
+    from reconciler.apply import reassign
+
+    s = _load(spec, json_out)
+    try:
+        running = reassign.ongoing(_bootstrap(s))
+    except Exception as e:  # noqa: BLE001
+        raise _fail(f"cannot ask the cluster: {type(e).__name__}: {e}", json_out) from None
+    rows = [{"topic": t, "partition": p, **v} for (t, p), v in sorted(running.items())]
+    if json_out:
+        _emit({"reassignments": rows})
+    elif not rows:
+        print("No partition reassignment is running.")
+    else:
+        for r in rows:
+            print(f"{r['topic']}-{r['partition']}: replicas {r['replicas']}, adding {r['adding_replicas']}, "
+                  f"removing {r['removing_replicas']}")
+
+
 # --- lab ---------------------------------------------------------------------------------------
 
 

@@ -190,6 +190,57 @@ def test_describe_cluster_and_bootstrap_brokers(lab3: Path, cli: Cli) -> None:
     assert b == "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
 
 
+def test_rebalance_evens_a_skewed_cluster(lab3: Path, cli: Cli) -> None:
+    from collections import Counter
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from reconciler.observe import zookeeper
+    from reconciler.workload import NumberedProducer
+
+    admin = KafkaAdminClient(bootstrap_servers=["10.213.0.11:9092"], request_timeout_ms=30000)
+    try:  # every leader on broker 1, and a RF 2 topic living only on brokers 1 and 2
+        admin.create_topics([NewTopic("skew-leaders", -1, -1, replica_assignments={p: [1, 2, 3] for p in range(12)}),
+                             NewTopic("skew-replicas", -1, -1, replica_assignments={p: [1, 2] for p in range(12)})])
+    finally:
+        admin.close()
+    for topic in ("skew-leaders", "skew-replicas"):
+        p = NumberedProducer("10.213.0.11:9092", topic, rate_per_s=400).start()
+        time.sleep(2)
+        assert p.stop().acked
+    dry = cli("rebalance", str(lab3), "--dry-run", "--json")
+    doc = json.loads(dry.stdout)
+    assert doc["replica_moves"] == doc["lower_bound"] > 0
+    assert doc["before"]["leaders"]["1"] >= 24
+    a = cli("rebalance", str(lab3), "--auto-approve", "--throttle", "5")
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert "throttles removed" in a.stdout
+    st = zookeeper.read_cluster(["10.213.0.11:2181"])
+    replicas = Counter(b for p in st.partitions for b in p.replicas)  # the whole cluster, every topic
+    leaders = Counter(p.leader for p in st.partitions)
+    assert max(replicas.values()) - min(replicas.values()) <= 1, replicas
+    assert max(leaders.values()) - min(leaders.values()) <= 1, leaders
+    assert all(p.leader == p.replicas[0] for p in st.partitions), "leaders are the planned preferred replicas"
+    assert all(set(p.isr) == set(p.replicas) for p in st.partitions)
+    again = json.loads(cli("rebalance", str(lab3), "--dry-run", "--json").stdout)
+    assert again["moves"] == []
+    status = cli("reassignment", "status", str(lab3))
+    assert "No partition reassignment is running." in status.stdout
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts="10.213.0.11:2181")
+    zk.start(timeout=10)
+    try:
+        for path in [f"/config/topics/{t}" for t in ("skew-leaders", "skew-replicas")] + \
+                    [f"/config/brokers/{b}" for b in (1, 2, 3)]:
+            if zk.exists(path):
+                assert b"throttled" not in zk.get(path)[0], path
+    finally:
+        zk.stop()
+        zk.close()
+
+
 def test_destroy_needs_confirmation_then_removes_everything(lab3: Path, cli: Cli, tmp_path: Path) -> None:
     refused = cli("destroy", str(lab3))  # no terminal to confirm on
     assert refused.returncode == 1 and "needs confirmation" in refused.stderr

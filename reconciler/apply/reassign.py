@@ -1,0 +1,166 @@
+"""Carry out a placement Proposal on a live cluster through the Admin API (Kafka 2.4+).
+
+Batches of partitions are submitted with AlterPartitionReassignments, at most `per_broker`
+partitions receiving data on any one broker at a time; replication is throttled while data
+moves (leader/follower throttled rate on the brokers involved, throttled replicas on the
+topics involved) and every throttle is removed afterwards, also when the move fails. A move that
+only reorders replicas copies no data; its new leader is put in place by a preferred election.
+Refuses to start while another reassignment is running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.placement import Move, Proposal
+
+Progress = Callable[[str], None] | None
+
+
+class ReassignError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ReassignResult:
+    partitions: int
+    bytes_moved: int
+    seconds: float
+
+
+def _admin(bootstrap: list[str]):  # noqa: ANN202 - kafka-python type
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="kafkaform-reassign", request_timeout_ms=30_000)
+
+
+def ongoing(bootstrap: list[str]) -> dict[tuple[str, int], dict[str, list[int]]]:
+    admin = _admin(bootstrap)
+    try:
+        raw = admin.list_partition_reassignments()
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): v for tp, v in raw.items()}
+
+
+def partition_sizes(bootstrap: list[str]) -> dict[tuple[str, int], int]:
+    """Bytes of each partition (largest replica), from DescribeLogDirs on every broker."""
+    admin = _admin(bootstrap)
+    try:
+        raw = admin.describe_log_dirs()
+    finally:
+        admin.close()
+    sizes: dict[tuple[str, int], int] = {}
+    for resp in raw if isinstance(raw, list) else [raw]:
+        for d in _get(resp, "results", "log_dirs") or []:
+            for t in _get(d, "topics") or []:
+                name = _get(t, "name", "topic")
+                for p in _get(t, "partitions") or []:
+                    key = (str(name), int(_get(p, "partition_index", "partition")))
+                    sizes[key] = max(sizes.get(key, 0), int(_get(p, "partition_size", "size") or 0))
+    return sizes
+
+
+def _get(obj: object, *names: str) -> object:
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return None
+
+
+def _throttle_configs(moves: list[Move]) -> tuple[dict[str, dict[str, str]], set[int]]:
+    """Topic throttled-replica lists (existing replicas lead, new ones follow) and brokers involved."""
+    leader: dict[str, list[str]] = {}
+    follower: dict[str, list[str]] = {}
+    brokers: set[int] = set()
+    for m in moves:
+        added = [b for b in m.after if b not in m.before]
+        leader.setdefault(m.topic, []).extend(f"{m.partition}:{b}" for b in m.before)
+        follower.setdefault(m.topic, []).extend(f"{m.partition}:{b}" for b in added)
+        brokers.update(m.before)
+        brokers.update(added)
+    topics = {t: {"leader.replication.throttled.replicas": ",".join(leader[t]),
+                  "follower.replication.throttled.replicas": ",".join(follower.get(t, []))} for t in leader}
+    return topics, brokers
+
+
+def _alter(admin, resources: list) -> None:  # noqa: ANN001
+    if resources:
+        admin.alter_configs(resources, incremental=True, raise_on_unknown=False)
+
+
+def execute(bootstrap: list[str], proposal: Proposal, *, throttle_bytes_per_s: int | None = 50 * 2**20,
+            per_broker: int = 4, timeout_s: float = 3600, progress: Progress = None) -> ReassignResult:
+    from kafka import TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    say = progress or (lambda _m: None)
+    if ongoing(bootstrap):
+        raise ReassignError("another partition reassignment is running; wait for it or cancel it first")
+    data_moves = [m for m in proposal.moves if set(m.after) != set(m.before)]
+    total_bytes = sum(m.bytes for m in data_moves)
+    admin = _admin(bootstrap)
+    t0 = time.monotonic()
+    topic_cfg, brokers = _throttle_configs(data_moves)
+    try:
+        if throttle_bytes_per_s and data_moves:
+            rate = str(throttle_bytes_per_s)
+            _alter(admin, [ConfigResource(ConfigResourceType.BROKER, str(b), configs={
+                "leader.replication.throttled.rate": rate, "follower.replication.throttled.rate": rate})
+                for b in sorted(brokers)])
+            _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in topic_cfg.items()])
+            say(f"throttle {throttle_bytes_per_s / 2**20:.0f} MiB/s on brokers {sorted(brokers)}")
+        pending = sorted(proposal.moves, key=lambda m: (m.topic, m.partition))
+        done = 0
+        moved = 0
+        while pending:
+            batch: list[Move] = []
+            load: dict[int, int] = {}
+            for m in list(pending):
+                added = [b for b in m.after if b not in m.before]
+                if all(load.get(b, 0) < per_broker for b in added):
+                    batch.append(m)
+                    pending.remove(m)
+                    for b in added:
+                        load[b] = load.get(b, 0) + 1
+            result = admin.alter_partition_reassignments(
+                {TopicPartition(m.topic, m.partition): list(m.after) for m in batch})
+            failed = {tp: e for tp, e in (result or {}).items() if e is not None}
+            if failed:
+                names = ", ".join(f"{tp.topic}-{tp.partition}" for tp in failed)
+                raise ReassignError(f"reassignment refused for {names}: {next(iter(failed.values()))}")
+            while True:
+                running = ongoing(bootstrap)
+                left = [m for m in batch if (m.topic, m.partition) in running]
+                if not left:
+                    break
+                if time.monotonic() - t0 > timeout_s:
+                    raise ReassignError(f"reassignment not finished after {timeout_s:.0f}s: "
+                                        f"{len(left)} partitions still moving")
+                time.sleep(0.5)
+            done += len(batch)
+            moved += sum(m.bytes for m in batch if set(m.after) != set(m.before))
+            elapsed = time.monotonic() - t0
+            rate = moved / elapsed if elapsed > 0 else 0
+            eta = (total_bytes - moved) / rate if rate > 0 else 0
+            say(f"reassignment: {done}/{len(proposal.moves)} partitions, {moved / 2**20:.1f}/"
+                f"{total_bytes / 2**20:.1f} MiB, {elapsed:.0f}s elapsed"
+                + (f", ETA {eta:.0f}s" if pending and rate > 0 else ""))
+        admin.elect_leaders(0, raise_errors=False)  # put the planned leaders (first replicas) in front
+        return ReassignResult(partitions=done, bytes_moved=moved, seconds=time.monotonic() - t0)
+    finally:
+        try:
+            if throttle_bytes_per_s and data_moves:
+                _alter(admin, [ConfigResource(ConfigResourceType.BROKER, str(b), configs={
+                    "leader.replication.throttled.rate": ("DELETE", None),
+                    "follower.replication.throttled.rate": ("DELETE", None)}) for b in sorted(brokers)])
+                _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs={
+                    "leader.replication.throttled.replicas": ("DELETE", None),
+                    "follower.replication.throttled.replicas": ("DELETE", None)}) for t in topic_cfg])
+                say("throttles removed")
+        finally:
+            admin.close()
