@@ -80,7 +80,8 @@ def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any
     """Inventory dict for ansible-runner / a YAML file for ansible-playbook."""
     ssh = spec.ssh
     common = {"ansible_user": ssh.user, "ansible_port": ssh.port,
-              "ansible_python_interpreter": "/usr/bin/python3"}
+              "ansible_python_interpreter": "/usr/bin/python3",
+              "ansible_become": ssh.user != "root"}  # other logins act through sudo
     if ssh.key_file:
         common["ansible_ssh_private_key_file"] = str(Path(ssh.key_file).expanduser())
     args = [f"-o ConnectTimeout={int(ssh.connect_timeout)}"]

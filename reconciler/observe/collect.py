@@ -85,7 +85,9 @@ def observe_host(
     except Exception as e:
         return HostFacts(host=host, reachable=False, error=f"{host}: {type(e).__name__}: {e}")
     try:
-        res = transport.run("sh -c " + shlex.quote(host_script(target, nonce)), command_timeout)
+        # A login other than root reads the root-owned config files through passwordless sudo.
+        prefix = "" if ssh.user == "root" else "sudo -n "
+        res = transport.run(prefix + "sh -c " + shlex.quote(host_script(target, nonce)), command_timeout)
     except HostUnreachable as e:
         return HostFacts(host=host, reachable=False, error=f"{host}: {e.reason}")
     except Exception as e:

@@ -56,8 +56,9 @@ def section(sections: dict[str, tuple[int, str]], name: str) -> str:
 def render_output(script: str, outputs: dict[str, str], rcs: dict[str, int] | None = None) -> str:
     """What `build_script`'s script would print given each section's output; for fakes in tests.
 
-    Accepts the script itself or the `sh -c '<script>'` command line collect sends.
+    Accepts the script itself or the `[sudo -n ]sh -c '<script>'` command line collect sends.
     """
+    script = script.removeprefix("sudo -n ")
     if script.startswith("sh -c "):
         script = shlex.split(script)[2]
     m = re.search(r"@@kf-([0-9a-f]+)@@ begin", script)

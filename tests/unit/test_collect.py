@@ -130,3 +130,29 @@ def test_cluster_state_with_nothing_listening_is_fast_and_reports() -> None:
     assert c.zookeeper_modes == {"127.0.0.1": "down"}
     assert not c.kafka_reachable and c.kafka_error == "not tried: ZooKeeper unreachable"
     assert obs.duration_s < 5
+
+
+def test_a_login_other_than_root_reads_facts_through_sudo() -> None:
+    made: list[FakeTransport] = []
+
+    def connect(host: str, ssh: SshSettings) -> FakeTransport:
+        t = FakeTransport(lambda cmd: CommandResult(0, render_output(cmd, _outputs(1)), ""))
+        made.append(t)
+        return t
+
+    obs = collect("demo", TARGETS[:1], SshSettings(user="deploy"), [], transport_factory=connect)
+    assert not obs.unreachable()
+    assert made[0].commands[0].startswith("sudo -n sh -c ")
+    collect("demo", TARGETS[:1], SshSettings(user="root"), [], transport_factory=connect)
+    assert made[1].commands[0].startswith("sh -c ")
+
+
+def test_ansible_becomes_root_for_other_logins() -> None:
+    from reconciler.apply.inventory import inventory
+    from reconciler.spec import load_spec
+    from tests.unit.conftest import LAB_YAML
+
+    spec = load_spec(LAB_YAML)
+    assert inventory(spec, {})["all"]["vars"]["ansible_become"] is False
+    other = spec.model_copy(update={"ssh": spec.ssh.model_copy(update={"user": "deploy"})})
+    assert inventory(other, {})["all"]["vars"]["ansible_become"] is True
