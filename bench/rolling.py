@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,63 +32,12 @@ from _common import REPO
 
 from reconciler import lab
 from reconciler.observe import zookeeper
-from reconciler.workload import create_topic
+from reconciler.workload import NumberedProducer, create_topic
 
 SPEC = REPO / "examples" / "lab.yaml"
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
 ZK = ["10.213.0.11:2181", "10.213.0.12:2181", "10.213.0.13:2181"]
 HOSTS = {1: "kf1", 2: "kf2", 3: "kf3"}
-
-
-class ErrorCountingProducer:
-    """acks=all at a steady rate; counts messages not acknowledged within 5 s."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.acked = 0
-        self.failed = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from kafka import KafkaProducer
-
-        p = KafkaProducer(bootstrap_servers=BOOTSTRAP.split(","), acks="all", retries=5, linger_ms=5,
-                          delivery_timeout_ms=5000, request_timeout_ms=2000, retry_backoff_ms=100)
-        n = 0
-        t0 = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - t0 < 900:
-            f = p.send(self.topic, str(n).encode())
-            f.add_callback(self._ok)
-            f.add_errback(self._err)
-            n += 1
-            time.sleep(0.005)
-        try:
-            p.flush(timeout=30)
-            p.close(timeout=10)
-        except Exception as e:  # noqa: BLE001 - unacknowledged messages are already counted
-            print(f"producer close: {type(e).__name__}", file=sys.stderr)
-
-    def _ok(self, _m: object) -> None:
-        with self._lock:
-            self.acked += 1
-
-    def _err(self, _e: object) -> None:
-        with self._lock:
-            self.failed += 1
-
-    def window(self) -> tuple[int, int]:
-        with self._lock:
-            return self.acked, self.failed
-
-    def start(self) -> ErrorCountingProducer:
-        self._t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._t.join(timeout=60)
 
 
 def in_sync() -> bool:
@@ -145,24 +93,25 @@ def main() -> None:
         kf("apply", str(SPEC), "--auto-approve")
         create_topic(BOOTSTRAP, "bench-rolling", partitions=12, replication_factor=3, min_insync_replicas=2)
         wait_in_sync()
-        producer = ErrorCountingProducer("bench-rolling").start()
+        producer = NumberedProducer(BOOTSTRAP, "bench-rolling", rate_per_s=200, delivery_timeout_s=5,
+                                    idempotent=False).start()
         time.sleep(3)
 
-        a0, f0 = producer.window()
+        a0, f0 = producer.counts()
         t_floor, parts = floor()
-        a1, f1 = producer.window()
+        a1, f1 = producer.counts()
 
         data = yaml.safe_load(SPEC.read_text())
         data["kafka"]["config"]["num.partitions"] = 5
         changed = Path(home) / "lab-changed.yaml"
         changed.write_text(yaml.safe_dump(data, sort_keys=False))
         journal = Path(home) / "clusters" / "lab" / "journal.jsonl"
-        mark = len(journal.read_text().splitlines())
+        mark = len(journal.read_text().splitlines()) if journal.exists() else 0
         t0 = time.monotonic()
         kf("apply", str(changed), "--auto-approve")
         t_apply = time.monotonic() - t0
         t_roll = journal_roll_seconds(journal, mark)
-        a2, f2 = producer.window()
+        a2, f2 = producer.counts()
 
         # cp-ansible style: all brokers restarted at once by the same Ansible service role
         from reconciler import pipeline
@@ -182,7 +131,7 @@ def main() -> None:
         wait_in_sync()
         t_parallel = time.monotonic() - t0
         time.sleep(6)  # let the 5 s delivery timeouts of messages sent during the outage expire
-        a3, f3 = producer.window()
+        a3, f3 = producer.counts()
         producer.stop()
 
         print("floor (stop + start + catch-up, per broker, by hand):")

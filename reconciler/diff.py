@@ -19,7 +19,6 @@ from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, parse_version
 
-JAVA_PACKAGE = "openjdk-17-jre-headless"
 LIVE_REASON = "can change on the running broker (Admin API, no restart)"
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from reconciler import artifacts
 from reconciler.apply.state import Journal, record_revision
-from reconciler.diff import Action, Change, carry_pending_restarts, delete_change, diff
+from reconciler.diff import Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
@@ -101,7 +101,3 @@ def apply_plan(plan: Plan, spec: ClusterSpec, arts: Artifacts, observed: Observe
     if plan.changes:
         record_revision(spec.name, plan.spec_digest, hosts, plan.counts())
     return result
-
-
-def count_actions(changes: list[Change]) -> dict[str, int]:
-    return {a.value: sum(c.action is a for c in changes) for a in Action}

@@ -25,12 +25,17 @@ class NumberedProducer:
     """Background thread producing numbered messages with acks=all until stopped (or limits hit)."""
 
     def __init__(self, bootstrap: str, topic: str, rate_per_s: float = 200, max_messages: int = 200_000,
-                 max_seconds: float = 900) -> None:
+                 max_seconds: float = 900, delivery_timeout_s: float = 180, idempotent: bool = True) -> None:
+        """`delivery_timeout_s`: how long a message may wait for its acknowledgement before it counts
+        as failed (180 s: nothing a safe roll does may fail it; 5 s: a client that tolerates a hiccup).
+        `idempotent=False` gives a plain client (5 retries), as most applications run."""
         self.bootstrap = bootstrap.split(",")
         self.topic = topic
         self.interval = 1.0 / rate_per_s
         self.max_messages = max_messages
         self.max_seconds = max_seconds
+        self.delivery_timeout_ms = int(delivery_timeout_s * 1000)
+        self.idempotent = idempotent
         self.report = ProducerReport()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -40,6 +45,11 @@ class NumberedProducer:
         self._thread.start()
         return self
 
+    def counts(self) -> tuple[int, int]:
+        """(acknowledged, failed) so far, for measuring a window of time."""
+        with self._lock:
+            return len(self.report.acked), len(self.report.errors)
+
     def stop(self) -> ProducerReport:
         self._stop.set()
         self._thread.join(timeout=180)
@@ -48,9 +58,11 @@ class NumberedProducer:
     def _run(self) -> None:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", retries=2**31 - 1,
-                                 enable_idempotence=True, max_in_flight_requests_per_connection=5,
-                                 delivery_timeout_ms=180_000, request_timeout_ms=30_000, linger_ms=5)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                 retries=2**31 - 1 if self.idempotent else 5,
+                                 enable_idempotence=self.idempotent, max_in_flight_requests_per_connection=5,
+                                 delivery_timeout_ms=self.delivery_timeout_ms,
+                                 request_timeout_ms=min(30_000, self.delivery_timeout_ms // 2), linger_ms=5)
         t0 = time.monotonic()
         i = 0
         try:
@@ -63,8 +75,11 @@ class NumberedProducer:
                 self.report.sent = i
                 time.sleep(self.interval)
         finally:
-            producer.flush(timeout=180)
-            producer.close(timeout=30)
+            try:
+                producer.flush(timeout=180)
+                producer.close(timeout=30)
+            except Exception as e:  # noqa: BLE001 - what was not acknowledged is already in the report
+                self.report.errors.append(f"close: {type(e).__name__}: {e}")
 
     def _ok(self, n: int, _meta: object) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
-from reconciler.safety import can_restart, rack_groups
+from reconciler.safety import can_restart, rack_groups, restart_order
 
 
 def _sid(kind: StepKind, host: str, service: str | None) -> str:
@@ -26,17 +26,12 @@ def _sid(kind: StepKind, host: str, service: str | None) -> str:
 
 
 def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
-    """Followers before the ZooKeeper leader; brokers by id, the active controller last."""
-    ctrl = observed.cluster.controller_id
+    """ZooKeeper first (followers before the leader), then brokers in safety.restart_order."""
     modes = observed.cluster.zookeeper_modes
-
-    def key(c: Change) -> tuple[int, int, str]:
-        if c.service == "zookeeper":
-            return (0, 1 if modes.get(c.host) == "leader" else 0, c.key.zfill(6))
-        last = 1 if ctrl is not None and c.key == str(ctrl) else 0
-        return (1, last, c.key.zfill(12))
-
-    return sorted(changes, key=key)
+    zk = sorted((c for c in changes if c.service == "zookeeper"),
+                key=lambda c: (modes.get(c.host) == "leader", int(c.key)))
+    brokers = {int(c.key): c for c in changes if c.service == "kafka"}
+    return zk + [brokers[i] for i in restart_order(brokers, observed.cluster.controller_id)]
 
 
 def _with_proof(step: Step, observed: ObservedCluster, default_min_isr: int) -> Step:
