@@ -6,8 +6,10 @@ Exit codes: 0 success (plan --detailed-exitcode: no changes), 1 error, 2 changes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +199,6 @@ def apply(
 ) -> None:
     """Carry out a plan: the one computed now from a spec, or exactly a saved one."""
     from reconciler import pipeline
-    from reconciler.apply.state import ApplyLock, LockHeld
     from reconciler.plan import planfile, render
 
     out = Printer(json_out)
@@ -211,11 +212,7 @@ def apply(
     else:
         spec_path = target
     s = _load(spec_path, json_out)
-    try:
-        lock = ApplyLock(s.name).__enter__()
-    except LockHeld as e:
-        raise _fail(str(e), json_out) from None
-    try:
+    with _cluster_lock(s.name, json_out):
         if saved is not None:
             arts = _resolve(s, out, json_out, full_verify=True)
             observed = pipeline.observe(s, progress=out.host_observed)
@@ -229,19 +226,28 @@ def apply(
                                       allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
             if not json_out:
                 print(render.render_text(p), end="")
-            if p.empty and not p.confirmed_restarts:
-                if json_out:
-                    _emit({"ok": True, "summary": p.counts(), "no_changes": True})
-                return
-            if not p.empty:
-                _confirm(p, auto_approve, "apply")
-        if p.empty and not p.confirmed_restarts:
+        if p.empty and not p.confirmed_restarts:  # (confirmed restarts alone are journal bookkeeping)
             if json_out:
                 _emit({"ok": True, "summary": p.counts(), "no_changes": True})
-            else:
+            elif saved is not None:
                 print(render.NO_CHANGES)
             return
+        if saved is None and not p.empty:
+            _confirm(p, auto_approve, "apply")
         _run_apply(p, s, arts, observed, out, json_out)
+
+
+@contextlib.contextmanager
+def _cluster_lock(cluster: str, json_mode: bool) -> Iterator[None]:
+    """Hold the cluster's apply lock; a second holder gets a clear refusal and exit 1."""
+    from reconciler.apply.state import ApplyLock, LockHeld
+
+    try:
+        lock = ApplyLock(cluster).__enter__()
+    except LockHeld as e:
+        raise _fail(str(e), json_mode) from None
+    try:
+        yield
     finally:
         lock.__exit__(None, None, None)
 
@@ -264,16 +270,11 @@ def destroy(
     json_out: bool = JsonOpt,
 ) -> None:
     """Stop and remove every broker and ZooKeeper node of the cluster, data included."""
-    from reconciler.apply.state import ApplyLock, LockHeld
     from reconciler.plan import render
 
     s = _load(spec, json_out)
     out = Printer(json_out)
-    try:
-        lock = ApplyLock(s.name).__enter__()
-    except LockHeld as e:
-        raise _fail(str(e), json_out) from None
-    try:
+    with _cluster_lock(s.name, json_out):
         p, arts, observed = _plan(s, spec, out, json_out, destroy=True, for_apply=True)
         if not json_out:
             print(render.render_text(p), end="")
@@ -283,8 +284,6 @@ def destroy(
             return
         _confirm(p, auto_approve, "destroy")
         _run_apply(p, s, arts, observed, out, json_out)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 @app.command("get-bootstrap-brokers")
@@ -360,7 +359,6 @@ def rebalance(
 ) -> None:
     """Even out replicas and leaders over the spec's brokers with the fewest replica moves."""
     from reconciler.apply import reassign
-    from reconciler.apply.state import ApplyLock, LockHeld
     from reconciler.observe.targets import observe
     from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
 
@@ -413,13 +411,11 @@ def rebalance(
             raise _fail("rebalance needs confirmation; no terminal to ask on. Use --auto-approve.", json_out)
         if input("Do you want to move these partitions? Only 'yes' will be accepted: ").strip() != "yes":
             raise typer.Exit(1)
-    try:
-        with ApplyLock(s.name):
+    with _cluster_lock(s.name, json_out):
+        try:
             result = reassign.execute(_bootstrap(s), proposal, throttle_bytes_per_s=int(rate), progress=out.message)
-    except LockHeld as e:
-        raise _fail(str(e), json_out) from None
-    except reassign.ReassignError as e:
-        raise _fail(str(e), json_out) from None
+        except reassign.ReassignError as e:
+            raise _fail(str(e), json_out) from None
     if json_out:
         _emit({**doc, "ok": True, "seconds": round(result.seconds, 1), "bytes_moved": result.bytes_moved})
     else:
