@@ -17,7 +17,7 @@ import networkx as nx
 
 from reconciler.apply import gates
 from reconciler.apply.inventory import ArtifactRef, host_vars, inventory
-from reconciler.apply.runner import HostResult, run_playbook
+from reconciler.apply.runner import HostResult, StepRun
 from reconciler.apply.state import Journal
 from reconciler.files import broker_desired, parse_properties, server_properties, zookeeper_desired
 from reconciler.observe.model import ObservedCluster
@@ -134,12 +134,28 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
     for step_id, why in plan.confirmed_restarts:
         journal.record(event="step_done", step=step_id, resumed=True, message=why)
     roll = _RollProgress(sum(s.kind is StepKind.RESTART for s in plan.steps))
+    order: list[tuple[StepKind, list[Step]]] = []
     for generation in nx.topological_generations(g):
         steps = sorted((g.nodes[n]["step"] for n in generation), key=lambda s: (s.service or "", s.id))
         groups: dict[StepKind, list[Step]] = {}
         for s in steps:
             groups.setdefault(s.kind, []).append(s)
-        for kind, group in groups.items():
+        order.extend(groups.items())
+
+    def start_run(kind: StepKind, group: list[Step]) -> StepRun:
+        return StepRun(PLAYBOOK[kind], _group_inventory(inv, group, spec, kafka),
+                       sorted({s.host for s in group}), None, on_task)
+
+    held: dict[int, StepRun] = {}  # restart runs started ahead, waiting for their go-ahead
+    run: StepRun | None = None
+    try:
+        for i, (kind, group) in enumerate(order):
+            run = held.pop(i, None)
+            if run is None and kind is StepKind.RESTART:
+                run = start_run(kind, group)  # Ansible starts up while the pre-gate is checked
+            next_is_restart = i + 1 < len(order) and order[i + 1][0] is StepKind.RESTART
+            if next_is_restart and kind is not StepKind.RESTART:
+                held[i + 1] = start_run(*order[i + 1])  # a roll's first restart starts up during this step
             roll.starting([s for s in group if s.kind is StepKind.RESTART])
             for s in group:
                 try:
@@ -153,40 +169,23 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
             hooks.step_started(group)
             for s in group:
                 journal.record(event="step_started", step=s.id)
-            hosts = sorted({s.host for s in group})
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}
             else:
-                res = run_playbook(PLAYBOOK[kind], _group_inventory(inv, group, spec, kafka), hosts, None, on_task)
-            failed = []
-            for s in group:
-                r = res[s.host]
-                hooks.host_done(s, r)
-                journal.record(event="step_done" if r.ok else "step_failed", step=s.id,
-                               seconds=round(r.seconds, 2), message=r.message)
-                if r.ok:
-                    result.steps_done += 1
-                else:
-                    failed.append(f"{s.describe()} on {s.host}: {r.message}")
-            if failed:
-                journal.record(event="apply_failed", reason=failed[0])
-                raise ApplyFailed("; ".join(failed))
-            seen_gates: set[str] = set()
-            for s in group:
-                key = f"{s.kind}:{s.gate}"
-                if key in seen_gates:
-                    continue
-                seen_gates.add(key)
-                try:
-                    post = _post_gate(s, spec, hooks.message)
-                except gates.GateFailed as e:
-                    journal.record(event="apply_failed", reason=str(e), step=s.id)
-                    raise ApplyFailed(str(e)) from None
-                for gr in post:
-                    hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
-                    journal.record(event="gate_passed", step=s.id, gate=gr.name, seconds=round(gr.seconds, 2))
-                    result.gates.append(gr)
+                run = run or start_run(kind, group)
+                res = run.go().wait()
+            _record_results(group, res, hooks, journal, result)
+            if next_is_restart and kind is StepKind.RESTART:
+                held[i + 1] = start_run(*order[i + 1])  # the next restart starts up during this one's gates
+            _run_post_gates(group, spec, hooks, journal, result)
+            if run is not None:
+                _record_results(group, run.finish(), hooks, journal, result, report=False)
             roll.done([s for s in group if s.kind is StepKind.RESTART], hooks.message)
+    finally:
+        for pending in held.values():
+            pending.cancel()
+        if run is not None:
+            run.close()
     if any(s.kind is StepKind.RESTART and s.service == "kafka" for s in plan.steps):
         try:
             hooks.message(f"preferred leaders: {gates.elect_preferred_leaders(spec)}")
@@ -196,6 +195,44 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
     result.seconds = time.monotonic() - started
     journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
     return result
+
+
+def _record_results(group: list[Step], res: dict[str, HostResult], hooks: Hooks, journal: Journal,
+                    result: ApplyResult, report: bool = True) -> None:
+    """Report and journal each step's host result; stop the apply on any failure. Called again
+    with report=False once the Ansible run has ended, to catch a failure after the step marker."""
+    failed = []
+    for s in group:
+        r = res[s.host]
+        if report:
+            hooks.host_done(s, r)
+            journal.record(event="step_done" if r.ok else "step_failed", step=s.id,
+                           seconds=round(r.seconds, 2), message=r.message)
+            result.steps_done += r.ok
+        if not r.ok:
+            failed.append(f"{s.describe()} on {s.host}: {r.message}")
+    if failed:
+        journal.record(event="apply_failed", reason=failed[0])
+        raise ApplyFailed("; ".join(failed))
+
+
+def _run_post_gates(group: list[Step], spec: ClusterSpec, hooks: Hooks, journal: Journal,
+                    result: ApplyResult) -> None:
+    seen_gates: set[str] = set()
+    for s in group:
+        key = f"{s.kind}:{s.gate}"
+        if key in seen_gates:
+            continue
+        seen_gates.add(key)
+        try:
+            post = _post_gate(s, spec, hooks.message)
+        except gates.GateFailed as e:
+            journal.record(event="apply_failed", reason=str(e), step=s.id)
+            raise ApplyFailed(str(e)) from None
+        for gr in post:
+            hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
+            journal.record(event="gate_passed", step=s.id, gate=gr.name, seconds=round(gr.seconds, 2))
+            result.gates.append(gr)
 
 
 class _RollProgress:

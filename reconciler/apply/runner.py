@@ -1,5 +1,12 @@
 """ansible-runner adapter: run one step playbook on a set of hosts, report per host.
 
+A run can be started ahead of time and held: the step playbook's first task (on the control
+machine) waits for a go-ahead file, so Ansible's start-up (interpreter, playbook and inventory
+parsing) happens while kafkaform is still waiting on a health gate, not on a rolling restart's
+critical path. A held run touches no host until `go()`; `cancel()` or the death of kafkaform ends
+it there. A step counts as done on a host when that host reaches the playbook's "step done"
+task; the rest of the run (statistics, process exit) finishes in the background.
+
 The private data dir holds rendered files (possibly secrets) and is deleted after each run.
 """
 
@@ -8,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +25,8 @@ from typing import Any
 import ansible_runner
 
 PLAYBOOKS = Path(os.environ.get("KAFKAFORM_PLAYBOOKS", Path(__file__).resolve().parents[2] / "playbooks"))
+DONE_TASK = "step done"  # name of the marker task ending a step playbook on each host (done.yml)
+GO_TASK = "go-ahead"  # name of the task holding a run on the control machine (held.yml)
 
 
 @dataclass
@@ -41,58 +51,126 @@ def ansible_env() -> dict[str, str]:
     }
 
 
-def run_playbook(playbook: str, inventory: dict[str, Any], hosts: list[str],
+class StepRun:
+    """One ansible-runner run of `playbooks/<playbook>` limited to `hosts`, held until `go()`."""
+
+    def __init__(self, playbook: str, inventory: dict[str, Any], hosts: list[str],
                  extravars: dict[str, Any] | None = None,
-                 on_task: Callable[[str, str, str], None] | None = None) -> dict[str, HostResult]:
-    """Run `playbooks/<playbook>` limited to `hosts`; return one HostResult per host."""
-    results = {h: HostResult(host=h, ok=True) for h in hosts}
-    started = time.monotonic()
-
-    def handler(event: dict[str, Any]) -> bool:
-        data = event.get("event_data", {})
-        host = data.get("host")
-        kind = event.get("event", "")
-        if host in results:
-            res = data.get("res", {}) or {}
-            if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-                r = results[host]
-                r.ok = False
-                msg = res.get("msg") or res.get("stderr") or kind
-                r.message = f"{data.get('task', '?')}: {str(msg).strip()[:500]}"
-            elif kind == "runner_on_ok" and res.get("changed"):
-                results[host].changed = True
-            if on_task and kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
-                on_task(host, data.get("task", ""), kind.removeprefix("runner_on_"))
-        return False  # do not keep event files
-
-    pdd = tempfile.mkdtemp(prefix="kafkaform-ansible-")
-    os.chmod(pdd, 0o700)
-    try:
-        r = ansible_runner.run(
-            private_data_dir=pdd,
+                 on_task: Callable[[str, str, str], None] | None = None) -> None:
+        self.hosts = list(hosts)
+        self.results = {h: HostResult(host=h, ok=True) for h in hosts}
+        self._on_task = on_task
+        self._finished_hosts: set[str] = set()
+        self._reached: threading.Event = threading.Event()
+        self._cancelled = False
+        self._went_at: float | None = None
+        self._lock = threading.Lock()
+        self._pdd = tempfile.mkdtemp(prefix="kafkaform-ansible-")
+        os.chmod(self._pdd, 0o700)
+        self._go_file = Path(self._pdd) / "go"
+        self._final: dict[str, HostResult] | None = None
+        self._thread, self._runner = ansible_runner.run_async(
+            private_data_dir=self._pdd,
             playbook=str(PLAYBOOKS / playbook),
             inventory=inventory,
             limit=",".join(hosts),
-            extravars=extravars or {},
+            extravars={**(extravars or {}), "kf_go_file": str(self._go_file), "kf_parent_pid": os.getpid()},
             envvars=ansible_env(),
             forks=max(5, min(50, len(hosts))),
             quiet=True,
-            event_handler=handler,
+            event_handler=self._handle,
+            cancel_callback=lambda: self._cancelled,
         )
-        for h, res in results.items():
-            res.seconds = time.monotonic() - started
-            if r.rc != 0 and res.ok and h in (r.stats or {}).get("failures", {}):
-                res.ok = False
-                res.message = res.message or "failed"
-        if r.rc != 0 and all(x.ok for x in results.values()):
-            out = ""
-            try:
-                out = r.stdout.read()[-1500:]
-            except Exception:  # noqa: BLE001 - best effort diagnostics
-                pass
-            for res in results.values():
-                res.ok = False
-                res.message = f"ansible-playbook exited {r.rc}: {out.strip()}"
-        return results
-    finally:
-        shutil.rmtree(pdd, ignore_errors=True)
+
+    def _handle(self, event: dict[str, Any]) -> bool:
+        data = event.get("event_data", {})
+        host = data.get("host")
+        kind = event.get("event", "")
+        if host not in self.results:
+            return False
+        res = data.get("res", {}) or {}
+        with self._lock:
+            r = self.results[host]
+            if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+                r.ok = False
+                msg = res.get("msg") or res.get("stderr") or kind
+                r.message = f"{data.get('task', '?')}: {str(msg).strip()[:500]}"
+                self._host_finished(host)
+            elif kind == "runner_on_ok":
+                if res.get("changed"):
+                    r.changed = True
+                if data.get("task") == DONE_TASK:
+                    self._host_finished(host)
+        if self._on_task and kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable") \
+                and data.get("task") not in (DONE_TASK, GO_TASK):
+            self._on_task(host, data.get("task", ""), kind.removeprefix("runner_on_"))
+        return False  # do not keep event files
+
+    def _host_finished(self, host: str) -> None:
+        self._finished_hosts.add(host)
+        self.results[host].seconds = time.monotonic() - (self._went_at or time.monotonic())
+        if self._finished_hosts >= set(self.hosts):
+            self._reached.set()
+
+    def go(self) -> StepRun:
+        """Let the run touch its hosts."""
+        self._went_at = time.monotonic()
+        self._go_file.touch()
+        return self
+
+    def cancel(self) -> None:
+        """End a run that was never let go (no host touched) and clean up."""
+        if self._went_at is not None:
+            return self.close()
+        self._cancelled = True
+        self._go_file.unlink(missing_ok=True)
+        self._thread.join(timeout=60)
+        shutil.rmtree(self._pdd, ignore_errors=True)
+
+    def close(self) -> None:
+        """Clean up: a held run is cancelled, a running one is waited for (it is changing hosts)."""
+        if self._went_at is None:
+            self.cancel()
+        elif self._final is None:
+            self.finish()
+
+    def wait(self) -> dict[str, HostResult]:
+        """Results as soon as every host finished its step (or the run ended, whichever is first)."""
+        while not self._reached.wait(0.05):
+            if not self._thread.is_alive():
+                return self.finish()
+        return {h: HostResult(**vars(r)) for h, r in self.results.items()}
+
+    def finish(self) -> dict[str, HostResult]:
+        """Wait for the run to end; final per-host results (a non-zero exit fails every host still ok)."""
+        if self._final is not None:
+            return self._final
+        self._thread.join()
+        r = self._runner
+        try:
+            for h, res in self.results.items():
+                if not res.seconds:
+                    res.seconds = time.monotonic() - (self._went_at or time.monotonic())
+                if r.rc != 0 and res.ok and h in (r.stats or {}).get("failures", {}):
+                    res.ok = False
+                    res.message = res.message or "failed"
+            if r.rc != 0 and all(x.ok for x in self.results.values()):
+                out = ""
+                try:
+                    out = r.stdout.read()[-1500:]
+                except Exception:  # noqa: BLE001 - best effort diagnostics
+                    pass
+                for res in self.results.values():
+                    res.ok = False
+                    res.message = f"ansible-playbook exited {r.rc}: {out.strip()}"
+            self._final = self.results
+            return self._final
+        finally:
+            shutil.rmtree(self._pdd, ignore_errors=True)
+
+
+def run_playbook(playbook: str, inventory: dict[str, Any], hosts: list[str],
+                 extravars: dict[str, Any] | None = None,
+                 on_task: Callable[[str, str, str], None] | None = None) -> dict[str, HostResult]:
+    """Run `playbooks/<playbook>` limited to `hosts` now; return one HostResult per host."""
+    return StepRun(playbook, inventory, hosts, extravars, on_task).go().finish()
