@@ -413,7 +413,8 @@ def rebalance(
             raise typer.Exit(1)
     with _cluster_lock(s.name, json_out):
         try:
-            result = reassign.execute(_bootstrap(s), proposal, throttle_bytes_per_s=int(rate), progress=out.message)
+            result = reassign.execute(_bootstrap(s), proposal.moves, throttle_bytes_per_s=int(rate),
+                                      progress=out.message)
         except reassign.ReassignError as e:
             raise _fail(str(e), json_out) from None
     if json_out:

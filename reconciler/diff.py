@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from reconciler import files as F
 from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
+from reconciler.scaling import PlacementError, ScalePlan, plan_scaling
 from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, parse_version
 
@@ -37,6 +38,17 @@ class AttrDiff(BaseModel):
     name: str
     before: str | None = None
     after: str | None = None
+
+
+class ReplicaMove(BaseModel):
+    """One partition's new replica list (first = preferred leader); bytes copied per new replica."""
+
+    model_config = ConfigDict(frozen=True)
+    topic: str
+    partition: int
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    bytes: int = 0
 
 
 class Change(BaseModel):
@@ -61,6 +73,11 @@ class Change(BaseModel):
     # (files hashed in pinned_hashes), then a second roll with the final files.
     ibp_pin: str | None = None
     pinned_hashes: dict[str, str] = {}
+    # Partition reassignment (address "partitions"): moves computed from the observed placement.
+    moves: tuple[ReplicaMove, ...] = ()
+    drain: tuple[int, ...] = ()  # brokers that must hold nothing once the moves are done
+    throttle_bytes_per_s: int | None = None
+    per_broker: int = 4
 
 
     @property
@@ -207,11 +224,11 @@ def _broker_id_on(facts: HostFacts) -> str | None:
     return None
 
 
-def delete_change(service: str, facts: HostFacts, observed: ObservedCluster,
-                  errors: list[SpecIssue], check_replicas: bool = True) -> Change | None:
+def delete_change(service: str, facts: HostFacts) -> Change | None:
     """The removal of a service the spec does not want on this host (None when nothing is there).
 
-    With check_replicas, a broker still holding replicas is an error: removing it would lose them.
+    A broker that still holds replicas is drained first: that is the reassignment change the
+    diff adds (`reassignment_change`), and its stop step verifies the broker holds nothing.
     """
     svc = facts.services.get(service)
     installed = [a for a in facts.artifacts if a.name == service]
@@ -221,14 +238,6 @@ def delete_change(service: str, facts: HostFacts, observed: ObservedCluster,
     if service == "kafka":
         key = _broker_id_on(facts) or facts.host
         address = f"broker.{key}"
-        if key.isdigit() and check_replicas:
-            held = [f"{p.topic}-{p.partition}" for p in observed.cluster.partitions if int(key) in p.replicas]
-            if held:
-                shown = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
-                errors.append(SpecIssue(path="brokers", message=(
-                    f"broker {key} on {facts.host} is not in the spec but still holds replicas of "
-                    f"{len(held)} partition(s) ({shown}); removing it would lose them. Move them first "
-                    "(partition reassignment) or put the broker back in the spec.")))
     else:
         address = f"zookeeper.{facts.host}"
         key = facts.host
@@ -237,7 +246,54 @@ def delete_change(service: str, facts: HostFacts, observed: ObservedCluster,
                   attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),))
 
 
-def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -> DiffResult:
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_s: float | None = None) -> Change:
+    """The partition reassignment a broker-set change needs, as one reviewable change.
+
+    The time estimate divides the bytes to copy by the throttle, or by the throughput measured in
+    this cluster's last reassignment when that was lower.
+    """
+    r = spec.kafka.reassignment
+    rate = r.throttle_mib_per_s * 2**20
+    if measured_bytes_per_s:
+        rate = min(rate, measured_bytes_per_s)
+    p = scale.proposal
+    moves = tuple(ReplicaMove(topic=m.topic, partition=m.partition, before=m.before, after=m.after, bytes=m.bytes)
+                  for m in p.moves)
+    eta = p.bytes_to_move / rate if rate else 0.0
+    b, a = scale.before, scale.after
+    attrs = (
+        AttrDiff(name="replicas per broker", before=_counts(b["replicas"]), after=_counts(a["replicas"])),
+        AttrDiff(name="leaders per broker", before=_counts(b["leaders"]), after=_counts(a["leaders"])),
+        AttrDiff(name="replica moves", after=f"{p.replica_moves} (lower bound {p.lower_bound}); "
+                                             f"{p.reorders} leader-only change(s)"),
+        AttrDiff(name="data to copy", after=f"{_mib(p.bytes_to_move)}, about {eta:.0f}s at {_mib(rate)}/s"
+                                            f" (throttled to {r.throttle_mib_per_s:g} MiB/s per broker)"),
+        AttrDiff(name="racks per partition", after=", ".join(f"{k}: {v}" for k, v in
+                                                             a["racks_per_partition"].items())),  # type: ignore[union-attr]
+    )
+    return Change(address="partitions", service="kafka", key="reassignment", host="cluster", action=Action.UPDATE,
+                  reasons=(scale.reason, *(n for n in p.notes if not _summary_note(n))), attrs=attrs,
+                  moves=moves, drain=scale.removed,
+                  throttle_bytes_per_s=int(r.throttle_mib_per_s * 2**20), per_broker=r.max_partitions_per_broker)
+
+
+def _summary_note(note: str) -> bool:
+    """The planner's own summary lines, which the change's attributes already show."""
+    return note.startswith(("scale-out:", "scale-in:")) or "replica move(s), lower bound" in note
+
+
+def _counts(d: object) -> str:
+    return " ".join(f"{k}:{v}" for k, v in dict(d).items())  # type: ignore[call-overload]
+
+
+def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
+         sizes: dict[tuple[str, int], int] | None = None, measured_bytes_per_s: float | None = None) -> DiffResult:
+    """Changes per resource, plus the partition reassignment a change of the broker set needs
+    (`sizes`: bytes per partition, for ordering moves and estimating the copy)."""
     errors: list[SpecIssue] = []
     for host, why in observed.unreachable().items():
         errors.append(SpecIssue(path=f"host {host}", message=f"unreachable: {why}; not planning without it"))
@@ -280,9 +336,23 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds) -
     for host, facts in sorted(observed.hosts.items()):
         for service in ("kafka", "zookeeper"):
             if service not in wanted.get(host, set()):
-                c = delete_change(service, facts, observed, errors)
+                c = delete_change(service, facts)
                 if c:
                     changes.append(c)
+    leaving = [c for c in changes if c.action is Action.DELETE and c.service == "kafka"]
+    if leaving and not observed.cluster.zookeeper_reachable:
+        errors.append(SpecIssue(path="brokers", message=(
+            f"{', '.join(c.address for c in leaving)} would be removed, but the partition assignments cannot be "
+            f"read ({observed.cluster.zookeeper_error or 'ZooKeeper unreachable'}); not removing a broker "
+            "without knowing it holds nothing")))
+        return DiffResult(changes, errors)
+    try:
+        scale = plan_scaling(spec, observed, sizes)
+    except PlacementError as e:
+        errors.append(SpecIssue(path="brokers", message=str(e)))
+        return DiffResult(changes, errors)
+    if scale:
+        changes.append(reassignment_change(spec, scale, measured_bytes_per_s))
     return DiffResult(changes, errors)
 
 

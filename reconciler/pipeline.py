@@ -52,15 +52,44 @@ def effective_min_isr(spec: ClusterSpec, observed: ObservedCluster) -> int:
     return max(values)
 
 
+def partition_sizes_if_moving(spec: ClusterSpec, observed: ObservedCluster,
+                              progress: Progress | None = None) -> dict[tuple[str, int], int] | None:
+    """Bytes per partition (DescribeLogDirs), read only when the broker set changes and data may move."""
+    if not observed.cluster.partitions:
+        return None
+    held = {r for p in observed.cluster.partitions for r in p.replicas}
+    wanted = {b.id for b in spec.brokers}
+    if held == wanted:
+        return None
+    from reconciler.apply import reassign
+
+    try:
+        return reassign.partition_sizes(spec.bootstrap_brokers().split(","))
+    except Exception as e:  # noqa: BLE001 - sizes refine the plan; without them moves are counted, not weighed
+        if progress:
+            progress(f"partition sizes unavailable ({type(e).__name__}: {e}); planning by replica counts")
+        return None
+
+
+def measured_reassign_rate(cluster: str, min_bytes: int = 64 * 2**20) -> float | None:
+    """Bytes/s of this cluster's last reassignment that moved enough data to measure."""
+    for e in reversed(Journal(cluster).entries()):
+        if e.get("event") == "reassign_done" and e.get("bytes", 0) >= min_bytes and e.get("seconds"):
+            return e["bytes"] / e["seconds"]
+    return None
+
+
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
-              destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False) -> Plan:
+              destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
+              progress: Progress | None = None) -> Plan:
     confirmed: list[tuple[str, str]] = []
     if destroy:
         changes = destroy_changes(observed)
         errors: list[SpecIssue] = [SpecIssue(path=f"host {h}", message=f"unreachable: {why}")
                                    for h, why in observed.unreachable().items()]
     else:
-        result = diff(spec, observed, arts.ids)
+        sizes = partition_sizes_if_moving(spec, observed, progress)
+        result = diff(spec, observed, arts.ids, sizes=sizes, measured_bytes_per_s=measured_reassign_rate(spec.name))
         changes, errors = result.changes, result.errors
         changes, confirmed = carry_pending_restarts(changes, spec, observed, Journal(spec.name).pending_restarts())
     if errors:
@@ -79,11 +108,11 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
 
 
 def destroy_changes(observed: ObservedCluster) -> list[Change]:
-    """Delete every kafka and zookeeper service found, without the replica-safety refusal."""
+    """Delete every kafka and zookeeper service found (no drain: destroy removes the data too)."""
     out: list[Change] = []
     for _host, facts in sorted(observed.hosts.items()):
         for service in ("kafka", "zookeeper"):
-            c = delete_change(service, facts, observed, [], check_replicas=False)
+            c = delete_change(service, facts)
             if c:
                 out.append(c)
     return out

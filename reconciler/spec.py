@@ -124,6 +124,14 @@ class Listener(_Model):
         return v
 
 
+class ReassignmentSpec(_Model):
+    """How partition data moves when brokers are added or removed (and for `rebalance`)."""
+
+    throttle_mib_per_s: Annotated[float, Field(gt=0, le=10_000)] = 50.0  # replication throttle per broker
+    max_partitions_per_broker: Annotated[int, Field(ge=1, le=1000)] = 4  # receiving at once, per broker
+    timeout_s: Annotated[float, Field(gt=0)] = 6 * 3600.0
+
+
 class KafkaSpec(_Model):
     version: str = "3.9.1"
     artifact: Artifact = Artifact(maven=True)
@@ -133,6 +141,7 @@ class KafkaSpec(_Model):
     config: dict[str, ConfigEntry] = Field(default_factory=dict)
     metadata_mode: Literal["zookeeper", "kraft"] = "zookeeper"
     install_dir: str = "/opt/kafka"
+    reassignment: ReassignmentSpec = ReassignmentSpec()
 
     @field_validator("version")
     @classmethod

@@ -82,7 +82,10 @@ def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper:
 
 
 def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str], None]) -> gates.GateResult | None:
-    """Before a restart: ZooKeeper keeps quorum without the node; a broker's partitions keep min ISR."""
+    """Before a restart: ZooKeeper keeps quorum without the node; a broker's partitions keep min ISR.
+    Before stopping a drained broker: it holds no replica."""
+    if step.kind is StepKind.STOP and step.drain:
+        return gates.broker_empty(spec, step.drain[0], progress=progress)
     if step.kind is not StepKind.RESTART:
         return None
     if step.service == "zookeeper":
@@ -96,6 +99,9 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
 
 
 def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -> list[gates.GateResult]:
+    if step.kind is StepKind.REASSIGN:
+        out = [gates.replicas_in_sync(spec, progress=progress)]
+        return out + [gates.broker_empty(spec, b, progress=progress) for b in step.drain]
     if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
         return []
     if step.gate == "zookeeper_quorum":
@@ -171,6 +177,8 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
                 journal.record(event="step_started", step=s.id)
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}
+            elif kind is StepKind.REASSIGN:
+                res = {s.host: _reassign(s, spec, hooks, journal) for s in group}
             else:
                 run = run or start_run(kind, group)
                 res = run.go().wait()
@@ -268,6 +276,24 @@ def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
         return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
                           seconds=time.monotonic() - t0)
     return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+
+
+def _reassign(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """Move the partitions the plan lists (throttled, in batches); the throughput measured here
+    feeds the time estimate of later plans."""
+    from reconciler.apply import reassign
+
+    t0 = time.monotonic()
+    try:
+        r = reassign.execute(spec.bootstrap_brokers().split(","), step.moves,
+                             throttle_bytes_per_s=step.throttle_bytes_per_s, per_broker=step.per_broker,
+                             timeout_s=spec.kafka.reassignment.timeout_s, progress=hooks.message)
+    except Exception as e:  # noqa: BLE001 - reported like a failed host; throttles are already removed
+        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
+                          seconds=time.monotonic() - t0)
+    journal.record(event="reassign_done", step=step.id, partitions=r.partitions, bytes=r.bytes_moved,
+                   seconds=round(r.seconds, 2))
+    return HostResult(host=step.host, ok=True, changed=True, seconds=r.seconds)
 
 
 def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, kafka: ArtifactRef

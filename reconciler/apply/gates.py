@@ -152,6 +152,22 @@ def safe_to_stop(spec: ClusterSpec, brokers: list[int], default_min_isr: int, ti
     return _poll(f"broker {who} safe to stop", check, timeout, progress)
 
 
+def broker_empty(spec: ClusterSpec, broker_id: int, timeout: float = 60, progress: Progress = None) -> GateResult:
+    """Before stopping a broker that leaves the cluster: no partition lists it as a replica, so
+    stopping it cannot take away an in-sync copy of anything (and it leads nothing)."""
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if not st.zookeeper_reachable:
+            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        held = [f"{p.topic}-{p.partition}" for p in st.partitions if broker_id in p.replicas]
+        if held:
+            return False, f"broker {broker_id} still holds {len(held)} replica(s) ({', '.join(held[:4])})"
+        return True, f"broker {broker_id} holds no replicas of {len(st.partitions)} partitions"
+
+    return _poll(f"broker {broker_id} empty", check, timeout, progress)
+
+
 def elect_preferred_leaders(spec: ClusterSpec, timeout_s: float = 60) -> str:
     """Move leadership back to preferred replicas after a roll (what the roll moved away)."""
     from kafka import KafkaAdminClient

@@ -11,16 +11,25 @@ Refuses to start while another reassignment is running.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from reconciler.placement import Move, Proposal
+from typing import Protocol
 
 Progress = Callable[[str], None] | None
 
 
 class ReassignError(Exception):
     pass
+
+
+class MoveLike(Protocol):
+    """A partition's new replica list: placement.Move (rebalance) or a plan's ReplicaMove (apply)."""
+
+    topic: str
+    partition: int
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ def _get(obj: object, *names: str) -> object:
     return None
 
 
-def _throttle_configs(moves: list[Move]) -> tuple[dict[str, dict[str, str]], set[int]]:
+def _throttle_configs(moves: Sequence[MoveLike]) -> tuple[dict[str, dict[str, str]], set[int]]:
     """Topic throttled-replica lists (existing replicas lead, new ones follow) and brokers involved."""
     leader: dict[str, list[str]] = {}
     follower: dict[str, list[str]] = {}
@@ -93,7 +102,7 @@ def _alter(admin, resources: list) -> None:  # noqa: ANN001
         admin.alter_configs(resources, incremental=True, raise_on_unknown=False)
 
 
-def execute(bootstrap: list[str], proposal: Proposal, *, throttle_bytes_per_s: int | None = 50 * 2**20,
+def execute(bootstrap: list[str], moves: Sequence[MoveLike], *, throttle_bytes_per_s: int | None = 50 * 2**20,
             per_broker: int = 4, timeout_s: float = 3600, progress: Progress = None) -> ReassignResult:
     from kafka import TopicPartition
     from kafka.admin import ConfigResource, ConfigResourceType
@@ -101,7 +110,7 @@ def execute(bootstrap: list[str], proposal: Proposal, *, throttle_bytes_per_s: i
     say = progress or (lambda _m: None)
     if ongoing(bootstrap):
         raise ReassignError("another partition reassignment is running; wait for it or cancel it first")
-    data_moves = [m for m in proposal.moves if set(m.after) != set(m.before)]
+    data_moves = [m for m in moves if set(m.after) != set(m.before)]
     total_bytes = sum(m.bytes for m in data_moves)
     admin = _admin(bootstrap)
     t0 = time.monotonic()
@@ -114,11 +123,11 @@ def execute(bootstrap: list[str], proposal: Proposal, *, throttle_bytes_per_s: i
                 for b in sorted(brokers)])
             _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in topic_cfg.items()])
             say(f"throttle {throttle_bytes_per_s / 2**20:.0f} MiB/s on brokers {sorted(brokers)}")
-        pending = sorted(proposal.moves, key=lambda m: (m.topic, m.partition))
+        pending = sorted(moves, key=lambda m: (m.topic, m.partition))
         done = 0
         moved = 0
         while pending:
-            batch: list[Move] = []
+            batch: list[MoveLike] = []
             load: dict[int, int] = {}
             for m in list(pending):
                 added = [b for b in m.after if b not in m.before]
@@ -147,7 +156,7 @@ def execute(bootstrap: list[str], proposal: Proposal, *, throttle_bytes_per_s: i
             elapsed = time.monotonic() - t0
             rate = moved / elapsed if elapsed > 0 else 0
             eta = (total_bytes - moved) / rate if rate > 0 else 0
-            say(f"reassignment: {done}/{len(proposal.moves)} partitions, {moved / 2**20:.1f}/"
+            say(f"reassignment: {done}/{len(moves)} partitions, {moved / 2**20:.1f}/"
                 f"{total_bytes / 2**20:.1f} MiB, {elapsed:.0f}s elapsed"
                 + (f", ETA {eta:.0f}s" if pending and rate > 0 else ""))
         admin.elect_leaders(0, raise_errors=False)  # put the planned leaders (first replicas) in front

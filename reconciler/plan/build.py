@@ -6,7 +6,8 @@ Ordering rules, each one edge family below:
    so the quorum is up before brokers register;
 3. restarts are one at a time (ZooKeeper followers before the leader, brokers by id with the
    active controller last), chained so the executor can never run two at once;
-4. removal: brokers stop before ZooKeeper, and a service stops before its files go.
+4. removal: brokers stop before ZooKeeper, and a service stops before its files go;
+5. partition reassignment after every broker start/restart, and before any broker stops.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
 from reconciler.safety import can_restart, rack_groups, restart_order
+
+REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
+                         "ones only once the new ones are in sync")
 
 
 def _sid(kind: StepKind, host: str, service: str | None) -> str:
@@ -81,10 +85,20 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     restarts: list[tuple[Change, str]] = []
     stops: dict[str, list[str]] = {"kafka": [], "zookeeper": []}
 
+    reassign: str | None = None
+    drained = {d for c in changes for d in c.drain}
     for c in changes:
+        if c.moves:
+            reassign = add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN, host=c.host,
+                                service="kafka", address=c.address, moves=c.moves, drain=c.drain,
+                                throttle_bytes_per_s=c.throttle_bytes_per_s, per_broker=c.per_broker,
+                                availability=REASSIGN_AVAILABILITY))
+            continue
         if c.action is Action.DELETE:
+            bid = int(c.key) if c.service == "kafka" and c.key.isdigit() else None
             stop = add(Step(id=_sid(StepKind.STOP, c.host, c.service), kind=StepKind.STOP, host=c.host,
-                            service=c.service, address=c.address))
+                            service=c.service, address=c.address,
+                            drain=(bid,) if bid is not None and bid in drained else ()))
             rm = add(Step(id=_sid(StepKind.REMOVE, c.host, c.service), kind=StepKind.REMOVE, host=c.host,
                           service=c.service, address=c.address))
             g.add_edge(stop, rm)
@@ -178,6 +192,15 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
         if prev_final:
             g.add_edge(prev_final, rs)
         prev_final = rs
+    # 5. Data moves once every new or restarted broker is up (and the roll is over), and a broker
+    #    leaving the spec stops only after the reassignment drained it.
+    if reassign:
+        for n in list(g.nodes):
+            step = g.nodes[n]["step"]
+            if step.service == "kafka" and step.kind in (StepKind.START, StepKind.RESTART):
+                g.add_edge(n, reassign)
+        for s in stops["kafka"]:
+            g.add_edge(reassign, s)
     # 4. Brokers stop before ZooKeeper does.
     for z in stops["zookeeper"]:
         for k in stops["kafka"]:

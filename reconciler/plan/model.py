@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler.diff import Action, Change
+from reconciler.diff import Action, Change, ReplicaMove
 
 if TYPE_CHECKING:  # networkx costs ~75 ms to import; a no-op plan never builds a graph
     import networkx as nx
@@ -29,6 +29,7 @@ class StepKind(StrEnum):
     STOP = "stop"
     REMOVE = "remove"
     ALTER_CONFIG = "alter_config"  # live broker config change through the Admin API (no restart)
+    REASSIGN = "reassign"  # partition reassignment through the Admin API (scale-out / drain for scale-in)
 
 
 class Step(BaseModel):
@@ -46,6 +47,10 @@ class Step(BaseModel):
     dynamic_keys: tuple[str, ...] = ()  # alter_config: keys set live; values come from the spec at apply
     ibp_pin: str | None = None  # configure: hold inter.broker.protocol.version here (upgrade, first roll)
     restart_group: tuple[int, ...] = ()  # rack roll: brokers that restart together with this one
+    moves: tuple[ReplicaMove, ...] = ()  # reassign: the partitions that change, computed at plan time
+    throttle_bytes_per_s: int | None = None  # reassign: replication throttle while data moves
+    per_broker: int = 4  # reassign: partitions receiving data at once on one broker
+    drain: tuple[int, ...] = ()  # reassign: brokers that must hold nothing afterwards; stop: verify empty
 
     def describe(self) -> str:
         what = {
@@ -59,6 +64,8 @@ class Step(BaseModel):
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
             StepKind.ALTER_CONFIG: f"set {', '.join(self.dynamic_keys)} live (no restart)",
+            StepKind.REASSIGN: f"move {sum(bool(set(m.after) - set(m.before)) for m in self.moves)} partition(s)"
+            + (f", drain broker(s) {', '.join(map(str, self.drain))}" if self.drain else ""),
         }[self.kind]
         return f"{self.address}: {what}" if self.address else what
 

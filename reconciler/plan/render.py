@@ -28,7 +28,9 @@ def render_change(c: Change) -> list[str]:
         verb += " (rolling restart)"
     elif c.dynamic_keys:
         verb += " (no restart)"
-    out = [f"  # {c.address} on {c.host} {verb}"]
+    if c.moves:
+        label, verb = "partitions", "will be reassigned (data moves between brokers)"
+    out = [f"  # {c.address} {verb}" if c.moves else f"  # {c.address} on {c.host} {verb}"]
     for r in c.reasons:
         out.append(f"  #   because {r}")
     out.append(f"  {c.action.symbol} {label} \"{c.key}\" {{")

@@ -315,30 +315,6 @@ def test_broker_not_in_spec_is_destroyed(lab_spec: ClusterSpec) -> None:
     assert "Plan: 0 to add, 0 to change, 1 to destroy." in text
 
 
-def test_broker_holding_replicas_is_not_removed(lab_spec: ClusterSpec) -> None:
-    obs = (observed_with_leftover_broker3(lab_spec)
-           .partition("orders", 0, (1, 2, 3)).partition("orders", 1, (2, 3, 1))
-           .partition("audit", 0, (1, 2)).partition("__consumer_offsets", 7, (3,))
-           .build())
-    result = diff(two_broker_spec(), obs, ARTS)
-    assert len(result.errors) == 1
-    err = result.errors[0]
-    assert err.path == "brokers"
-    assert f"broker 3 on {H3} is not in the spec" in err.message
-    assert "3 partition(s) (orders-0, orders-1, __consumer_offsets-7)" in err.message
-    assert "audit-0" not in err.message
-    assert "reassignment" in err.message
-
-
-def test_many_held_partitions_are_summarised(lab_spec: ClusterSpec) -> None:
-    obs = observed_with_leftover_broker3(lab_spec)
-    for p in range(12):
-        obs.partition("events", p, (3, 1))
-    (err,) = diff(two_broker_spec(), obs.build(), ARTS).errors
-    assert "12 partition(s)" in err.message and "events-7 and 4 more" in err.message
-    assert "events-8" not in err.message
-
-
 def test_destroy_stops_brokers_before_zookeeper(lab_spec: ClusterSpec) -> None:
     obs = Observed.converged_cluster(lab_spec, ARTS).build()
     plan = build_plan(destroy_changes(obs), obs, spec_path="/specs/lab.yaml",

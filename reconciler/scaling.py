@@ -1,0 +1,100 @@
+"""Horizontal scaling as data movement: which replicas a broker-set change must move. Pure.
+
+Adding brokers is only useful once they hold data, and removing one is only safe once it holds
+none, so a change of the broker set is planned together with a partition reassignment:
+
+* scale-out: a broker of the spec that holds no replica while the cluster has partitions (just
+  added, or added by an apply that stopped before moving data) -> rebalance onto it;
+* scale-in: a broker that runs (or is registered) but is no longer in the spec and still holds
+  replicas -> drain it: every replica (and so every leadership) moves to the remaining brokers.
+
+The moves come from `placement.plan_reassignment`: fewest replica moves, rack spread kept, and on
+scale-out only towards the new brokers. When the remaining brokers cannot hold a topic's
+replication factor or rack spread, the planner's error names the topics and the plan is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.files import SERVER_PROPERTIES, parse_properties
+from reconciler.observe.model import ObservedCluster
+from reconciler.placement import BrokerInfo, PlacementError, Proposal, balance_report, plan_reassignment
+from reconciler.spec import ClusterSpec
+
+__all__ = ["PlacementError", "ScalePlan", "leaving_brokers", "plan_scaling"]
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    proposal: Proposal
+    added: tuple[int, ...]  # spec brokers that hold nothing yet
+    removed: tuple[int, ...]  # brokers leaving the spec that still hold replicas
+    before: dict[str, object]  # balance_report over the brokers that remain
+    after: dict[str, object]
+
+    @property
+    def reason(self) -> str:
+        parts = []
+        if self.added:
+            parts.append(f"broker(s) {', '.join(map(str, self.added))} hold no replicas yet")
+        if self.removed:
+            parts.append(f"broker(s) {', '.join(map(str, self.removed))} leave the spec and must be drained")
+        return "; ".join(parts)
+
+
+def leaving_brokers(spec: ClusterSpec, observed: ObservedCluster) -> dict[int, str | None]:
+    """Brokers found on the hosts (server.properties) or registered in ZooKeeper that the spec no
+    longer has, with the rack they were configured with (None when unknown)."""
+    wanted = {b.id for b in spec.brokers}
+    out: dict[int, str | None] = {}
+    for facts in observed.hosts.values():
+        seen = facts.files.get(SERVER_PROPERTIES)
+        if not seen or not seen.content:
+            continue
+        props = parse_properties(seen.content)
+        raw = props.get("broker.id", "")
+        if raw.isdigit() and int(raw) not in wanted:
+            out[int(raw)] = props.get("broker.rack")
+    for bid in observed.cluster.broker_ids:
+        if bid not in wanted:
+            out.setdefault(bid, None)
+    return out
+
+
+def plan_scaling(spec: ClusterSpec, observed: ObservedCluster,
+                 sizes: dict[tuple[str, int], int] | None = None) -> ScalePlan | None:
+    """The reassignment a broker-set change needs, or None when no data has to move.
+
+    Raises PlacementError (topics named) when the remaining brokers cannot hold the partitions.
+    """
+    partitions = observed.cluster.partitions
+    if not partitions:
+        return None
+    held: dict[int, int] = {}
+    for p in partitions:
+        for r in p.replicas:
+            held[r] = held.get(r, 0) + 1
+    leaving = leaving_brokers(spec, observed)
+    removed = tuple(sorted(b for b in leaving if held.get(b)))
+    added = tuple(sorted(b.id for b in spec.brokers if not held.get(b.id)))
+    if not removed and not added:
+        return None
+    brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in spec.brokers]
+    brokers += [BrokerInfo(id=b, rack=leaving[b]) for b in removed]
+    try:
+        proposal = plan_reassignment(brokers, partitions, sizes or {}, remove=removed)
+    except PlacementError as e:
+        if removed:
+            raise PlacementError(f"cannot remove broker(s) {', '.join(map(str, removed))}: {e}") from None
+        raise
+    stuck = sorted({b for reps in proposal.target.values() for b in reps if b in removed})
+    if stuck:
+        raise PlacementError(f"cannot drain broker(s) {', '.join(map(str, stuck))}: "
+                             + "; ".join(proposal.notes))
+    if not proposal.moves:
+        return None
+    remaining = [b for b in brokers if b.id not in removed]
+    current = {(p.topic, p.partition): p.replicas for p in partitions}
+    return ScalePlan(proposal=proposal, added=added, removed=removed,
+                     before=balance_report(brokers, current), after=balance_report(remaining, proposal.target))
