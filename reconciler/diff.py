@@ -78,6 +78,9 @@ class Change(BaseModel):
     drain: tuple[int, ...] = ()  # brokers that must hold nothing once the moves are done
     throttle_bytes_per_s: int | None = None
     per_broker: int = 4
+    # ZooKeeper membership change (address "zookeeper.ensemble"): myids to add / remove by reconfig
+    zk_join: tuple[int, ...] = ()
+    zk_leave: tuple[int, ...] = ()
 
 
     @property
@@ -246,6 +249,48 @@ def delete_change(service: str, facts: HostFacts) -> Change | None:
                   attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),))
 
 
+def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],
+                    errors: list[SpecIssue]) -> Change | None:
+    """ZooKeeper servers to add or remove by dynamic reconfiguration (no restart of the others).
+
+    Compared with ZooKeeper's own membership (/zookeeper/config), not with files: ZooKeeper keeps
+    it. Refused when the membership cannot be read while servers would be removed, and when most of
+    the new ensemble would be servers that are not members yet (its quorum would hold no history).
+    """
+    members = observed.cluster.zookeeper_members
+    removed_nodes = [c for c in changes if c.action is Action.DELETE and c.service == "zookeeper"]
+    if not observed.cluster.zookeeper_reachable or not members:
+        if removed_nodes:
+            errors.append(SpecIssue(path="zookeeper.nodes", message=(
+                f"{', '.join(c.address for c in removed_nodes)} would be removed, but the ensemble's membership "
+                f"cannot be read ({observed.cluster.zookeeper_error or 'no /zookeeper/config'}); not removing a "
+                "ZooKeeper server that may still be a voting member")))
+        return None
+    want = {n.myid: F.zk_server_line(spec, n)[1] for n in spec.zookeeper.nodes}
+    join = tuple(sorted(set(want) - set(members)))
+    leave = tuple(sorted(set(members) - set(want)))
+    if not join and not leave:
+        return None
+    staying = len(set(want) & set(members))
+    if staying * 2 <= len(want):
+        errors.append(SpecIssue(path="zookeeper.nodes", message=(
+            f"the new ensemble ({len(want)} servers) would have only {staying} current member(s); a majority of it "
+            "must already be members so its quorum holds the ensemble's data. Change fewer servers per apply.")))
+        return None
+    before = ",".join(map(str, sorted(members)))
+    after = ",".join(map(str, sorted(want)))
+    reasons = []
+    if join:
+        reasons.append(f"server(s) {', '.join(map(str, join))} join the ensemble (started first, then added)")
+    if leave:
+        reasons.append(f"server(s) {', '.join(map(str, leave))} leave the ensemble (removed, then stopped)")
+    return Change(address="zookeeper.ensemble", service="zookeeper", key="ensemble", host="cluster",
+                  action=Action.UPDATE, reasons=(*reasons, "dynamic reconfiguration: no other server restarts"),
+                  attrs=(AttrDiff(name="members", before=before, after=after),
+                         AttrDiff(name="quorum", before=str(len(members) // 2 + 1), after=str(len(want) // 2 + 1))),
+                  zk_join=join, zk_leave=leave)
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -339,6 +384,9 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
                 c = delete_change(service, facts)
                 if c:
                     changes.append(c)
+    ensemble = ensemble_change(spec, observed, changes, errors)
+    if ensemble:
+        changes.append(ensemble)
     leaving = [c for c in changes if c.action is Action.DELETE and c.service == "kafka"]
     if leaving and not observed.cluster.zookeeper_reachable:
         errors.append(SpecIssue(path="brokers", message=(

@@ -21,6 +21,13 @@ KAFKA_UNIT = "/etc/systemd/system/kafka.service"
 ZK_UNIT = "/etc/systemd/system/zookeeper.service"
 SERVER_PROPERTIES = f"{KAFKA_ETC}/server.properties"
 ZOO_CFG = f"{ZK_ETC}/zoo.cfg"
+# ZooKeeper 3.5+ owns its membership (dynamic reconfiguration): it rewrites the config file it was
+# started with and writes zoo.cfg.dynamic.<version> files next to it. So kafkaform's zoo.cfg holds
+# the static settings only and is never handed to ZooKeeper itself: ExecStartPre composes a runtime
+# copy in the data dir from it plus ZooKeeper's current membership pointer. ZK_SEED is the first
+# membership of a new server, written once and never compared (ZooKeeper's state after that).
+ZK_SEED = f"{ZK_ETC}/zoo.cfg.dynamic"
+ZK_RUNTIME_SCRIPT = f"{ZK_ETC}/runtime-config.sh"
 
 
 @dataclass(frozen=True)
@@ -194,18 +201,57 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
 
 
 def zoo_cfg(spec: ClusterSpec) -> str:
+    """Static settings. No server lines or clientPort: membership and client ports live in the
+    dynamic config ZooKeeper maintains (see ZK_SEED and `zk_server_line`)."""
     zk = spec.zookeeper
     items: list[tuple[str, object]] = [
         ("tickTime", 2000), ("initLimit", 10), ("syncLimit", 5),
-        ("dataDir", zk.data_dir), ("clientPort", zk.client_port),
+        ("dataDir", zk.data_dir),
         ("admin.enableServer", False),
         ("4lw.commands.whitelist", "srvr,mntr,ruok,conf,isro"),
         ("autopurge.snapRetainCount", 3), ("autopurge.purgeInterval", 24),
+        ("reconfigEnabled", True),
+        # reconfig needs the super user or skipACL. Without ZooKeeper authentication (no SASL in
+        # the spec yet) every znode Kafka writes is world-writable already, so skipACL opens
+        # nothing new; with authentication this becomes a superDigest login instead.
+        ("skipACL", "yes"),
     ]
     overrides = dict(zk.config)
     items = [(k, overrides.pop(k, v)) for k, v in items] + sorted(overrides.items())
-    items += [(f"server.{n.myid}", f"{n.host}:{zk.peer_port}:{zk.election_port}") for n in zk.nodes]
     return _properties(spec.name, items)
+
+
+def zk_server_line(spec: ClusterSpec, node: ZooKeeperNode) -> tuple[int, str]:
+    """(myid, value) of a dynamic-config `server.<myid>=` line, as ZooKeeper writes it back."""
+    zk = spec.zookeeper
+    return node.myid, f"{node.host}:{zk.peer_port}:{zk.election_port}:participant;0.0.0.0:{zk.client_port}"
+
+
+def zk_seed(spec: ClusterSpec, node: ZooKeeperNode, members: dict[int, str] | None) -> str:
+    """First membership of a new server: the running ensemble's members plus itself (how a server
+    joins an ensemble before `reconfig -add`), or every spec node for a brand-new ensemble."""
+    lines = dict(members) if members else dict(zk_server_line(spec, n) for n in spec.zookeeper.nodes)
+    myid, own = zk_server_line(spec, node)
+    lines.setdefault(myid, own)
+    return "".join(f"server.{i}={v}\n" for i, v in sorted(lines.items()))
+
+
+def zk_runtime_dir(spec: ClusterSpec) -> str:
+    return f"{spec.zookeeper.data_dir}/conf"
+
+
+def zk_runtime_script(spec: ClusterSpec) -> str:
+    run = zk_runtime_dir(spec)
+    return f"""#!/bin/sh
+# Managed by kafkaform (cluster {spec.name}). Run by zookeeper.service before ZooKeeper starts:
+# the config ZooKeeper runs with is kafkaform's {ZOO_CFG} plus ZooKeeper's own pointer to its
+# current membership (rewritten by ZooKeeper after every reconfig); the seed on first start.
+set -eu
+mkdir -p {run}
+pointer=$(grep -s '^dynamicConfigFile=' {run}/zoo.cfg || echo 'dynamicConfigFile={ZK_SEED}')
+{{ grep -v '^#' {ZOO_CFG}; echo "$pointer"; }} > {run}/zoo.cfg.new
+mv {run}/zoo.cfg.new {run}/zoo.cfg
+"""
 
 
 ZK_LOGBACK = """\
@@ -231,6 +277,7 @@ def zookeeper_unit(spec: ClusterSpec, home: str) -> str:
     jvm = " ".join([f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
                     f"-Dlogback.configurationFile={ZK_ETC}/logback.xml",
                     f"-Dzookeeper.log.dir={ZK_LOGS}"])
+    runtime_cfg = f"{zk_runtime_dir(spec)}/zoo.cfg"
     return f"""{HEADER.format(name=spec.name)}[Unit]
 Description=Apache ZooKeeper {spec.zookeeper.version}
 Wants=network-online.target
@@ -240,7 +287,8 @@ After=network-online.target
 Type=simple
 User=zookeeper
 Group=zookeeper
-ExecStart=/usr/bin/java {jvm} -cp '{home}/libs/*' org.apache.zookeeper.server.quorum.QuorumPeerMain {ZOO_CFG}
+ExecStartPre=/bin/sh {ZK_RUNTIME_SCRIPT}
+ExecStart=/usr/bin/java {jvm} -cp '{home}/libs/*' org.apache.zookeeper.server.quorum.QuorumPeerMain {runtime_cfg}
 Restart=on-failure
 RestartSec=5
 TimeoutStopSec=60
@@ -261,6 +309,7 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
         DesiredFile(ZOO_CFG, zoo_cfg(spec)),
         DesiredFile(f"{ZK_ETC}/logback.xml", ZK_LOGBACK),
         DesiredFile(f"{zk.data_dir}/myid", f"{node.myid}\n", "0644", "zookeeper"),
+        DesiredFile(ZK_RUNTIME_SCRIPT, zk_runtime_script(spec), "0755"),
         DesiredFile(ZK_UNIT, zookeeper_unit(spec, zookeeper_home(spec, artifact_id))),
     )
     dirs = (DesiredDir(zk.data_dir, "zookeeper", "0750"), DesiredDir(ZK_LOGS, "zookeeper"),
@@ -278,4 +327,4 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
 def managed_paths(spec: ClusterSpec) -> tuple[str, ...]:
     """Every file path observe should read on a host of this cluster."""
     return (SERVER_PROPERTIES, f"{KAFKA_ETC}/log4j.properties", KAFKA_UNIT, ZOO_CFG,
-            f"{ZK_ETC}/logback.xml", f"{spec.zookeeper.data_dir}/myid", ZK_UNIT)
+            f"{ZK_ETC}/logback.xml", f"{spec.zookeeper.data_dir}/myid", ZK_RUNTIME_SCRIPT, ZK_UNIT)

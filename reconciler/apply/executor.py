@@ -86,6 +86,10 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
     Before stopping a drained broker: it holds no replica."""
     if step.kind is StepKind.STOP and step.drain:
         return gates.broker_empty(spec, step.drain[0], progress=progress)
+    if step.kind is StepKind.STOP and step.gate == "left_ensemble":
+        return gates.zookeeper_not_member(spec, step.host, progress=progress)
+    if step.kind is StepKind.ZK_RECONFIG:
+        return gates.zookeeper_quorum(spec, progress=progress, members_too=True)
     if step.kind is not StepKind.RESTART:
         return None
     if step.service == "zookeeper":
@@ -102,6 +106,8 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
     if step.kind is StepKind.REASSIGN:
         out = [gates.replicas_in_sync(spec, progress=progress)]
         return out + [gates.broker_empty(spec, b, progress=progress) for b in step.drain]
+    if step.kind is StepKind.ZK_RECONFIG:
+        return [gates.zookeeper_members(spec, progress=progress), gates.zookeeper_quorum(spec, progress=progress)]
     if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
         return []
     if step.gate == "zookeeper_quorum":
@@ -130,7 +136,7 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
     check_rendered(plan, spec, kafka, zookeeper)
     started = time.monotonic()
     result = ApplyResult()
-    hv = host_vars(spec, kafka, zookeeper, observed.hosts)
+    hv = host_vars(spec, kafka, zookeeper, observed.hosts, zk_members=observed.cluster.zookeeper_members)
     inv = inventory(spec, hv)
     g = plan.graph()
     restarts = [{"step": s.id, "address": s.address, "service": s.service, "host": s.host}
@@ -177,6 +183,8 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
                 journal.record(event="step_started", step=s.id)
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}
+            elif kind is StepKind.ZK_RECONFIG:
+                res = {s.host: _zk_reconfig(s, spec) for s in group}
             elif kind is StepKind.REASSIGN:
                 res = {s.host: _reassign(s, spec, hooks, journal) for s in group}
             else:
@@ -275,6 +283,15 @@ def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
     except Exception as e:  # noqa: BLE001 - reported per host like an Ansible failure
         return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
                           seconds=time.monotonic() - t0)
+    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+
+
+def _zk_reconfig(step: Step, spec: ClusterSpec) -> HostResult:
+    t0 = time.monotonic()
+    try:
+        gates.reconfigure_zookeeper(spec, step.zk_join, step.zk_leave)
+    except Exception as e:  # noqa: BLE001 - reported like a failed host
+        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
     return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
 
 

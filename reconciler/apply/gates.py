@@ -71,9 +71,23 @@ def close() -> None:
     _readers.clear()
 
 
-def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress = None) -> GateResult:
-    """Every node of the spec's ensemble serves, with exactly one leader (or standalone for one node)."""
+def _member_endpoints(members: dict[int, str]) -> dict[int, str]:
+    """myid -> host:clientPort from ZooKeeper's membership lines ("host:2888:3888:participant;0.0.0.0:2181")."""
+    out = {}
+    for myid, value in members.items():
+        host = value.split(":", 1)[0]
+        client = value.partition(";")[2]
+        out[myid] = f"{host}:{client.rsplit(':', 1)[-1] or 2181}"
+    return out
+
+
+def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress = None,
+                     members_too: bool = False) -> GateResult:
+    """Every node of the spec's ensemble serves, with exactly one leader (or standalone for one node).
+    members_too: also the current members the spec no longer has (before they are reconfigured away)."""
     nodes = _zk(spec)
+    if members_too:
+        nodes += [e for e in _member_endpoints(cluster_state(spec).zookeeper_members).values() if e not in nodes]
 
     def check() -> tuple[bool, str]:
         modes = {n: zookeeper.ensemble_mode(n, timeout=2.0) for n in nodes}
@@ -84,6 +98,60 @@ def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress
         return vals.count("leader") == 1 and vals.count("follower") == len(nodes) - 1, shown
 
     return _poll("ZooKeeper quorum", check, timeout, progress)
+
+
+def zookeeper_members(spec: ClusterSpec, timeout: float = 60, progress: Progress = None) -> GateResult:
+    """ZooKeeper's membership (/zookeeper/config) is exactly the spec's servers."""
+    want = sorted(n.myid for n in spec.zookeeper.nodes)
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        have = sorted(st.zookeeper_members)
+        return have == want, f"members {have or st.zookeeper_error}, spec {want}"
+
+    return _poll("ZooKeeper membership", check, timeout, progress)
+
+
+def zookeeper_not_member(spec: ClusterSpec, host: str, timeout: float = 60, progress: Progress = None) -> GateResult:
+    """Before stopping a ZooKeeper server that leaves: it is no longer a voting member."""
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if not st.zookeeper_reachable:
+            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        mine = [i for i, v in st.zookeeper_members.items() if v.split(":", 1)[0] == host]
+        if mine:
+            return False, f"{host} is still member {mine[0]}"
+        return True, f"{host} is not a member (members {sorted(st.zookeeper_members)})"
+
+    return _poll(f"ZooKeeper on {host} out of the ensemble", check, timeout, progress)
+
+
+def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple[int, ...]) -> str:
+    """Add and remove servers with one dynamic reconfiguration, through a current member."""
+    from kazoo.client import KazooClient
+
+    from reconciler.files import zk_server_line
+
+    members = cluster_state(spec).zookeeper_members
+    if not members:
+        raise GateFailed("cannot read ZooKeeper's membership (/zookeeper/config)")
+    todo_join = [n for n in spec.zookeeper.nodes if n.myid in join and n.myid not in members]
+    todo_leave = [i for i in leave if i in members]
+    if not todo_join and not todo_leave:
+        return "membership already as planned"  # a resumed apply: the reconfig had committed
+    joining = ",".join("server.{}={}".format(*zk_server_line(spec, n)) for n in todo_join)
+    endpoints = _member_endpoints(members)
+    client = KazooClient(hosts=",".join(endpoints[i] for i in sorted(endpoints) if i not in leave) or
+                         ",".join(endpoints.values()), timeout=10)
+    client.start(timeout=15)
+    try:
+        data, _ = client.reconfig(joining=joining or None, leaving=",".join(map(str, todo_leave)) or None,
+                                  new_members=None)
+    finally:
+        client.stop()
+        client.close()
+    return data.decode("utf-8") if isinstance(data, bytes) else str(data)
 
 
 def _accepts(host: str, port: int) -> bool:

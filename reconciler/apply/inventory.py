@@ -57,8 +57,10 @@ def remove_paths(spec: ClusterSpec, service: str, facts: HostFacts | None) -> li
 
 
 def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
-              facts: dict[str, HostFacts] | None = None, state: str = "started") -> dict[str, dict[str, Any]]:
-    """Per-host vars for every host the spec or the observation names."""
+              facts: dict[str, HostFacts] | None = None, state: str = "started",
+              zk_members: dict[int, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-host vars for every host the spec or the observation names. `zk_members`: the running
+    ensemble's membership, the seed a new ZooKeeper server joins with."""
     facts = facts or {}
     out: dict[str, dict[str, Any]] = {}
     for host in list(spec.hosts()) + [h for h in facts if h not in spec.hosts()]:
@@ -69,6 +71,9 @@ def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
         d = F.zookeeper_desired(spec, node, zookeeper.artifact_id)
         out[node.host]["kf_zookeeper"] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state,
                                                    remove_paths(spec, "zookeeper", facts.get(node.host)))
+        # written only where absent: once ZooKeeper has started, it keeps its membership itself
+        out[node.host]["kf_zookeeper"]["seed_files"] = [
+            {"path": F.ZK_SEED, "content": F.zk_seed(spec, node, zk_members), "owner": "root", "mode": "0644"}]
     for b in spec.brokers:
         d = F.broker_desired(spec, b, kafka.artifact_id)
         out[b.host]["kf_kafka"] = _svc_vars(d, kafka, spec.kafka.install_dir, state,

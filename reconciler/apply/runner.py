@@ -51,6 +51,25 @@ def ansible_env() -> dict[str, str]:
     }
 
 
+PDD_PREFIX = "kafkaform-ansible-"
+
+
+def sweep_orphans() -> None:
+    """Delete run dirs left by a kafkaform process that was killed (they may hold rendered secrets)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{PDD_PREFIX}*"):
+        try:
+            age = time.time() - d.stat().st_mtime
+            pid = int((d / "owner.pid").read_text())
+            os.kill(pid, 0)
+            continue  # its kafkaform still runs
+        except ProcessLookupError:
+            if age < 120:  # an orphaned Ansible run may still be finishing its step in there
+                continue
+        except (OSError, ValueError):
+            continue  # not ours to judge (another user's, or no owner file)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class StepRun:
     """One ansible-runner run of `playbooks/<playbook>` limited to `hosts`, held until `go()`."""
 
@@ -65,8 +84,10 @@ class StepRun:
         self._cancelled = False
         self._went_at: float | None = None
         self._lock = threading.Lock()
-        self._pdd = tempfile.mkdtemp(prefix="kafkaform-ansible-")
+        sweep_orphans()
+        self._pdd = tempfile.mkdtemp(prefix=PDD_PREFIX)
         os.chmod(self._pdd, 0o700)
+        (Path(self._pdd) / "owner.pid").write_text(str(os.getpid()))
         self._go_file = Path(self._pdd) / "go"
         self._final: dict[str, HostResult] | None = None
         self._thread, self._runner = ansible_runner.run_async(

@@ -80,6 +80,8 @@ class ClusterState(_Frozen):
     kafka_error: str | None = None
     partitions: tuple[PartitionState, ...] = ()
     topic_min_isr: dict[str, int] = Field(default_factory=dict)  # topic-level min.insync.replicas overrides
+    # ZooKeeper's own membership (/zookeeper/config): myid -> "host:peer:election:role;client"
+    zookeeper_members: dict[int, str] = Field(default_factory=dict)
 
     def topics(self) -> dict[str, list[PartitionState]]:
         out: dict[str, list[PartitionState]] = {}
@@ -119,6 +121,7 @@ class ObservedCluster(_Frozen):
             "assignments": sorted(
                 (p.topic, p.partition, list(p.replicas)) for p in self.cluster.partitions
             ),
+            "zookeeper_members": sorted(self.cluster.zookeeper_members),
         }
         blob = json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()

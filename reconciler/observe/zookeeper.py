@@ -155,6 +155,24 @@ def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
     return tuple(sorted(out, key=lambda x: (x.topic, x.partition)))
 
 
+def parse_members(config: str) -> dict[int, str]:
+    """`server.<myid>=<spec>` lines of ZooKeeper's /zookeeper/config (the `version=` line dropped)."""
+    out: dict[int, str] = {}
+    for line in config.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key.startswith("server.") and key[7:].isdigit():
+            out[int(key[7:])] = value
+    return out
+
+
+def read_members(client: KazooClient) -> dict[int, str]:
+    try:
+        raw, _ = client.get("/zookeeper/config")
+    except NoNodeError:
+        return {}
+    return parse_members(raw.decode("utf-8"))
+
+
 def _client(zk_hosts: list[str], timeout: float) -> KazooClient:
     return KazooClient(
         hosts=",".join(zk_hosts),
@@ -194,6 +212,7 @@ def read_state(client: KazooClient) -> ClusterState:
         pass
     parts = read_partitions(client)
     return ClusterState(
+        zookeeper_members=read_members(client),
         zookeeper_reachable=True,
         broker_ids=tuple(sorted(endpoints)),
         broker_endpoints=endpoints,

@@ -21,6 +21,8 @@ from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
 from reconciler.safety import can_restart, rack_groups, restart_order
 
+RECONFIG_AVAILABILITY = ("ZooKeeper keeps its quorum: the new membership commits through the current quorum "
+                         "and needs a quorum of the new ensemble serving; no server restarts")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -86,8 +88,15 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     stops: dict[str, list[str]] = {"kafka": [], "zookeeper": []}
 
     reassign: str | None = None
+    reconfig: Step | None = None
     drained = {d for c in changes for d in c.drain}
     for c in changes:
+        if c.zk_join or c.zk_leave:
+            reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG, host=c.host,
+                            service="zookeeper", address=c.address, zk_join=c.zk_join, zk_leave=c.zk_leave,
+                            gate="zookeeper_members", availability=RECONFIG_AVAILABILITY)
+            add(reconfig)
+            continue
         if c.moves:
             reassign = add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN, host=c.host,
                                 service="kafka", address=c.address, moves=c.moves, drain=c.drain,
@@ -146,8 +155,23 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
         if c.service == "zookeeper" and last:
             zk_done.append(last)
 
-    # 2. ZooKeeper before Kafka.
-    for k in kafka_starts + [s for c, s in restarts if c.service == "kafka"]:
+    # 2. ZooKeeper before Kafka. A membership change comes after every other ZooKeeper step (new
+    #    servers run and follow); brokers roll onto the new zookeeper.connect after a growth, and
+    #    before a shrink (so no broker still lists a server that is about to go).
+    kafka_rolls = [s for c, s in restarts if c.service == "kafka"]
+    if reconfig:
+        for z in zk_done:
+            g.add_edge(z, reconfig.id)
+        if reconfig.zk_leave:
+            for k in kafka_rolls:
+                g.add_edge(k, reconfig.id)
+        else:
+            zk_done = [reconfig.id]
+        for s in stops["zookeeper"]:
+            g.add_edge(reconfig.id, s)
+            if reconfig.zk_leave:  # the server stops only once it is out of the ensemble
+                g.nodes[s]["step"] = g.nodes[s]["step"].model_copy(update={"gate": "left_ensemble"})
+    for k in kafka_starts + kafka_rolls:
         for z in zk_done:
             g.add_edge(z, k)
     # 3. One restart at a time, in safe order (or one rack at a time when asked and proven safe).

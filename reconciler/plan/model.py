@@ -30,6 +30,7 @@ class StepKind(StrEnum):
     REMOVE = "remove"
     ALTER_CONFIG = "alter_config"  # live broker config change through the Admin API (no restart)
     REASSIGN = "reassign"  # partition reassignment through the Admin API (scale-out / drain for scale-in)
+    ZK_RECONFIG = "zk_reconfig"  # ZooKeeper ensemble membership change by dynamic reconfiguration
 
 
 class Step(BaseModel):
@@ -51,6 +52,8 @@ class Step(BaseModel):
     throttle_bytes_per_s: int | None = None  # reassign: replication throttle while data moves
     per_broker: int = 4  # reassign: partitions receiving data at once on one broker
     drain: tuple[int, ...] = ()  # reassign: brokers that must hold nothing afterwards; stop: verify empty
+    zk_join: tuple[int, ...] = ()  # zk_reconfig: myids added
+    zk_leave: tuple[int, ...] = ()  # zk_reconfig: myids removed
 
     def describe(self) -> str:
         what = {
@@ -64,6 +67,10 @@ class Step(BaseModel):
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
             StepKind.ALTER_CONFIG: f"set {', '.join(self.dynamic_keys)} live (no restart)",
+            StepKind.ZK_RECONFIG: "reconfigure the ZooKeeper ensemble"
+            + (f": add server(s) {', '.join(map(str, self.zk_join))}" if self.zk_join else "")
+            + (f"{';' if self.zk_join else ':'} remove server(s) {', '.join(map(str, self.zk_leave))}"
+               if self.zk_leave else ""),
             StepKind.REASSIGN: f"move {sum(bool(set(m.after) - set(m.before)) for m in self.moves)} partition(s)"
             + (f", drain broker(s) {', '.join(map(str, self.drain))}" if self.drain else ""),
         }[self.kind]

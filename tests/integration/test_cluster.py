@@ -84,7 +84,11 @@ def test_hosts_run_what_the_spec_says(lab3: Path, name: str, tmp_path: Path) -> 
     assert f"zookeeper.connect={spec.zookeeper_connect()}\n" in text
     assert "min.insync.replicas=2\n" in text and "auto.create.topics.enable=false\n" in text
     zoo = host.file("/etc/zookeeper/zoo.cfg").content_string
-    assert "server.3=10.213.0.13:2888:3888" in zoo
+    assert "reconfigEnabled=true\n" in zoo and "server." not in zoo  # membership is ZooKeeper's own
+    runtime = host.file("/var/lib/zookeeper/conf/zoo.cfg").content_string
+    assert "dynamicConfigFile=/var/lib/zookeeper/conf/zoo.cfg.dynamic." in runtime
+    members = host.file(runtime.split("dynamicConfigFile=", 1)[1].split()[0]).content_string
+    assert "server.3=10.213.0.13:2888:3888:participant;0.0.0.0:2181" in members
     myid = next(n.myid for n in spec.zookeeper.nodes if n.host == addr)
     assert host.file("/var/lib/zookeeper/myid").content_string.strip() == str(myid)
     assert host.process.filter(user="kafka", comm="java")

@@ -80,6 +80,7 @@ class Observed:
         self._zk_modes: dict[str, str] = {}
         self._broker_ids: set[int] = set()
         self._topic_min_isr: dict[str, int] = {}
+        self._zk_members: dict[int, str] = {}
 
     # -- whole-cluster starting points ---------------------------------------------------------
     @classmethod
@@ -132,6 +133,7 @@ class Observed:
                 self._service_as_desired(F.zookeeper_desired(spec, node, artifacts.zookeeper),
                                          artifacts.zookeeper, spec.zookeeper.install_dir)
                 self._zk_modes.setdefault(h.host, "follower")
+                self._zk_members[node.myid] = F.zk_server_line(spec, node)[1]
         for b in spec.brokers:
             if b.host == h.host:
                 self._service_as_desired(F.broker_desired(spec, b, artifacts.kafka), artifacts.kafka,
@@ -196,6 +198,11 @@ class Observed:
         self._zk_modes[host] = mode
         return self
 
+    def zk_members(self, members: dict[int, str]) -> Self:
+        """ZooKeeper's membership as /zookeeper/config lists it (myid -> server spec)."""
+        self._zk_members = dict(members)
+        return self
+
     def topic_min_isr(self, topic: str, n: int) -> Self:
         """A topic-level min.insync.replicas override."""
         self._topic_min_isr[topic] = n
@@ -215,6 +222,6 @@ class Observed:
             zookeeper_reachable=bool(self._zk_modes), zookeeper_modes=dict(self._zk_modes),
             broker_ids=tuple(sorted(self._broker_ids)), controller_id=self._controller,
             kafka_reachable=brokers_up, partitions=tuple(self._partitions),
-            topic_min_isr=dict(self._topic_min_isr))
+            topic_min_isr=dict(self._topic_min_isr), zookeeper_members=dict(self._zk_members))
         return ObservedCluster(cluster_name=self.cluster_name,
                                hosts={h: b.build() for h, b in self._hosts.items()}, cluster=state)
