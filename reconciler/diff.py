@@ -399,7 +399,11 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     except PlacementError as e:
         errors.append(SpecIssue(path="brokers", message=str(e)))
         return DiffResult(changes, errors)
-    if scale:
+    if scale and not has(spec.kafka.version, "reassignment_api"):
+        errors.append(SpecIssue(path="kafka.version", message=(
+            f"{scale.reason}, but Kafka {spec.kafka.version} has no partition reassignment in the Admin API "
+            "(2.4+); the ZooKeeper /admin/reassign_partitions path for older clusters is not built")))
+    elif scale:
         changes.append(reassignment_change(spec, scale, measured_bytes_per_s))
     return DiffResult(changes, errors)
 

@@ -121,24 +121,6 @@ def test_scale_out_3_to_4_in_one_plan(specs: dict[str, Path], cli: Cli) -> None:
     assert_lost_nothing(p, TOPICS[0])
 
 
-def test_removing_two_of_three_brokers_is_refused_naming_topics(specs: dict[str, Path], cli: Cli,
-                                                               tmp_path: Path) -> None:
-    one = spec_file(tmp_path, "one.yaml", [1], **{
-        "default.replication.factor": 1, "offsets.topic.replication.factor": 1,
-        "transaction.state.log.replication.factor": 1, "transaction.state.log.min.isr": 1,
-        "min.insync.replicas": 1})
-    before = {b: lab.exec_in(f"kf{b}", ["systemctl", "show", "-p", "MainPID", "kafka.service"]).stdout
-              for b in (2, 3, 4)}
-    p = cli("plan", str(one))
-    assert p.returncode == 1, p.stdout
-    assert "cannot remove broker(s) 2, 3, 4" in p.stderr
-    assert all(t in p.stderr for t in TOPICS), p.stderr
-    a = cli("apply", str(one), "--auto-approve")
-    assert a.returncode == 1
-    assert before == {b: lab.exec_in(f"kf{b}", ["systemctl", "show", "-p", "MainPID", "kafka.service"]).stdout
-                      for b in (2, 3, 4)}, "no broker was touched"
-
-
 def test_scale_in_4_to_3_drains_before_stopping(specs: dict[str, Path], cli: Cli, kf_home: Path) -> None:
     p = NumberedProducer(BOOTSTRAP, TOPICS[0], rate_per_s=100).start()
     time.sleep(2)
@@ -163,3 +145,21 @@ def test_scale_in_4_to_3_drains_before_stopping(specs: dict[str, Path], cli: Cli
     no_throttles_left()
     assert cli("plan", str(specs["three"]), "--detailed-exitcode").returncode == 0
     assert_lost_nothing(p, TOPICS[0])
+
+
+def test_removing_two_of_three_brokers_is_refused_naming_topics(specs: dict[str, Path], cli: Cli,
+                                                               tmp_path: Path) -> None:
+    one = spec_file(tmp_path, "one.yaml", [1], **{
+        "default.replication.factor": 1, "offsets.topic.replication.factor": 1,
+        "transaction.state.log.replication.factor": 1, "transaction.state.log.min.isr": 1,
+        "min.insync.replicas": 1})
+    before = {b: lab.exec_in(f"kf{b}", ["systemctl", "show", "-p", "MainPID", "kafka.service"]).stdout
+              for b in (2, 3)}
+    p = cli("plan", str(one))
+    assert p.returncode == 1, p.stdout
+    assert "cannot remove broker(s) 2, 3" in p.stderr
+    assert all(t in p.stderr for t in TOPICS), p.stderr
+    a = cli("apply", str(one), "--auto-approve")
+    assert a.returncode == 1
+    assert before == {b: lab.exec_in(f"kf{b}", ["systemctl", "show", "-p", "MainPID", "kafka.service"]).stdout
+                      for b in (2, 3)}, "no broker was touched"
