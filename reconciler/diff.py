@@ -81,6 +81,9 @@ class Change(BaseModel):
     # ZooKeeper membership change (address "zookeeper.ensemble"): myids to add / remove by reconfig
     zk_join: tuple[int, ...] = ()
     zk_leave: tuple[int, ...] = ()
+    # Leftover replication throttles to delete (address "throttles")
+    throttled_topics: tuple[str, ...] = ()
+    throttled_brokers: tuple[int, ...] = ()
 
 
     @property
@@ -399,13 +402,38 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     except PlacementError as e:
         errors.append(SpecIssue(path="brokers", message=str(e)))
         return DiffResult(changes, errors)
-    if scale and not has(spec.kafka.version, "reassignment_api"):
+    moving = observed.cluster.reassigning
+    if scale and moving:
+        errors.append(SpecIssue(path="brokers", message=(
+            f"{scale.reason}, but a partition reassignment is still running ({len(moving)} partitions, e.g. "
+            f"{', '.join(moving[:3])}); wait for it (kafkaform reassignment status), then plan again")))
+    elif scale and not has(spec.kafka.version, "reassignment_api"):
         errors.append(SpecIssue(path="kafka.version", message=(
             f"{scale.reason}, but Kafka {spec.kafka.version} has no partition reassignment in the Admin API "
             "(2.4+); the ZooKeeper /admin/reassign_partitions path for older clusters is not built")))
     elif scale:
         changes.append(reassignment_change(spec, scale, measured_bytes_per_s))
+    leftover = throttles_change(observed)
+    if leftover:
+        changes.append(leftover)
     return DiffResult(changes, errors)
+
+
+def throttles_change(observed: ObservedCluster) -> Change | None:
+    """Replication throttles while no reassignment runs: left by one that was interrupted (or set
+    by hand). They cap how fast any replica catches up, e.g. after a restart, so they go."""
+    st = observed.cluster
+    if st.reassigning or not (st.throttled_topics or st.throttled_brokers):
+        return None
+    attrs = []
+    if st.throttled_brokers:
+        attrs.append(AttrDiff(name="throttled brokers", before=",".join(map(str, st.throttled_brokers))))
+    if st.throttled_topics:
+        attrs.append(AttrDiff(name="throttled topics", before=",".join(st.throttled_topics)))
+    return Change(address="throttles", service="kafka", key="throttles", host="cluster", action=Action.UPDATE,
+                  reasons=("replication throttles are set but no partition reassignment is running "
+                           "(left by an interrupted one?); they would slow every replica catching up",),
+                  attrs=tuple(attrs), throttled_topics=st.throttled_topics, throttled_brokers=st.throttled_brokers)
 
 
 def _systemd_time(raw: str | None) -> datetime | None:

@@ -183,6 +183,8 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
                 journal.record(event="step_started", step=s.id)
             if kind is StepKind.ALTER_CONFIG:
                 res = {s.host: _alter_config(s, spec) for s in group}
+            elif kind is StepKind.CLEAR_THROTTLES:
+                res = {s.host: _clear_throttles(s, spec) for s in group}
             elif kind is StepKind.ZK_RECONFIG:
                 res = {s.host: _zk_reconfig(s, spec) for s in group}
             elif kind is StepKind.REASSIGN:
@@ -283,6 +285,18 @@ def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
     except Exception as e:  # noqa: BLE001 - reported per host like an Ansible failure
         return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
                           seconds=time.monotonic() - t0)
+    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+
+
+def _clear_throttles(step: Step, spec: ClusterSpec) -> HostResult:
+    from reconciler.apply import reassign
+
+    t0 = time.monotonic()
+    try:
+        reassign.remove_throttles(spec.bootstrap_brokers().split(","), list(step.throttled_brokers),
+                                  list(step.throttled_topics))
+    except Exception as e:  # noqa: BLE001 - reported like a failed host
+        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
     return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
 
 

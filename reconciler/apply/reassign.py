@@ -164,12 +164,32 @@ def execute(bootstrap: list[str], moves: Sequence[MoveLike], *, throttle_bytes_p
     finally:
         try:
             if throttle_bytes_per_s and data_moves:
-                _alter(admin, [ConfigResource(ConfigResourceType.BROKER, str(b), configs={
-                    "leader.replication.throttled.rate": ("DELETE", None),
-                    "follower.replication.throttled.rate": ("DELETE", None)}) for b in sorted(brokers)])
-                _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs={
-                    "leader.replication.throttled.replicas": ("DELETE", None),
-                    "follower.replication.throttled.replicas": ("DELETE", None)}) for t in topic_cfg])
+                _remove_throttles(admin, sorted(brokers), sorted(topic_cfg))
                 say("throttles removed")
         finally:
             admin.close()
+
+
+def _remove_throttles(admin, brokers: list[int], topics: list[str]) -> None:  # noqa: ANN001
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    _alter(admin, [ConfigResource(ConfigResourceType.BROKER, str(b), configs={
+        "leader.replication.throttled.rate": ("DELETE", None),
+        "follower.replication.throttled.rate": ("DELETE", None)}) for b in brokers])
+    _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs={
+        "leader.replication.throttled.replicas": ("DELETE", None),
+        "follower.replication.throttled.replicas": ("DELETE", None)}) for t in topics])
+
+
+def remove_throttles(bootstrap: list[str], brokers: list[int], topics: list[str]) -> None:
+    """Delete replication throttles (e.g. left by a reassignment that was killed); refused while
+    a reassignment runs, which still needs them."""
+    running = ongoing(bootstrap)
+    if running:
+        raise ReassignError(f"a partition reassignment is running ({len(running)} partitions); "
+                            "its throttles stay until it ends")
+    admin = _admin(bootstrap)
+    try:
+        _remove_throttles(admin, brokers, topics)
+    finally:
+        admin.close()

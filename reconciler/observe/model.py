@@ -65,6 +65,7 @@ class PartitionState(_Frozen):
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
     leader: int | None
+    reassigning: bool = False  # a reassignment of this partition is in progress
 
 
 class ClusterState(_Frozen):
@@ -82,6 +83,14 @@ class ClusterState(_Frozen):
     topic_min_isr: dict[str, int] = Field(default_factory=dict)  # topic-level min.insync.replicas overrides
     # ZooKeeper's own membership (/zookeeper/config): myid -> "host:peer:election:role;client"
     zookeeper_members: dict[int, str] = Field(default_factory=dict)
+    # Replication throttles set in ZooKeeper (topic throttled-replica lists, broker throttle rates)
+    throttled_topics: tuple[str, ...] = ()
+    throttled_brokers: tuple[int, ...] = ()
+
+    @property
+    def reassigning(self) -> list[str]:
+        """Partitions with a reassignment in progress."""
+        return [f"{p.topic}-{p.partition}" for p in self.partitions if p.reassigning]
 
     def topics(self) -> dict[str, list[PartitionState]]:
         out: dict[str, list[PartitionState]] = {}
@@ -122,6 +131,7 @@ class ObservedCluster(_Frozen):
                 (p.topic, p.partition, list(p.replicas)) for p in self.cluster.partitions
             ),
             "zookeeper_members": sorted(self.cluster.zookeeper_members),
+            "throttles": [list(self.cluster.throttled_topics), list(self.cluster.throttled_brokers)],
         }
         blob = json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()

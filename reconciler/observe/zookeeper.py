@@ -105,19 +105,40 @@ def _reason(e: Exception, zk_hosts: list[str], timeout: float) -> str:
     return f"{name}: {e}" if str(e) else name
 
 
-def read_topic_min_isr(client: KazooClient, topics: list[str]) -> dict[str, int]:
-    """Topic-level min.insync.replicas overrides (`/config/topics/<topic>`), pipelined."""
-    pending = {t: client.get_async(f"/config/topics/{t}") for t in topics}
-    out: dict[str, int] = {}
-    for t, res in pending.items():
+TOPIC_THROTTLES = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
+BROKER_THROTTLES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+
+
+def _configs(client: KazooClient, paths: dict[object, str]) -> dict[object, dict[str, str]]:
+    """Dynamic config overrides (`/config/...` znodes), pipelined; missing znodes are skipped."""
+    pending = {k: client.get_async(p) for k, p in paths.items()}
+    out: dict[object, dict[str, str]] = {}
+    for k, res in pending.items():
         try:
             raw, _ = res.get()
         except NoNodeError:
             continue
-        value = (json.loads(raw.decode("utf-8")).get("config") or {}).get("min.insync.replicas")
-        if value is not None and str(value).strip().isdigit():
-            out[t] = int(value)
+        out[k] = {str(a): str(b) for a, b in (json.loads(raw.decode("utf-8")).get("config") or {}).items()}
     return out
+
+
+def read_topic_configs(client: KazooClient, topics: list[str]) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Topic-level min.insync.replicas overrides, and topics carrying replication throttles."""
+    configs = _configs(client, {t: f"/config/topics/{t}" for t in topics})
+    min_isr: dict[str, int] = {}
+    throttled: list[str] = []
+    for t, cfg in configs.items():
+        value = cfg.get("min.insync.replicas")
+        if value is not None and value.strip().isdigit():
+            min_isr[str(t)] = int(value)
+        if any(cfg.get(k) for k in TOPIC_THROTTLES):
+            throttled.append(str(t))
+    return min_isr, tuple(sorted(throttled))
+
+
+def read_throttled_brokers(client: KazooClient, broker_ids: list[int]) -> tuple[int, ...]:
+    configs = _configs(client, {b: f"/config/brokers/{b}" for b in broker_ids})
+    return tuple(sorted(int(b) for b, cfg in configs.items() if any(cfg.get(k) for k in BROKER_THROTTLES)))
 
 
 def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
@@ -133,13 +154,17 @@ def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
         return ()
     assign = {t: client.get_async(f"/brokers/topics/{t}") for t in topics}
     replicas: dict[tuple[str, int], tuple[int, ...]] = {}
+    moving: set[tuple[str, int]] = set()
     for t, res in assign.items():
         try:
             raw, _ = res.get()
         except NoNodeError:
             continue  # topic deleted between list and read
-        for p, reps in (json.loads(raw.decode("utf-8")).get("partitions") or {}).items():
+        doc = json.loads(raw.decode("utf-8"))
+        for p, reps in (doc.get("partitions") or {}).items():
             replicas[(t, int(p))] = tuple(int(r) for r in reps)
+        for field in ("adding_replicas", "removing_replicas"):  # a reassignment in progress (2.4+)
+            moving.update((t, int(p)) for p, reps in (doc.get(field) or {}).items() if reps)
     states = {k: client.get_async(f"/brokers/topics/{k[0]}/partitions/{k[1]}/state") for k in replicas}
     out: list[PartitionState] = []
     for (t, p), res in states.items():
@@ -151,7 +176,8 @@ def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
         leader = st.get("leader", -1)
         out.append(PartitionState(topic=t, partition=p, replicas=replicas[(t, p)],
                                   isr=tuple(int(r) for r in st.get("isr", ())),
-                                  leader=None if leader is None or int(leader) < 0 else int(leader)))
+                                  leader=None if leader is None or int(leader) < 0 else int(leader),
+                                  reassigning=(t, p) in moving))
     return tuple(sorted(out, key=lambda x: (x.topic, x.partition)))
 
 
@@ -211,14 +237,17 @@ def read_state(client: KazooClient) -> ClusterState:
     except NoNodeError:
         pass
     parts = read_partitions(client)
+    min_isr, throttled_topics = read_topic_configs(client, sorted({p.topic for p in parts}))
     return ClusterState(
         zookeeper_members=read_members(client),
+        throttled_topics=throttled_topics,
+        throttled_brokers=read_throttled_brokers(client, sorted(endpoints)),
         zookeeper_reachable=True,
         broker_ids=tuple(sorted(endpoints)),
         broker_endpoints=endpoints,
         controller_id=int(controller) if controller is not None else None,
         partitions=parts,
-        topic_min_isr=read_topic_min_isr(client, sorted({p.topic for p in parts})),
+        topic_min_isr=min_isr,
     )
 
 

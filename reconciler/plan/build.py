@@ -90,7 +90,13 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     reassign: str | None = None
     reconfig: Step | None = None
     drained = {d for c in changes for d in c.drain}
+    clear: str | None = None
     for c in changes:
+        if c.throttled_topics or c.throttled_brokers:
+            clear = add(Step(id=f"{StepKind.CLEAR_THROTTLES.value}:kafka", kind=StepKind.CLEAR_THROTTLES,
+                             host=c.host, service="kafka", address=c.address, throttled_topics=c.throttled_topics,
+                             throttled_brokers=c.throttled_brokers))
+            continue
         if c.zk_join or c.zk_leave:
             reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG, host=c.host,
                             service="zookeeper", address=c.address, zk_join=c.zk_join, zk_leave=c.zk_leave,
@@ -218,6 +224,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
         prev_final = rs
     # 5. Data moves once every new or restarted broker is up (and the roll is over), and a broker
     #    leaving the spec stops only after the reassignment drained it.
+    if reassign and clear:
+        g.add_edge(clear, reassign)  # leftovers go before this plan's own reassignment sets throttles
     if reassign:
         for n in list(g.nodes):
             step = g.nodes[n]["step"]

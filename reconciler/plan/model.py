@@ -30,6 +30,7 @@ class StepKind(StrEnum):
     REMOVE = "remove"
     ALTER_CONFIG = "alter_config"  # live broker config change through the Admin API (no restart)
     REASSIGN = "reassign"  # partition reassignment through the Admin API (scale-out / drain for scale-in)
+    CLEAR_THROTTLES = "clear_throttles"  # delete leftover replication throttles through the Admin API
     ZK_RECONFIG = "zk_reconfig"  # ZooKeeper ensemble membership change by dynamic reconfiguration
 
 
@@ -54,6 +55,8 @@ class Step(BaseModel):
     drain: tuple[int, ...] = ()  # reassign: brokers that must hold nothing afterwards; stop: verify empty
     zk_join: tuple[int, ...] = ()  # zk_reconfig: myids added
     zk_leave: tuple[int, ...] = ()  # zk_reconfig: myids removed
+    throttled_topics: tuple[str, ...] = ()  # clear_throttles: topics whose throttled-replica lists go
+    throttled_brokers: tuple[int, ...] = ()  # clear_throttles: brokers whose throttle rates go
 
     def describe(self) -> str:
         what = {
@@ -67,6 +70,9 @@ class Step(BaseModel):
             StepKind.STOP: f"stop {self.service}",
             StepKind.REMOVE: f"remove {self.service}",
             StepKind.ALTER_CONFIG: f"set {', '.join(self.dynamic_keys)} live (no restart)",
+            StepKind.CLEAR_THROTTLES: "remove leftover replication throttles"
+            + (f" on broker(s) {', '.join(map(str, self.throttled_brokers))}" if self.throttled_brokers else "")
+            + (f" and {len(self.throttled_topics)} topic(s)" if self.throttled_topics else ""),
             StepKind.ZK_RECONFIG: "reconfigure the ZooKeeper ensemble"
             + (f": add server(s) {', '.join(map(str, self.zk_join))}" if self.zk_join else "")
             + (f"{';' if self.zk_join else ':'} remove server(s) {', '.join(map(str, self.zk_leave))}"

@@ -163,3 +163,27 @@ def test_removing_two_of_three_brokers_is_refused_naming_topics(specs: dict[str,
     assert a.returncode == 1
     assert before == {b: lab.exec_in(f"kf{b}", ["systemctl", "show", "-p", "MainPID", "kafka.service"]).stdout
                       for b in (2, 3)}, "no broker was touched"
+
+
+def test_throttles_left_by_a_killed_reassignment_are_removed(specs: dict[str, Path], cli: Cli) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    # what a reassignment killed mid-way leaves behind: rates on brokers, throttled replicas on a topic
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP.split(","))
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, "2", configs={
+            "leader.replication.throttled.rate": ("SET", "1048576"),
+            "follower.replication.throttled.rate": ("SET", "1048576")}),
+            ConfigResource(ConfigResourceType.TOPIC, TOPICS[3], configs={
+                "leader.replication.throttled.replicas": ("SET", "0:1,0:2")})], incremental=True,
+            raise_on_unknown=False)  # kafka-python does not know the throttle keys; the brokers do
+    finally:
+        admin.close()
+    plan = cli("plan", str(specs["three"]))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "remove leftover replication throttles on broker(s) 2 and 1 topic(s)" in plan.stdout
+    a = cli("apply", str(specs["three"]), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    no_throttles_left()
+    assert cli("plan", str(specs["three"]), "--detailed-exitcode").returncode == 0

@@ -81,6 +81,7 @@ class Observed:
         self._broker_ids: set[int] = set()
         self._topic_min_isr: dict[str, int] = {}
         self._zk_members: dict[int, str] = {}
+        self._throttles: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
 
     # -- whole-cluster starting points ---------------------------------------------------------
     @classmethod
@@ -208,12 +209,17 @@ class Observed:
         self._topic_min_isr[topic] = n
         return self
 
+    def throttles(self, topics: tuple[str, ...] = (), brokers: tuple[int, ...] = ()) -> Self:
+        """Replication throttles set in ZooKeeper (topic throttled-replica lists, broker rates)."""
+        self._throttles = (tuple(topics), tuple(brokers))
+        return self
+
     def partition(self, topic: str, p: int, replicas: tuple[int, ...], isr: tuple[int, ...] | None = None,
-                  leader: int | None = None) -> Self:
+                  leader: int | None = None, reassigning: bool = False) -> Self:
         isr = replicas if isr is None else isr
         self._partitions.append(PartitionState(topic=topic, partition=p, replicas=tuple(replicas),
                                                isr=tuple(isr), leader=leader if leader is not None else
-                                               (isr[0] if isr else None)))
+                                               (isr[0] if isr else None), reassigning=reassigning))
         return self
 
     def build(self) -> ObservedCluster:
@@ -222,6 +228,7 @@ class Observed:
             zookeeper_reachable=bool(self._zk_modes), zookeeper_modes=dict(self._zk_modes),
             broker_ids=tuple(sorted(self._broker_ids)), controller_id=self._controller,
             kafka_reachable=brokers_up, partitions=tuple(self._partitions),
-            topic_min_isr=dict(self._topic_min_isr), zookeeper_members=dict(self._zk_members))
+            topic_min_isr=dict(self._topic_min_isr), zookeeper_members=dict(self._zk_members),
+            throttled_topics=self._throttles[0], throttled_brokers=self._throttles[1])
         return ObservedCluster(cluster_name=self.cluster_name,
                                hosts={h: b.build() for h, b in self._hosts.items()}, cluster=state)

@@ -171,3 +171,32 @@ def test_versions_without_the_reassignment_api_are_refused(lab_spec: ClusterSpec
     old = spec.model_copy(update={"kafka": spec.kafka.model_copy(update={"version": "2.3.1"})})
     errors = diff(old, scale_out_observed(lab_spec).build(), ARTS).errors
     assert any(e.path == "kafka.version" and "reassign_partitions path" in e.message for e in errors)
+
+
+def test_leftover_throttles_are_removed_when_no_reassignment_runs(lab_spec: ClusterSpec) -> None:
+    obs = rf3_layout(Observed.converged_cluster(lab_spec, ARTS)).throttles(("t0", "t1"), (1, 2)).build()
+    plan = plan_of(lab_spec, obs)
+    (step,) = plan.steps
+    assert step.kind is StepKind.CLEAR_THROTTLES
+    assert step.throttled_topics == ("t0", "t1") and step.throttled_brokers == (1, 2)
+    text = render_text(plan)
+    assert "no partition reassignment is running" in text
+    assert "remove leftover replication throttles on broker(s) 1, 2 and 2 topic(s)" in text
+
+
+def test_throttles_of_a_running_reassignment_are_left_alone(lab_spec: ClusterSpec) -> None:
+    obs = (rf3_layout(Observed.converged_cluster(lab_spec, ARTS)).throttles(("x",), (1,))
+           .partition("x", 0, (1, 2, 3), reassigning=True).build())
+    assert diff(lab_spec, obs, ARTS).changes == []
+
+
+def test_scale_out_waits_for_a_running_reassignment(lab_spec: ClusterSpec) -> None:
+    obs = scale_out_observed(lab_spec).partition("x", 0, (1, 2, 3), reassigning=True).build()
+    errors = diff(four_broker_spec(), obs, ARTS).errors
+    assert any("reassignment is still running" in e.message and "x-0" in e.message for e in errors)
+
+
+def test_leftover_throttles_go_before_this_plans_own_reassignment(lab_spec: ClusterSpec) -> None:
+    obs = scale_out_observed(lab_spec).throttles(("t3",), ()).build()
+    plan = plan_of(four_broker_spec(), obs)
+    assert ("clear_throttles:kafka", "reassign:partitions") in plan.edges
