@@ -111,14 +111,20 @@ def load(specs: dict[int, Path]) -> Iterator[tuple[NumberedProducer, ZkWriter]]:
     producer.stop()
 
 
+def plan_then_apply(cli: Cli, spec: Path, shown: str) -> str:
+    """The plan shows `shown`; apply succeeds; returns apply's output."""
+    plan = cli("plan", str(spec))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert shown in plan.stdout
+    a = cli("apply", str(spec), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    return a.stdout
+
+
 def test_grow_3_to_5_without_restarting_the_ensemble(specs: dict[int, Path], cli: Cli,
                                                     load: tuple[NumberedProducer, ZkWriter]) -> None:
     pids = {i: zk_pid(i) for i in (1, 2, 3)}
-    plan = cli("plan", str(specs[5]))
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "reconfigure the ZooKeeper ensemble: add server(s) 4, 5" in plan.stdout
-    a = cli("apply", str(specs[5]), "--auto-approve")
-    assert a.returncode == 0, a.stdout + a.stderr
+    plan_then_apply(cli, specs[5], "reconfigure the ZooKeeper ensemble: add server(s) 4, 5")
     st = zookeeper.read_cluster(ZK3)
     assert sorted(st.zookeeper_members) == [1, 2, 3, 4, 5]
     modes = srvr_modes([1, 2, 3, 4, 5])
@@ -134,12 +140,8 @@ def test_grow_3_to_5_without_restarting_the_ensemble(specs: dict[int, Path], cli
 def test_shrink_5_to_3_leavers_out_before_they_stop(specs: dict[int, Path], cli: Cli,
                                                    load: tuple[NumberedProducer, ZkWriter]) -> None:
     pids = {i: zk_pid(i) for i in (1, 2, 3)}
-    plan = cli("plan", str(specs[3]))
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "remove server(s) 4, 5" in plan.stdout
-    a = cli("apply", str(specs[3]), "--auto-approve")
-    assert a.returncode == 0, a.stdout + a.stderr
-    assert "ZooKeeper on 10.213.0.14 out of the ensemble: ok" in a.stdout
+    out = plan_then_apply(cli, specs[3], "remove server(s) 4, 5")
+    assert "ZooKeeper on 10.213.0.14 out of the ensemble: ok" in out
     st = zookeeper.read_cluster(ZK3)
     assert sorted(st.zookeeper_members) == [1, 2, 3]
     modes = srvr_modes([1, 2, 3])
