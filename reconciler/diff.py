@@ -17,7 +17,7 @@ from reconciler import files as F
 from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.scaling import PlacementError, ScalePlan, plan_scaling
-from reconciler.spec import ClusterSpec, SpecIssue, check_against_facts, is_sensitive
+from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, parse_version
 
 LIVE_REASON = "can change on the running broker (Admin API, no restart)"
@@ -144,21 +144,33 @@ def _dynamic_keys(desired: F.ServiceDesired, facts: HostFacts, dynamic: frozense
     return changed
 
 
-def ibp_pin_for(spec: ClusterSpec, facts: HostFacts, artifact_id: str) -> str | None:
-    """The protocol version to hold during an upgrade's first roll, or None when one roll will do.
-
-    Needed when the broker runs an older major.minor than the spec's version, the version still
-    has inter.broker.protocol.version (removed in 4.0) and the spec does not set it itself.
-    """
-    pinned_by_spec = "inter.broker.protocol.version" in spec.kafka.config
-    if pinned_by_spec or not has(spec.kafka.version, "inter_broker_protocol_version"):
-        return None
+def running_kafka_version(facts: HostFacts, artifact_id: str) -> str | None:
+    """The Kafka version the broker process on this host runs now: from its classpath when
+    observe saw it, else the oldest installed build when the wanted one is not installed yet."""
+    svc = facts.services.get("kafka")
+    if svc and svc.active == "active" and svc.running_artifact:
+        return _version_of(svc.running_artifact)
     installed = [a for a in facts.artifacts if a.name == "kafka"]
     if not installed or any(a.artifact_id == artifact_id for a in installed):
         return None
+    return min((a.version for a in installed), key=parse_version)
+
+
+def cluster_ibp_pin(spec: ClusterSpec, observed: ObservedCluster, artifact_id: str) -> str | None:
+    """The inter.broker.protocol.version to hold while any broker still runs an older major.minor
+    than the spec's version (an upgrade's first roll, or its resumption), else None.
+
+    Cluster-wide on purpose: a broker already on the new build keeps the old protocol until the
+    last broker has been restarted onto it. Not for versions without the setting (4.0+) or when
+    the spec sets it itself.
+    """
+    if "inter.broker.protocol.version" in spec.kafka.config or not has(spec.kafka.version,
+                                                                        "inter_broker_protocol_version"):
+        return None
     want = parse_version(spec.kafka.version)[:2]
-    olds = [parse_version(a.version)[:2] for a in installed]
-    oldest = min(olds)
+    running = [parse_version(v)[:2] for b in spec.brokers if b.host in observed.hosts
+               for v in [running_kafka_version(observed.hosts[b.host], artifact_id)] if v]
+    oldest = min(running, default=want)
     return f"{oldest[0]}.{oldest[1]}" if oldest < want else None
 
 
@@ -182,6 +194,10 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
     reasons: list[str] = []
     attrs: list[AttrDiff] = []
     need_install = not any(a.artifact_id == artifact_id for a in installed)
+    stale = (svc is not None and svc.active == "active" and svc.running_artifact is not None
+             and svc.running_artifact != artifact_id and not need_install)
+    if stale:  # e.g. an apply stopped between writing the new unit and restarting onto it
+        reasons.append(f"the running process is {svc.running_artifact}; the service starts {artifact_id}")
     if need_install:
         have = ", ".join(sorted(a.artifact_id for a in installed)) or "none"
         reasons.append(f"{artifact_id} is not installed (installed: {have})")
@@ -210,7 +226,7 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
         return None
     configure = any(facts.files.get(f.path) is None or facts.files[f.path].sha256 != f.sha256
                     for f in desired.files)
-    dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install else None
+    dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install and not stale else None
     if dyn:
         reasons.append(f"{', '.join(dyn)} {LIVE_REASON}")
         return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
@@ -220,7 +236,24 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
                   action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
                   install_java=need_java, install_artifact=artifact_id if need_install else None,
                   configure=configure, file_hashes=hashes, start=not running,
-                  restart=running and (restart_files or need_install))
+                  restart=running and (restart_files or need_install or stale))
+
+
+def _pinned(c: Change, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, artifact_id: str,
+            pin: str) -> Change:
+    """An upgrade's change in two rolls. The first-roll work is what the pinned files and the new
+    build still need on this host (none for a broker already on both, e.g. when resuming); the
+    second roll (final files, protocol raised) always follows, once every broker runs the build."""
+    pinned = F.broker_desired(spec, broker, artifact_id, ibp_pin=pin)
+    first = _service_change(pinned, facts, artifact_id)
+    return c.model_copy(update={
+        "ibp_pin": pin, "pinned_hashes": {f.path: f.sha256 for f in pinned.files},
+        "install_artifact": first.install_artifact if first else None,
+        "configure": bool(first and first.configure), "restart": bool(first and first.restart),
+        "start": bool(first and first.start),
+        "reasons": (*c.reasons, f"upgrade in two rolls: inter.broker.protocol.version stays {pin} "
+                                f"until every broker runs {spec.kafka.version}, then it is raised"),
+        "attrs": (*c.attrs, AttrDiff(name="inter.broker.protocol.version (during the first roll)", after=pin))})
 
 
 def _broker_id_on(facts: HostFacts) -> str | None:
@@ -359,6 +392,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
         c = _service_change(d, observed.hosts[node.host], artifacts.zookeeper)
         if c:
             changes.append(c)
+    pin = cluster_ibp_pin(spec, observed, artifacts.kafka)
     for broker in spec.brokers:
         wanted.setdefault(broker.host, set()).add("kafka")
         d = F.broker_desired(spec, broker, artifacts.kafka)
@@ -370,15 +404,8 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
             continue
         facts = observed.hosts[broker.host]
         c = _service_change(d, facts, artifacts.kafka, dynamic)
-        pin = ibp_pin_for(spec, facts, artifacts.kafka) if c and c.restart else None
-        if c and pin:
-            pinned = F.broker_desired(spec, broker, artifacts.kafka, ibp_pin=pin)
-            c = c.model_copy(update={
-                "ibp_pin": pin, "pinned_hashes": {f.path: f.sha256 for f in pinned.files},
-                "reasons": (*c.reasons, f"upgrade in two rolls: inter.broker.protocol.version stays {pin} "
-                                        f"until every broker runs {spec.kafka.version}, then it is raised"),
-                "attrs": (*c.attrs, AttrDiff(name="inter.broker.protocol.version (during the first roll)",
-                                             after=pin))})
+        if c and pin and c.action is Action.UPDATE and not c.dynamic_keys:
+            c = _pinned(c, spec, broker, facts, artifacts.kafka, pin)
         if c:
             changes.append(c)
     for host, facts in sorted(observed.hosts.items()):
@@ -477,6 +504,8 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
             continue
         reason = "restart owed by an interrupted apply (journal)"
         c = by_addr.get(p.address)
+        if c is not None and c.ibp_pin and p.step.endswith("#final"):
+            continue  # this plan's second roll restarts it anyway, after every broker runs the build
         if c is None:
             c = Change(address=p.address, service=p.service, key=p.address.split(".", 1)[1], host=p.host,
                        action=Action.UPDATE, reasons=(reason,), restart=True)

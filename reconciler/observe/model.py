@@ -40,6 +40,7 @@ class ServiceState(_Frozen):
     enabled: bool = False
     pid: int | None = None
     started_at: str | None = None  # systemd ActiveEnterTimestamp, raw
+    running_artifact: str | None = None  # artifact id the process runs (from its classpath), None if unknown
 
 
 class HostFacts(_Frozen):

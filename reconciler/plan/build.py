@@ -208,13 +208,19 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             g.add_edge(a, b)
     # 3b. Upgrades: once every broker runs the new binaries (the whole first roll is done), write
     #     the final files (inter.broker.protocol.version raised) and roll again in the same order.
-    second = [c for c in ordered if c.ibp_pin]
+    #     A broker that needs nothing in the first roll (already on the new build with the pinned
+    #     files, e.g. when an interrupted upgrade resumes) still takes part in the second.
+    second = _restart_order([c for c in changes if c.ibp_pin and c.service == "kafka" and c.key.isdigit()],
+                            observed)
+    first_roll_ends = chain[-1:] or [n for n in g.nodes if g.nodes[n]["step"].service == "kafka"
+                                     and g.nodes[n]["step"].kind is StepKind.START]
     prev_final: str | None = None
     for c in second:
         gate = f"broker_registered:{c.key}"
         cf = add(Step(id=_sid(StepKind.CONFIGURE, c.host, c.service) + "#final", kind=StepKind.CONFIGURE,
                       host=c.host, service=c.service, address=c.address, file_hashes=dict(c.file_hashes)))
-        g.add_edge(chain[-1], cf)
+        for end in first_roll_ends:
+            g.add_edge(end, cf)
         rs = add(_with_proof(Step(id=_sid(StepKind.RESTART, c.host, c.service) + "#final", kind=StepKind.RESTART,
                                   host=c.host, service=c.service, address=c.address, gate=gate),
                              observed, default_min_isr))

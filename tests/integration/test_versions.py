@@ -66,3 +66,69 @@ def test_rolling_upgrade_381_to_391_in_two_rolls(old_spec: Path, cli: Cli) -> No
     assert report.sent > 500 and not report.errors, report.errors[:5]
     missing = report.acked - read_numbers(BOOTSTRAP, "upgrade", report.acked)
     assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def running_build(name: str) -> str:
+    pid = lab.exec_in(name, ["systemctl", "show", "-p", "MainPID", "--value", "kafka.service"], check=True).stdout
+    return lab.exec_in(name, ["sh", "-c", f"tr '\\0' '\\n' < /proc/{pid.strip()}/cmdline | grep /libs/"],
+                       check=True).stdout
+
+
+def test_upgrade_killed_in_its_first_roll_resumes_without_raising_the_protocol_early(
+        old_spec: Path, cli: Cli, kf_home: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = cli("destroy", str(_spec(old_spec.parent, "3.9.1")), "--auto-approve")
+    assert d.returncode == 0, d.stdout + d.stderr
+    a = cli("apply", str(old_spec), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    create_topic(BOOTSTRAP, "upgrade2", partitions=12, replication_factor=3, min_insync_replicas=2)
+    producer = NumberedProducer(BOOTSTRAP, "upgrade2", rate_per_s=150).start()
+    journal = kf_home / "clusters" / "upgrade" / "journal.jsonl"
+    mark = len(journal.read_text().splitlines())
+    new_spec = _spec(old_spec.parent, "3.9.1")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", str(new_spec), "--auto-approve"],
+                                env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        killed = False
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            first_roll = [x for x in journal.read_text().splitlines()[mark:]
+                          if '"step_started"' in x and "restart:kafka" in x and "#final" not in x]
+            if len(first_roll) == 2:
+                time.sleep(0.25)  # inside the second broker's first-roll restart
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.1)
+        proc.wait()
+        assert killed, "the apply ended before its second restart"
+        time.sleep(8)  # the orphaned Ansible run may still be finishing that restart
+        builds = {n: running_build(n) for n in ("kf1", "kf2", "kf3")}
+        assert sum("kafka-3.8.1-" in b for b in builds.values()) >= 1, builds  # the first roll is unfinished
+        r = cli("apply", str(new_spec), "--auto-approve")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "inter.broker.protocol.version stays 3.8" in r.stdout
+    finally:
+        report = producer.stop()
+    entries = [json.loads(x) for x in journal.read_text().splitlines()[mark:]]
+    first_done = [i for i, e in enumerate(entries) if e["event"] == "step_done"
+                  and e["step"].startswith("restart:kafka") and "#final" not in e["step"]]
+    raised = [i for i, e in enumerate(entries) if e["event"] == "step_started"
+              and e["step"].startswith("configure:kafka") and e["step"].endswith("#final")]
+    assert len(first_done) >= 3 and raised and max(first_done) < min(raised), \
+        "the protocol was raised only after every broker had been restarted onto 3.9.1"
+    started = [e["step"] for e in entries if e["event"] == "step_started" and e["step"].startswith("restart:kafka")]
+    assert all(started.count(s) == 1 for s in started), f"a broker restarted twice for one roll: {started}"
+    for name in ("kf1", "kf2", "kf3"):
+        assert "kafka-3.9.1-" in running_build(name)
+        props = lab.exec_in(name, ["cat", "/etc/kafka/server.properties"], check=True).stdout
+        assert "inter.broker.protocol.version" not in props
+    assert cli("plan", str(new_spec), "--detailed-exitcode").returncode == 0
+    assert not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(BOOTSTRAP, "upgrade2", report.acked)
+    assert not missing, f"{len(missing)} acknowledged messages lost"

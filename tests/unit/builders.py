@@ -179,6 +179,12 @@ class Observed:
             pid=4242 if running else None, started_at="Thu 2026-01-01 00:00:00 UTC" if running else None)
         return self
 
+    def running(self, service: str, artifact_id: str) -> Self:
+        """The build the selected host's service process runs (from its classpath)."""
+        svc = self._h.services[service]
+        self._h.services[service] = svc.model_copy(update={"running_artifact": artifact_id})
+        return self
+
     def service_started(self, host: str, service: str, started_at: str | None) -> Self:
         """The service's current start time (systemd ActiveEnterTimestamp, e.g.
         'Thu 2026-11-26 07:05:43 UTC') on `host`; the service must already be there."""

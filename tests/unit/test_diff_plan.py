@@ -364,6 +364,55 @@ def test_kafka_upgrade_installs_and_rolls(lab_spec: ClusterSpec) -> None:
     assert_order_respects_edges(plan)
 
 
+OLD_KAFKA = "kafka-3.8.1-aaaaaaaaaaaa"
+
+
+def interrupted_upgrade(lab_spec: ClusterSpec, upgraded: tuple[str, ...]) -> ObservedCluster:
+    """An upgrade 3.8.1 -> 3.9.1 stopped during its first roll: every host has both builds, the
+    pinned files and the new unit; only the brokers on `upgraded` hosts run the new build."""
+    obs = Observed.converged_cluster(lab_spec, ARTS).controller(3)
+    for b in lab_spec.brokers:
+        pinned = F.broker_desired(lab_spec, b, ARTS.kafka, ibp_pin="3.8")
+        obs.on(b.host).artifact("kafka", OLD_KAFKA)
+        for f in pinned.files:
+            obs.file(f.path, f.content)
+        obs.running("kafka", ARTS.kafka if b.host in upgraded else OLD_KAFKA)
+    return obs.build()
+
+
+def test_resumed_upgrade_keeps_the_protocol_until_every_broker_runs_the_new_build(lab_spec: ClusterSpec) -> None:
+    plan = make_plan(lab_spec, interrupted_upgrade(lab_spec, (H1,)))
+    restarts = steps_of(plan, StepKind.RESTART)
+    first = [s for s in restarts if not s.id.endswith("#final")]
+    final = [s for s in restarts if s.id.endswith("#final")]
+    assert [s.host for s in first] == [H2, H3], "broker 1 already runs 3.9.1 with the pinned files"
+    assert [s.host for s in final] == [H1, H2, H3]
+    by_addr = {c.address: c for c in plan.changes}
+    assert {c.ibp_pin for c in by_addr.values()} == {"3.8"}
+    assert "the running process is kafka-3.8.1-aaaaaaaaaaaa" in " ".join(by_addr["broker.2"].reasons)
+    g = plan.graph()
+    for s in first:
+        for c in (x for x in steps_of(plan, StepKind.CONFIGURE) if x.id.endswith("#final")):
+            assert nx.has_path(g, s.id, c.id), "raised only once brokers 2 and 3 run the new build"
+    assert_order_respects_edges(plan)
+
+
+def test_upgrade_resumed_after_its_first_roll_only_raises_the_protocol(lab_spec: ClusterSpec) -> None:
+    plan = make_plan(lab_spec, interrupted_upgrade(lab_spec, (H1, H2, H3)))
+    assert {c.ibp_pin for c in plan.changes} == {None}, "every broker runs 3.9.1: no pin any more"
+    restarts = steps_of(plan, StepKind.RESTART)
+    assert [s.host for s in restarts] == [H1, H2, H3] and not any(s.id.endswith("#final") for s in restarts)
+    assert all("inter.broker.protocol.version" in " ".join(a.name for a in c.attrs) for c in plan.changes)
+
+
+def test_process_on_an_old_build_is_restarted(lab_spec: ClusterSpec) -> None:
+    obs = (Observed.converged_cluster(lab_spec, ARTS).on(H2).artifact("kafka", "kafka-3.9.1-bbbbbbbbbbbb")
+           .running("kafka", "kafka-3.9.1-bbbbbbbbbbbb").build())
+    (c,) = ok_diff(lab_spec, obs)
+    assert c.address == "broker.2" and c.restart and not c.configure
+    assert "the running process is kafka-3.9.1-bbbbbbbbbbbb" in c.reasons[0]
+
+
 def test_same_version_new_build_is_installed(lab_spec: ClusterSpec) -> None:
     obs = Observed.converged_cluster(lab_spec, ARTS).build()
     rebuilt = ArtifactIds(kafka=ARTS.kafka, zookeeper="zookeeper-3.8.4-cccccccccccc")
@@ -432,3 +481,15 @@ def test_fingerprint_ignores_isr_but_not_drift(lab_spec: ClusterSpec) -> None:
     assert base.fingerprint() == shrunk.fingerprint()
     assert base.fingerprint() != drifted.fingerprint()
     assert base.fingerprint() != moved.fingerprint()
+
+
+def test_owed_second_roll_restart_is_not_pulled_into_the_first_roll(lab_spec: ClusterSpec) -> None:
+    from reconciler.apply.state import PendingRestart
+    from reconciler.diff import carry_pending_restarts
+
+    obs = interrupted_upgrade(lab_spec, (H1,))
+    changes = ok_diff(lab_spec, obs)
+    owed = [PendingRestart(step=f"restart:kafka@{h}#final", address=f"broker.{i}", service="kafka", host=h,
+                           started_at=None) for i, h in ((1, H1), (2, H2), (3, H3))]
+    carried, _ = carry_pending_restarts(changes, lab_spec, obs, owed)
+    assert not next(c for c in carried if c.address == "broker.1").restart

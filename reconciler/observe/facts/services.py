@@ -26,6 +26,10 @@ def command(units: tuple[str, ...] | list[str]) -> str:
         f"for u in {quoted}; do\n"
         "  printf 'unit %s\\n' \"$u\"\n"
         f'  systemctl show --timestamp=utc -p {PROPERTIES} "$u.service" 2>&1\n'
+        # the build the process runs: its -cp '<install_dir>/<artifact_id>/libs/*' argument
+        '  p=$(systemctl show -p MainPID --value "$u.service" 2>/dev/null)\n'
+        '  [ "${p:-0}" -gt 0 ] 2>/dev/null && tr "\\0" "\\n" < "/proc/$p/cmdline" 2>/dev/null'
+        " | grep -m1 '/libs/\\*$' | sed 's/^/Classpath=/' || true\n"
         "done"
     )
 
@@ -39,12 +43,15 @@ def _state(name: str, props: dict[str, str]) -> ServiceState:
     except ValueError as e:
         raise FactError(f"unit {name}: MainPID={pid_s!r}") from e
     ts = props.get("ActiveEnterTimestamp", "")
+    cp = props.get("Classpath", "")
+    running = cp.rsplit("/", 3)[-3] if pid and cp.endswith("/libs/*") and cp.count("/") >= 3 else None
     return ServiceState(
         name=name,
         active=props["ActiveState"] or "unknown",
         enabled=props.get("UnitFileState", "") in _ENABLED,
         pid=pid,
         started_at=ts if ts and ts != "n/a" else None,
+        running_artifact=running,
     )
 
 
