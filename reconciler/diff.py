@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from reconciler import files as F
 from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
-from reconciler.scaling import PlacementError, ScalePlan, plan_scaling
+from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, parse_version
 
@@ -426,7 +426,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
         return DiffResult(changes, errors)
     try:
         scale = plan_scaling(spec, observed, sizes)
-    except PlacementError as e:
+    except ScaleRefused as e:
         errors.append(SpecIssue(path="brokers", message=str(e)))
         return DiffResult(changes, errors)
     moving = observed.cluster.reassigning

@@ -16,13 +16,18 @@ replication factor or rack spread, the planner's error names the topics and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
-from reconciler.placement import BrokerInfo, PlacementError, Proposal, balance_report, plan_reassignment
 from reconciler.spec import ClusterSpec
 
-__all__ = ["PlacementError", "ScalePlan", "leaving_brokers", "plan_scaling"]
+if TYPE_CHECKING:  # the planner loads only when data may move (not for the usual no-op plan)
+    from reconciler.placement import Proposal
+
+
+class ScaleRefused(Exception):
+    """The remaining brokers cannot hold the partitions; the message names the topics."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def plan_scaling(spec: ClusterSpec, observed: ObservedCluster,
                  sizes: dict[tuple[str, int], int] | None = None) -> ScalePlan | None:
     """The reassignment a broker-set change needs, or None when no data has to move.
 
-    Raises PlacementError (topics named) when the remaining brokers cannot hold the partitions.
+    Raises ScaleRefused (topics named) when the remaining brokers cannot hold the partitions.
     """
     partitions = observed.cluster.partitions
     if not partitions:
@@ -80,17 +85,19 @@ def plan_scaling(spec: ClusterSpec, observed: ObservedCluster,
     added = tuple(sorted(b.id for b in spec.brokers if not held.get(b.id)))
     if not removed and not added:
         return None
+    from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
+
     brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in spec.brokers]
     brokers += [BrokerInfo(id=b, rack=leaving[b]) for b in removed]
     try:
         proposal = plan_reassignment(brokers, partitions, sizes or {}, remove=removed)
     except PlacementError as e:
         if removed:
-            raise PlacementError(f"cannot remove broker(s) {', '.join(map(str, removed))}: {e}") from None
-        raise
+            raise ScaleRefused(f"cannot remove broker(s) {', '.join(map(str, removed))}: {e}") from None
+        raise ScaleRefused(str(e)) from None
     stuck = sorted({b for reps in proposal.target.values() for b in reps if b in removed})
     if stuck:
-        raise PlacementError(f"cannot drain broker(s) {', '.join(map(str, stuck))}: "
+        raise ScaleRefused(f"cannot drain broker(s) {', '.join(map(str, stuck))}: "
                              + "; ".join(proposal.notes))
     if not proposal.moves:
         return None

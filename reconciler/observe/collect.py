@@ -101,12 +101,13 @@ def observe_host(
 
 
 def observe_cluster(zk_hosts: list[str], timeout: float) -> ClusterState:
-    """ZooKeeper holds registrations, controller, assignments and ISR (ZooKeeper mode); the Admin API
-    is asked only when ZooKeeper answered but listed no partitions while brokers are registered
-    (e.g. a read that failed half-way). Never raises."""
+    """ZooKeeper holds registrations, controller, assignments and ISR (ZooKeeper mode). A ZooKeeper
+    read either completes or reports ZooKeeper unreachable, so an empty partition list from it is
+    the truth (a cluster without topics); the Admin API is asked only when ZooKeeper could not be
+    read. Never raises."""
     try:
         state = zookeeper.read_cluster(zk_hosts, timeout)
-        if state.zookeeper_reachable and (state.partitions or not state.broker_ids):
+        if state.zookeeper_reachable:
             return state
         return kafka_admin.observe_kafka(state, timeout)
     except Exception as e:  # pragma: no cover - both stages already swallow their errors

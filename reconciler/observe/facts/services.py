@@ -22,12 +22,14 @@ def command(units: tuple[str, ...] | list[str]) -> str:
     if not units:
         return ":"
     quoted = " ".join(sh_quote(u) for u in units)
+    # One systemctl call per unit; then the build the process runs: its -cp '<dir>/<artifact_id>/libs/*'
+    # argument, from /proc/<MainPID>/cmdline.
     return (
         f"for u in {quoted}; do\n"
         "  printf 'unit %s\\n' \"$u\"\n"
-        f'  systemctl show --timestamp=utc -p {PROPERTIES} "$u.service" 2>&1\n'
-        # the build the process runs: its -cp '<install_dir>/<artifact_id>/libs/*' argument
-        '  p=$(systemctl show -p MainPID --value "$u.service" 2>/dev/null)\n'
+        f'  out=$(systemctl show --timestamp=utc -p {PROPERTIES} "$u.service" 2>&1)\n'
+        '  printf \'%s\\n\' "$out"\n'
+        "  p=$(printf '%s\\n' \"$out\" | sed -n 's/^MainPID=//p')\n"
         '  [ "${p:-0}" -gt 0 ] 2>/dev/null && tr "\\0" "\\n" < "/proc/$p/cmdline" 2>/dev/null'
         " | grep -m1 '/libs/\\*$' | sed 's/^/Classpath=/' || true\n"
         "done"
