@@ -54,8 +54,9 @@ def ansible_env() -> dict[str, str]:
 PDD_PREFIX = "kafkaform-ansible-"
 
 
-def sweep_orphans() -> None:
-    """Delete run dirs left by a kafkaform process that was killed (they may hold rendered secrets)."""
+def sweep_orphans(min_age_s: float = 120) -> None:
+    """Delete run dirs left by a kafkaform process that was killed (they may hold rendered secrets).
+    A younger one is kept: an orphaned Ansible run may still be finishing its step in there."""
     for d in Path(tempfile.gettempdir()).glob(f"{PDD_PREFIX}*"):
         try:
             age = time.time() - d.stat().st_mtime
@@ -63,7 +64,7 @@ def sweep_orphans() -> None:
             os.kill(pid, 0)
             continue  # its kafkaform still runs
         except ProcessLookupError:
-            if age < 120:  # an orphaned Ansible run may still be finishing its step in there
+            if age < min_age_s:
                 continue
         except (OSError, ValueError):
             continue  # not ours to judge (another user's, or no owner file)

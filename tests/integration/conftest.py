@@ -41,6 +41,15 @@ class Cli:
         return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_run_dirs_left() -> Iterator[None]:
+    """Tests kill kafkaform on purpose; the run dirs those processes leave go at the end."""
+    yield
+    from reconciler.apply.runner import sweep_orphans
+
+    sweep_orphans(min_age_s=0)
+
+
 @pytest.fixture(scope="session")
 def kf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kafkaform-home")
