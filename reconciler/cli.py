@@ -358,6 +358,7 @@ def rebalance(
     json_out: bool = JsonOpt,
 ) -> None:
     """Even out replicas and leaders over the spec's brokers with the fewest replica moves."""
+    from reconciler import pipeline
     from reconciler.apply import reassign
     from reconciler.observe.targets import observe
     from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
@@ -368,11 +369,7 @@ def rebalance(
     if not observed.cluster.zookeeper_reachable:
         raise _fail(f"cannot read the cluster's assignments: {observed.cluster.zookeeper_error}", json_out)
     brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in s.brokers]
-    try:
-        sizes = reassign.partition_sizes(_bootstrap(s))
-    except Exception as e:  # noqa: BLE001 - sizes only refine the plan
-        out.message(f"partition sizes unavailable ({type(e).__name__}); planning by replica counts")
-        sizes = {}
+    sizes = pipeline.partition_sizes(s, out.message)
     try:
         proposal = plan_reassignment(brokers, observed.cluster.partitions, sizes, max_moves=max_moves)
     except PlacementError as e:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import artifacts
+from reconciler import artifacts, scaling
 from reconciler.apply.state import Journal, record_revision
 from reconciler.diff import Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
@@ -52,23 +52,25 @@ def effective_min_isr(spec: ClusterSpec, observed: ObservedCluster) -> int:
     return max(values)
 
 
-def partition_sizes_if_moving(spec: ClusterSpec, observed: ObservedCluster,
-                              progress: Progress | None = None) -> dict[tuple[str, int], int] | None:
-    """Bytes per partition (DescribeLogDirs), read only when the broker set changes and data may move."""
-    if not observed.cluster.partitions:
-        return None
-    held = {r for p in observed.cluster.partitions for r in p.replicas}
-    wanted = {b.id for b in spec.brokers}
-    if held == wanted:
-        return None
+def partition_sizes(spec: ClusterSpec, progress: Progress | None = None) -> dict[tuple[str, int], int]:
+    """Bytes per partition (DescribeLogDirs); empty when the brokers cannot say (moves are then
+    counted, not weighed)."""
     from reconciler.apply import reassign
 
     try:
         return reassign.partition_sizes(spec.bootstrap_brokers().split(","))
-    except Exception as e:  # noqa: BLE001 - sizes refine the plan; without them moves are counted, not weighed
+    except Exception as e:  # noqa: BLE001 - sizes refine the plan, they never block it
         if progress:
             progress(f"partition sizes unavailable ({type(e).__name__}: {e}); planning by replica counts")
+        return {}
+
+
+def partition_sizes_if_moving(spec: ClusterSpec, observed: ObservedCluster,
+                              progress: Progress | None = None) -> dict[tuple[str, int], int] | None:
+    """Partition sizes, read only when the broker set changes and data may move."""
+    if not any(scaling.brokers_to_balance(spec, observed)):
         return None
+    return partition_sizes(spec, progress)
 
 
 def measured_reassign_rate(cluster: str, min_bytes: int = 64 * 2**20) -> float | None:

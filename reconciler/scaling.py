@@ -67,28 +67,33 @@ def leaving_brokers(spec: ClusterSpec, observed: ObservedCluster) -> dict[int, s
     return out
 
 
+def brokers_to_balance(spec: ClusterSpec, observed: ObservedCluster
+                       ) -> tuple[tuple[int, ...], dict[int, str | None]]:
+    """(spec brokers holding no replica, {broker leaving the spec that still holds replicas: its
+    rack}) while the cluster has partitions: the trigger for moving data. Cheap; no planner loaded."""
+    held = {r for p in observed.cluster.partitions for r in p.replicas}
+    if not held:
+        return (), {}
+    removed = {b: rack for b, rack in sorted(leaving_brokers(spec, observed).items()) if b in held}
+    added = tuple(sorted(b.id for b in spec.brokers if b.id not in held))
+    return added, removed
+
+
 def plan_scaling(spec: ClusterSpec, observed: ObservedCluster,
                  sizes: dict[tuple[str, int], int] | None = None) -> ScalePlan | None:
     """The reassignment a broker-set change needs, or None when no data has to move.
 
     Raises ScaleRefused (topics named) when the remaining brokers cannot hold the partitions.
     """
-    partitions = observed.cluster.partitions
-    if not partitions:
-        return None
-    held: dict[int, int] = {}
-    for p in partitions:
-        for r in p.replicas:
-            held[r] = held.get(r, 0) + 1
-    leaving = leaving_brokers(spec, observed)
-    removed = tuple(sorted(b for b in leaving if held.get(b)))
-    added = tuple(sorted(b.id for b in spec.brokers if not held.get(b.id)))
-    if not removed and not added:
+    added, leaving = brokers_to_balance(spec, observed)
+    if not leaving and not added:
         return None
     from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
 
+    partitions = observed.cluster.partitions
+    removed = tuple(leaving)
     brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in spec.brokers]
-    brokers += [BrokerInfo(id=b, rack=leaving[b]) for b in removed]
+    brokers += [BrokerInfo(id=b, rack=rack) for b, rack in leaving.items()]
     try:
         proposal = plan_reassignment(brokers, partitions, sizes or {}, remove=removed)
     except PlacementError as e:

@@ -181,14 +181,8 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
             hooks.step_started(group)
             for s in group:
                 journal.record(event="step_started", step=s.id)
-            if kind is StepKind.ALTER_CONFIG:
-                res = {s.host: _alter_config(s, spec) for s in group}
-            elif kind is StepKind.CLEAR_THROTTLES:
-                res = {s.host: _clear_throttles(s, spec) for s in group}
-            elif kind is StepKind.ZK_RECONFIG:
-                res = {s.host: _zk_reconfig(s, spec) for s in group}
-            elif kind is StepKind.REASSIGN:
-                res = {s.host: _reassign(s, spec, hooks, journal) for s in group}
+            if kind in API_STEPS:
+                res = {s.host: API_STEPS[kind](s, spec, hooks, journal) for s in group}
             else:
                 run = run or start_run(kind, group)
                 res = run.go().wait()
@@ -275,56 +269,58 @@ class _RollProgress:
             + (f", ETA {eta:.0f}s" if self.finished < self.total else ""))
 
 
-def _alter_config(step: Step, spec: ClusterSpec) -> HostResult:
+def _api_step(step: Step, action: Callable[[], object]) -> HostResult:
+    """Run a step that talks to the cluster directly (not through Ansible), timed and reported per
+    host like an Ansible step: an exception is that host's failure."""
+    t0 = time.monotonic()
+    try:
+        action()
+    except Exception as e:  # noqa: BLE001 - reported per host like an Ansible failure
+        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
+    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+
+
+def _alter_config(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
     """Live config change on one broker; values are read from the spec now (never from the plan)."""
     broker = next(b for b in spec.brokers if b.host == step.host)
     desired = parse_properties(server_properties(spec, broker))
-    t0 = time.monotonic()
-    try:
-        gates.alter_broker_configs(spec, broker.id, {k: desired.get(k) for k in step.dynamic_keys})
-    except Exception as e:  # noqa: BLE001 - reported per host like an Ansible failure
-        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
-                          seconds=time.monotonic() - t0)
-    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+    return _api_step(step, lambda: gates.alter_broker_configs(
+        spec, broker.id, {k: desired.get(k) for k in step.dynamic_keys}))
 
 
-def _clear_throttles(step: Step, spec: ClusterSpec) -> HostResult:
+def _clear_throttles(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
     from reconciler.apply import reassign
 
-    t0 = time.monotonic()
-    try:
-        reassign.remove_throttles(spec.bootstrap_brokers().split(","), list(step.throttled_brokers),
-                                  list(step.throttled_topics))
-    except Exception as e:  # noqa: BLE001 - reported like a failed host
-        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
-    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+    return _api_step(step, lambda: reassign.remove_throttles(
+        spec.bootstrap_brokers().split(","), list(step.throttled_brokers), list(step.throttled_topics)))
 
 
-def _zk_reconfig(step: Step, spec: ClusterSpec) -> HostResult:
-    t0 = time.monotonic()
-    try:
-        gates.reconfigure_zookeeper(spec, step.zk_join, step.zk_leave)
-    except Exception as e:  # noqa: BLE001 - reported like a failed host
-        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
-    return HostResult(host=step.host, ok=True, changed=True, seconds=time.monotonic() - t0)
+def _zk_reconfig(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    return _api_step(step, lambda: gates.reconfigure_zookeeper(spec, step.zk_join, step.zk_leave))
 
 
 def _reassign(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
     """Move the partitions the plan lists (throttled, in batches); the throughput measured here
-    feeds the time estimate of later plans."""
+    feeds the time estimate of later plans. Throttles are removed by reassign.execute, also on failure."""
     from reconciler.apply import reassign
 
-    t0 = time.monotonic()
-    try:
+    def move() -> None:
         r = reassign.execute(spec.bootstrap_brokers().split(","), step.moves,
                              throttle_bytes_per_s=step.throttle_bytes_per_s, per_broker=step.per_broker,
                              timeout_s=spec.kafka.reassignment.timeout_s, progress=hooks.message)
-    except Exception as e:  # noqa: BLE001 - reported like a failed host; throttles are already removed
-        return HostResult(host=step.host, ok=False, message=f"{type(e).__name__}: {e}",
-                          seconds=time.monotonic() - t0)
-    journal.record(event="reassign_done", step=step.id, partitions=r.partitions, bytes=r.bytes_moved,
-                   seconds=round(r.seconds, 2))
-    return HostResult(host=step.host, ok=True, changed=True, seconds=r.seconds)
+        journal.record(event="reassign_done", step=step.id, partitions=r.partitions, bytes=r.bytes_moved,
+                       seconds=round(r.seconds, 2))
+
+    return _api_step(step, move)
+
+
+# Steps carried out by kafkaform itself (Admin API, kazoo); every other kind is an Ansible playbook.
+API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResult]] = {
+    StepKind.ALTER_CONFIG: _alter_config,
+    StepKind.CLEAR_THROTTLES: _clear_throttles,
+    StepKind.ZK_RECONFIG: _zk_reconfig,
+    StepKind.REASSIGN: _reassign,
+}
 
 
 def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, kafka: ArtifactRef
