@@ -35,7 +35,10 @@ def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True) 
 
 
 def write_inventory(inv: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(inv))
+    """The inventory as kafkaform's runs see it: file contents detached into files beside it."""
+    from reconciler.apply.runner import detach_contents
+
+    path.write_text(json.dumps(detach_contents(inv, path.parent / "files")))
     return path
 
 

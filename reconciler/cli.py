@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 
 from reconciler import artifacts
@@ -130,11 +133,14 @@ def plan(
     p, _, _ = _plan(s, spec, out, json_out, destroy, allow_unavailable=allow_unavailable,
                     roll_by_rack=roll_by_rack)
     if out_file:
-        planfile.save(p, out_file)
+        try:
+            planfile.save(p, out_file)
+        except planfile.PlanFileError as e:
+            raise _fail(str(e), json_out) from None
     if json_out:
         _emit(render.render_json(p))
     else:
-        print(render.render_text(p), end="")
+        _print_plan(render.render_text(p))
         if out_file and not p.empty:
             print(f"Saved the plan to {out_file}. To perform exactly these actions, run: kafkaform apply {out_file}")
     if detailed_exitcode and not p.empty:
@@ -146,15 +152,46 @@ def show(plan_file: Path = typer.Argument(..., help="A plan saved with plan -out
     """Show a saved plan."""
     from reconciler.plan import planfile, render
 
+    unverified: str | None = None
     try:
         p = planfile.load(plan_file)
+    except planfile.UnsignedPlanError as e:
+        unverified = str(e)
+        p = _load_plan(plan_file, json_out, verify=False)
     except planfile.PlanFileError as e:
         raise _fail(str(e), json_out) from None
     if json_out:
-        _emit(render.render_json(p))
+        _emit({**render.render_json(p), "signature_verified": unverified is None})
     else:
+        if unverified:
+            _print_plan(f"{render.WARNING} {unverified}\n")
         print(f"Saved plan for cluster {p.cluster!r}, made {p.created_at} from {p.spec_path}\n")
-        print(render.render_text(p), end="")
+        _print_plan(render.render_text(p))
+
+
+def _load_plan(path: Path, json_out: bool, verify: bool = True) -> Plan:
+    from reconciler.plan import planfile
+
+    try:
+        return planfile.load(path, verify=verify)
+    except planfile.PlanFileError as e:
+        raise _fail(str(e), json_out) from None
+
+
+def _color() -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stdout.isatty()
+
+
+def _print_plan(text: str) -> None:
+    """Plan text for people; lines that weaken a check are red on a terminal."""
+    from reconciler.plan.render import WARNING
+
+    if _color():
+        text = "\n".join(f"\x1b[1;31m{line}\x1b[0m" if line.lstrip().startswith(WARNING) else line
+                         for line in text.split("\n"))
+    print(text, end="")
 
 
 def _confirm(p: Plan, auto_approve: bool, what: str) -> None:
@@ -192,6 +229,8 @@ def _run_apply(p: Plan, s: ClusterSpec, arts: artifacts.SpecArtifacts, observed:
 @app.command()
 def apply(
     target: Path = typer.Argument(..., help="A cluster spec (plans, shows, asks) or a plan file saved by plan -out."),
+    spec_opt: Path | None = typer.Option(None, "--spec", help="With a saved plan: the spec it must have been made "
+                                         "from (refused otherwise)."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
     allow_unavailable: bool = AllowUnavailableOpt,
     roll_by_rack: bool = RackOpt,
@@ -199,25 +238,39 @@ def apply(
 ) -> None:
     """Carry out a plan: the one computed now from a spec, or exactly a saved one."""
     from reconciler import pipeline
+    from reconciler.apply.state import known_hosts_of
     from reconciler.plan import planfile, render
 
     out = Printer(json_out)
     saved: Plan | None = None
     if _is_planfile(target):
-        try:
-            saved = planfile.load(target)
-        except planfile.PlanFileError as e:
-            raise _fail(str(e), json_out) from None
+        if allow_unavailable or roll_by_rack:
+            raise _fail("--allow-unavailable and --roll-by-rack are chosen when the plan is made "
+                        "(kafkaform plan ... -out FILE), not when a saved plan is applied", json_out)
+        saved = _load_plan(target, json_out)
         spec_path = Path(saved.spec_path)
     else:
+        if spec_opt is not None:
+            raise _fail("--spec goes with a saved plan; to apply a spec, give it as the argument", json_out)
         spec_path = target
     s = _load(spec_path, json_out)
+    if saved is not None:
+        try:  # all checks that need no host come before the lock, the journal and any connection
+            planfile.check_spec(saved, s, spec_opt)
+            planfile.check_graph(saved, set(s.hosts()) | set(known_hosts_of(s.name)))
+        except planfile.PlanFileError as e:
+            raise _fail(str(e), json_out) from None
+        if not json_out:
+            print(f"Applying the saved plan {target} (cluster {saved.cluster!r}, spec {saved.spec_path}, "
+                  f"made {saved.created_at}).")
+            for w in render.warnings(saved):
+                _print_plan(w + "\n")
     with _cluster_lock(s.name, json_out):
         if saved is not None:
             arts = _resolve(s, out, json_out, full_verify=True)
             observed = pipeline.observe(s, progress=out.host_observed)
             try:
-                planfile.check_current(saved, s, observed.fingerprint())
+                planfile.check_fingerprint(saved, observed.fingerprint())
             except planfile.StalePlanError as e:
                 raise _fail(str(e), json_out) from None
             p = saved
@@ -225,7 +278,7 @@ def apply(
             p, arts, observed = _plan(s, spec_path, out, json_out, for_apply=True,
                                       allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
             if not json_out:
-                print(render.render_text(p), end="")
+                _print_plan(render.render_text(p))
         if p.empty and not p.confirmed_restarts:  # (confirmed restarts alone are journal bookkeeping)
             if json_out:
                 _emit({"ok": True, "summary": p.counts(), "no_changes": True})
@@ -253,14 +306,16 @@ def _cluster_lock(cluster: str, json_mode: bool) -> Iterator[None]:
 
 
 def _is_planfile(path: Path) -> bool:
-    """A saved plan is JSON carrying the plan magic; anything else is taken as a spec."""
+    """A saved plan carries the plan magic near its start; anything else is taken as a spec (and a
+    damaged plan is then reported by the plan reader, not as a bad spec)."""
     from reconciler.plan import planfile
 
     try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
         return False
-    return isinstance(doc, dict) and doc.get("magic") == planfile.MAGIC
+    return f'"magic": "{planfile.MAGIC}"'.encode() in head or f'"magic":"{planfile.MAGIC}"'.encode() in head
 
 
 @app.command()
@@ -277,7 +332,7 @@ def destroy(
     with _cluster_lock(s.name, json_out):
         p, arts, observed = _plan(s, spec, out, json_out, destroy=True, for_apply=True)
         if not json_out:
-            print(render.render_text(p), end="")
+            _print_plan(render.render_text(p))
         if p.empty:
             if json_out:
                 _emit({"ok": True, "no_changes": True})
@@ -517,8 +572,37 @@ def demo(spec: Path = typer.Argument(DEFAULT_LAB_SPEC), keep: bool = typer.Optio
     raise typer.Exit(demo_mod.run(spec, keep=keep))
 
 
+def run(argv: list[str]) -> int:
+    """The command line as a function: an exit code, never a traceback for bad input. Usage errors
+    (unknown flags, bad option values) exit 1 like every other error, so 2 keeps meaning "changes
+    present" for plan --detailed-exitcode."""
+    try:
+        rv = typer.main.get_command(app).main(args=argv, prog_name="kafkaform", standalone_mode=False)
+    except (click.Abort, KeyboardInterrupt):
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug must still end in one clear line
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's errors (typer vendors click)
+            message = e.format_message()
+            if type(e).__name__ == "Abort":
+                print("Interrupted.", file=sys.stderr)
+                return 130
+            if message:  # (no_args_is_help has printed the help already)
+                ctx = getattr(e, "ctx", None)
+                words = ctx.command_path.split()[1:] if ctx is not None else []
+                usage = f"\nTry 'kafkaform {' '.join([*words, '--help'])}'." if hasattr(e, "ctx") else ""
+                print(f"Error: {message}{usage}", file=sys.stderr)
+            return 1
+        if os.environ.get("KAFKAFORM_DEBUG"):
+            traceback.print_exc()
+        print(f"Error: internal error: {type(e).__name__}: {e} (KAFKAFORM_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
 def main() -> None:
-    app()
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

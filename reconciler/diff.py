@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from reconciler import files as F
 from reconciler.apply.state import PendingRestart
 from reconciler.observe.model import HostFacts, ObservedCluster
+from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, parse_version
@@ -84,7 +85,8 @@ class Change(BaseModel):
     # Leftover replication throttles to delete (address "throttles")
     throttled_topics: tuple[str, ...] = ()
     throttled_brokers: tuple[int, ...] = ()
-
+    # Removal: every path deleted on the host, each with the proof it needs there
+    deletions: tuple[Deletion, ...] = ()
 
     @property
     def rolling_restart(self) -> bool:
@@ -282,7 +284,8 @@ def delete_change(service: str, facts: HostFacts) -> Change | None:
         key = facts.host
     return Change(address=address, service=service, key=key, host=facts.host, action=Action.DELETE,
                   reasons=(f"{service} on {facts.host} is not in the spec",),
-                  attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),))
+                  attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),),
+                  deletions=deletions(service, facts))
 
 
 def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],

@@ -1,7 +1,8 @@
 """Desired state of each host, computed from the spec: every managed file's exact content.
 
 Pure functions. Playbooks write these contents verbatim, and observe reads the same paths back,
-so drift detection is an exact hash comparison and the plan can show which keys differ.
+so drift detection is an exact hash comparison and the plan can show which keys differ. Spec
+values reach the text only through the escaping rules of `reconciler.render.formats`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from reconciler.render import formats
+from reconciler.render.formats import parse_properties  # noqa: F401  (the reader for these files)
 from reconciler.spec import BrokerSpec, ClusterSpec, ZooKeeperNode, broker_config, is_sensitive
 
 HEADER = "# Managed by kafkaform (cluster {name}). Edits here show up as drift and are overwritten by apply.\n"
@@ -28,6 +31,15 @@ ZOO_CFG = f"{ZK_ETC}/zoo.cfg"
 # membership of a new server, written once and never compared (ZooKeeper's state after that).
 ZK_SEED = f"{ZK_ETC}/zoo.cfg.dynamic"
 ZK_RUNTIME_SCRIPT = f"{ZK_ETC}/runtime-config.sh"
+# Directories kafkaform itself owns on every host (not from the spec).
+FIXED_DIRS = (KAFKA_ETC, ZK_ETC, KAFKA_LOGS, ZK_LOGS)
+# Written into every data dir kafkaform creates: a removal deletes a data dir only where this
+# proves kafkaform made it (never a directory a spec or a hand-edited config merely names).
+OWNER_MARKER = ".kafkaform-owner"
+
+
+def owner_marker(dir_path: str) -> str:
+    return f"{dir_path}/{OWNER_MARKER}"
 
 
 @dataclass(frozen=True)
@@ -75,21 +87,13 @@ def format_value(v: object) -> str:
 
 def _properties(name: str, items: list[tuple[str, object]]) -> str:
     lines = [HEADER.format(name=name)]
-    lines += [f"{k}={format_value(v)}\n" for k, v in items]
+    lines += [formats.properties_line(k, format_value(v)) for k, v in items]
     return "".join(lines)
 
 
-def parse_properties(text: str) -> dict[str, str]:
-    """Minimal .properties reader for our own files (key=value, # comments)."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", "!")):
-            continue
-        if "=" in line:
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
+def _marker_file(spec: ClusterSpec, service: str, dir_path: str) -> DesiredFile:
+    return DesiredFile(owner_marker(dir_path), f"kafkaform cluster {spec.name}: a {service} directory\n",
+                       "0644", "root", restart_on_change=False)
 
 
 def redact_properties(props: dict[str, str]) -> dict[str, str]:
@@ -144,12 +148,12 @@ log4j.logger.kafka.request.logger=WARN
 
 def kafka_unit(spec: ClusterSpec, broker: BrokerSpec, home: str) -> str:
     heap = spec.broker_heap(broker)
-    jvm = " ".join(
-        [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+    exec_start = formats.systemd_command(
+        ["/usr/bin/java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
          "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15",
          "-Djava.awt.headless=true", f"-Dkafka.logs.dir={KAFKA_LOGS}",
-         f"-Dlog4j.configuration=file:{KAFKA_ETC}/log4j.properties", *spec.kafka.jvm_opts]
-    )
+         f"-Dlog4j.configuration=file:{KAFKA_ETC}/log4j.properties", *spec.kafka.jvm_opts,
+         "-cp", f"{home}/libs/*", "kafka.Kafka", SERVER_PROPERTIES])
     return f"""{HEADER.format(name=spec.name)}[Unit]
 Description=Apache Kafka {spec.kafka.version} broker {broker.id}
 Wants=network-online.target
@@ -159,7 +163,7 @@ After=network-online.target zookeeper.service
 Type=simple
 User=kafka
 Group=kafka
-ExecStart=/usr/bin/java {jvm} -cp '{home}/libs/*' kafka.Kafka {SERVER_PROPERTIES}
+ExecStart={exec_start}
 Restart=on-failure
 RestartSec=5
 LimitNOFILE=100000
@@ -179,12 +183,13 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
                    ibp_pin: str | None = None) -> ServiceDesired:
     home = kafka_home(spec, artifact_id)
     files = (
-        DesiredFile(SERVER_PROPERTIES, server_properties(spec, broker, ibp_pin), "0640", "kafka"),
+        DesiredFile(SERVER_PROPERTIES, server_properties(spec, broker, ibp_pin), "0600", "kafka"),
         DesiredFile(f"{KAFKA_ETC}/log4j.properties", KAFKA_LOG4J),
         DesiredFile(KAFKA_UNIT, kafka_unit(spec, broker, home)),
     )
     dirs = tuple(DesiredDir(d, "kafka", "0750") for d in broker.data_dirs) + (
         DesiredDir(KAFKA_LOGS, "kafka"), DesiredDir(KAFKA_ETC, "root"))
+    files += tuple(_marker_file(spec, "kafka", d.path) for d in dirs)
     attrs = {
         "host": broker.host,
         "version": spec.kafka.version,
@@ -242,15 +247,17 @@ def zk_runtime_dir(spec: ClusterSpec) -> str:
 
 def zk_runtime_script(spec: ClusterSpec) -> str:
     run = zk_runtime_dir(spec)
+    q = formats.sh
+    pointer = formats.properties_line("dynamicConfigFile", ZK_SEED).rstrip("\n")
     return f"""#!/bin/sh
 # Managed by kafkaform (cluster {spec.name}). Run by zookeeper.service before ZooKeeper starts:
 # the config ZooKeeper runs with is kafkaform's {ZOO_CFG} plus ZooKeeper's own pointer to its
 # current membership (rewritten by ZooKeeper after every reconfig); the seed on first start.
 set -eu
-mkdir -p {run}
-pointer=$(grep -s '^dynamicConfigFile=' {run}/zoo.cfg || echo 'dynamicConfigFile={ZK_SEED}')
-{{ grep -v '^#' {ZOO_CFG}; echo "$pointer"; }} > {run}/zoo.cfg.new
-mv {run}/zoo.cfg.new {run}/zoo.cfg
+mkdir -p {q(run)}
+pointer=$(grep -s '^dynamicConfigFile=' {q(run + "/zoo.cfg")} || echo {q(pointer)})
+{{ grep -v '^#' {q(ZOO_CFG)}; echo "$pointer"; }} > {q(run + "/zoo.cfg.new")}
+mv {q(run + "/zoo.cfg.new")} {q(run + "/zoo.cfg")}
 """
 
 
@@ -274,10 +281,12 @@ ZK_LOGBACK = """\
 
 def zookeeper_unit(spec: ClusterSpec, home: str) -> str:
     heap = spec.zookeeper.heap
-    jvm = " ".join([f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
-                    f"-Dlogback.configurationFile={ZK_ETC}/logback.xml",
-                    f"-Dzookeeper.log.dir={ZK_LOGS}"])
-    runtime_cfg = f"{zk_runtime_dir(spec)}/zoo.cfg"
+    exec_start = formats.systemd_command(
+        ["/usr/bin/java", f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
+         f"-Dlogback.configurationFile={ZK_ETC}/logback.xml", f"-Dzookeeper.log.dir={ZK_LOGS}",
+         "-cp", f"{home}/libs/*", "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+         f"{zk_runtime_dir(spec)}/zoo.cfg"])
+    pre = formats.systemd_command(["/bin/sh", ZK_RUNTIME_SCRIPT])
     return f"""{HEADER.format(name=spec.name)}[Unit]
 Description=Apache ZooKeeper {spec.zookeeper.version}
 Wants=network-online.target
@@ -287,8 +296,8 @@ After=network-online.target
 Type=simple
 User=zookeeper
 Group=zookeeper
-ExecStartPre=/bin/sh {ZK_RUNTIME_SCRIPT}
-ExecStart=/usr/bin/java {jvm} -cp '{home}/libs/*' org.apache.zookeeper.server.quorum.QuorumPeerMain {runtime_cfg}
+ExecStartPre={pre}
+ExecStart={exec_start}
 Restart=on-failure
 RestartSec=5
 TimeoutStopSec=60
@@ -305,8 +314,11 @@ def zookeeper_home(spec: ClusterSpec, artifact_id: str) -> str:
 
 def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) -> ServiceDesired:
     zk = spec.zookeeper
+    # zoo.cfg is read by the unit's ExecStartPre as the zookeeper user; with a secret in it, only
+    # that user may read it
+    secret = any(is_sensitive(k) for k in zk.config)
     files = (
-        DesiredFile(ZOO_CFG, zoo_cfg(spec)),
+        DesiredFile(ZOO_CFG, zoo_cfg(spec), *(("0600", "zookeeper") if secret else ("0644", "root"))),
         DesiredFile(f"{ZK_ETC}/logback.xml", ZK_LOGBACK),
         DesiredFile(f"{zk.data_dir}/myid", f"{node.myid}\n", "0644", "zookeeper"),
         DesiredFile(ZK_RUNTIME_SCRIPT, zk_runtime_script(spec), "0755"),
@@ -314,6 +326,7 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
     )
     dirs = (DesiredDir(zk.data_dir, "zookeeper", "0750"), DesiredDir(ZK_LOGS, "zookeeper"),
             DesiredDir(ZK_ETC, "root"))
+    files += tuple(_marker_file(spec, "zookeeper", d.path) for d in dirs)
     attrs = {
         "host": node.host,
         "version": zk.version,
@@ -326,5 +339,7 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
 
 def managed_paths(spec: ClusterSpec) -> tuple[str, ...]:
     """Every file path observe should read on a host of this cluster."""
+    dirs = sorted({d for b in spec.brokers for d in b.data_dirs} | {spec.zookeeper.data_dir} | set(FIXED_DIRS))
     return (SERVER_PROPERTIES, f"{KAFKA_ETC}/log4j.properties", KAFKA_UNIT, ZOO_CFG,
-            f"{ZK_ETC}/logback.xml", f"{spec.zookeeper.data_dir}/myid", ZK_RUNTIME_SCRIPT, ZK_UNIT)
+            f"{ZK_ETC}/logback.xml", f"{spec.zookeeper.data_dir}/myid", ZK_RUNTIME_SCRIPT, ZK_UNIT,
+            *(owner_marker(d) for d in dirs))

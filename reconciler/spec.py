@@ -9,7 +9,9 @@ chosen Kafka version does not know). Every problem names its field path.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,13 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from reconciler import versions
+from reconciler import fields, versions
 
-HEAP_RE = re.compile(r"^[1-9][0-9]*[kKmMgG]$")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-SENSITIVE_KEY_RE = re.compile(r"password|secret|jaas|sasl\.jaas|keystore\.key|credential", re.I)
+SENSITIVE_KEY_RE = re.compile(r"password|secret|jaas|credential|keystore\.key|master\.key", re.I)
 
 ConfigValue = str | int | float | bool
 
@@ -42,10 +40,23 @@ def _check_config_value(v: Any) -> Any:
     if v is None or not isinstance(v, str | int | float | bool):
         got = "null" if v is None else type(v).__name__
         raise ValueError(f"config values must be a string, number or boolean, got {got}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{v} is not a finite number")
+    if isinstance(v, str):
+        fields.check_text(v, "a config value")
+    return v
+
+
+def _check_config_keys(v: dict[str, Any]) -> dict[str, Any]:
+    for key in v:
+        if not isinstance(key, str) or not fields.CONFIG_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a config key (letters, digits, '.', '_', '-'; "
+                             "starting with a letter or digit)")
     return v
 
 
 ConfigEntry = Annotated[ConfigValue, BeforeValidator(_check_config_value)]
+ConfigMap = Annotated[dict[str, ConfigEntry], BeforeValidator(_check_config_keys)]
 
 
 class _Model(BaseModel):
@@ -77,14 +88,31 @@ class Artifact(_Model):
             raise ValueError("a release tarball (url or path) needs sha512 so the download can be verified")
         if self.sha512 and not re.fullmatch(r"[0-9a-fA-F]{128}", self.sha512):
             raise ValueError("sha512 must be 128 hex characters")
-        if self.url and not self.url.startswith(("https://", "http://", "file://")):
-            raise ValueError("url must start with https://, http:// or file://")
+        if self.url is not None:
+            _check_url(self.url)
+        for what in ("path", "libs"):
+            value = getattr(self, what)
+            if value is not None:
+                fields.check_text(value, f"the {what}", max_len=4096)
         return self
 
 
+def _check_url(url: str) -> None:
+    if url.startswith("file:"):
+        raise ValueError("file:// URLs are not supported; give a local tarball as path: instead")
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("url must start with https:// or http://")
+    if not fields.URL.fullmatch(url):
+        raise ValueError(f"{url[:80]!r} is not a URL kafkaform can download (host, then a path of "
+                         "URL characters; no spaces or quotes)")
+    name = url.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
+    if not name.endswith((".tgz", ".tar.gz")):
+        raise ValueError(f"url must end in the tarball's file name (….tgz or ….tar.gz), got {name or 'none'!r}")
+
+
 def _check_heap(v: str | None) -> str | None:
-    if v is not None and not HEAP_RE.match(v):
-        raise ValueError(f"{v!r} is not a JVM heap size like 512m or 2g")
+    if v is not None:
+        fields.fullmatch(fields.HEAP, v, "a JVM heap size like 512m or 2g")
     return v
 
 
@@ -97,8 +125,7 @@ def _check_host(v: str) -> str:
         if addr.version == 6:
             raise ValueError(f"{v!r}: IPv6 addresses are not supported yet; use an IPv4 address or a host name")
         return v
-    if not HOST_RE.match(v):
-        raise ValueError(f"{v!r} is not an IP address or host name")
+    fields.fullmatch(fields.HOST, v, "an IP address or host name")
     if v.rsplit(".", 1)[-1].isdigit():
         # A host name never ends in an all-numeric label (RFC 1123 2.1); the resolver would read
         # "10.213.0.311" or "300" as some other IPv4 address instead of failing.
@@ -106,9 +133,49 @@ def _check_host(v: str) -> str:
     return v
 
 
+def _check_rack(v: str) -> str:
+    return fields.fullmatch(fields.RACK, v, "a rack name (letters, digits, '.', '_', '-'; at most 64)")
+
+
+def _check_jvm_opt(v: str) -> str:
+    fields.check_text(v, "a JVM option", max_len=4096)
+    if not v.startswith("-"):
+        raise ValueError(f"{v[:80]!r} is not a JVM option (they start with '-')")
+    for opt, why in _JVM_OPTS_REFUSED:
+        # "-cp" and "-jar" are whole arguments; the others take their value in the same argument
+        if v == opt or (opt not in ("-cp", "-jar") and v.startswith(opt)):
+            raise ValueError(f"{v[:80]!r}: {why}")
+    return v
+
+
+# JVM options a spec may not pass: they run commands or load code, or fight fields kafkaform sets.
+_JVM_OPTS_REFUSED: tuple[tuple[str, str], ...] = (
+    ("-XX:OnError", "runs a shell command; not allowed in jvm_opts"),
+    ("-XX:OnOutOfMemoryError", "runs a shell command; not allowed in jvm_opts"),
+    ("-javaagent", "loads code into the JVM; not allowed in jvm_opts"),
+    ("-agentlib", "loads native code into the JVM; not allowed in jvm_opts"),
+    ("-agentpath", "loads native code into the JVM; not allowed in jvm_opts"),
+    ("-Xbootclasspath", "changes the JVM's boot class path; not allowed in jvm_opts"),
+    ("-cp", "kafkaform sets the class path"),
+    ("-classpath", "kafkaform sets the class path"),
+    ("--class-path", "kafkaform sets the class path"),
+    ("-jar", "kafkaform starts the service's main class"),
+    ("-Xmx", "set the heap with the heap field"),
+    ("-Xms", "set the heap with the heap field"),
+)
+
+
+def _check_version(v: str) -> str:
+    return fields.fullmatch(fields.VERSION, v, "a version like 3.9.1")
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Heap = Annotated[str, AfterValidator(_check_heap)]
 Host = Annotated[str, AfterValidator(_check_host)]
+Rack = Annotated[str, AfterValidator(_check_rack)]
+ServicePath = Annotated[str, AfterValidator(fields.check_service_path)]
+LocalOptionPath = Annotated[str, AfterValidator(fields.check_local_option_path)]
+JvmOpt = Annotated[str, AfterValidator(_check_jvm_opt)]
 
 
 class Listener(_Model):
@@ -136,18 +203,20 @@ class KafkaSpec(_Model):
     version: str = "3.9.1"
     artifact: Artifact = Artifact(maven=True)
     heap: Heap = "512m"
-    jvm_opts: tuple[str, ...] = ()
+    jvm_opts: tuple[JvmOpt, ...] = ()
     listeners: tuple[Listener, ...] = (Listener(),)
-    config: dict[str, ConfigEntry] = Field(default_factory=dict)
+    config: ConfigMap = Field(default_factory=dict)
     metadata_mode: Literal["zookeeper", "kraft"] = "zookeeper"
-    install_dir: str = "/opt/kafka"
+    install_dir: ServicePath = "/opt/kafka"
     reassignment: ReassignmentSpec = ReassignmentSpec()
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        versions.parse_version(v)
-        return v
+        try:
+            return _check_version(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a Kafka version like 3.9.1") from None
 
 
 class ZooKeeperNode(_Model):
@@ -163,35 +232,39 @@ class ZooKeeperSpec(_Model):
     client_port: Port = 2181
     peer_port: Port = 2888
     election_port: Port = 3888
-    data_dir: str = "/var/lib/zookeeper"
-    config: dict[str, ConfigEntry] = Field(default_factory=dict)
+    data_dir: ServicePath = "/var/lib/zookeeper"
+    config: ConfigMap = Field(default_factory=dict)
     nodes: tuple[ZooKeeperNode, ...]
-    install_dir: str = "/opt/zookeeper"
+    install_dir: ServicePath = "/opt/zookeeper"
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
         try:
-            versions.parse_version(v)
+            return _check_version(v)
         except ValueError:
             raise ValueError(f"{v!r} is not a ZooKeeper version like 3.8.4") from None
-        return v
 
 
 class BrokerSpec(_Model):
     id: Annotated[int, Field(ge=0, le=2**31 - 1)]
     host: Host
-    rack: str | None = None
-    data_dirs: tuple[str, ...] = ("/var/lib/kafka/data",)
+    rack: Rack | None = None
+    data_dirs: tuple[ServicePath, ...] = ("/var/lib/kafka/data",)
     heap: Heap | None = None  # overrides kafka.heap for this broker
 
 
 class SshSpec(_Model):
     user: str = "root"
     port: Port = 22
-    key_file: str | None = None
+    key_file: LocalOptionPath | None = None
     known_hosts: Literal["strict", "accept-new", "ignore"] = "strict"
-    known_hosts_file: str | None = None
+    known_hosts_file: LocalOptionPath | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        return fields.fullmatch(fields.USER, v, "a login name (lower case letters, digits, '_', '-')")
     connect_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
@@ -207,8 +280,19 @@ class ClusterSpec(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not fields.NAME.fullmatch(v):
             raise ValueError("cluster names start with a letter and hold only letters, digits and '-'")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > 50:
+            raise ValueError(f"at most 50 tags, got {len(v)}")
+        for key, value in v.items():
+            fields.fullmatch(fields.TAG_KEY, key, "a tag key (1-128 letters, digits, spaces and _ . : / = + @ -)")
+            fields.fullmatch(fields.TAG_VALUE, value,
+                             f"a value for tag {key!r} (0-256 letters, digits, spaces and _ . : / = + @ -)")
         return v
 
     # -- derived views used by later stages -------------------------------------------------
@@ -262,9 +346,16 @@ MANAGED_BROKER_KEYS = {
 }
 MANAGED_ZK_KEYS = {
     "dataDir": "zookeeper.data_dir",
+    "dataLogDir": "zookeeper.data_dir (a separate transaction log dir is not supported yet)",
     "clientPort": "zookeeper.client_port",
+    "secureClientPort": "zookeeper.client_port (TLS is not supported yet)",
     "myid": "zookeeper.nodes[].myid",
+    "dynamicConfigFile": "kafkaform (ZooKeeper's membership file)",
+    "reconfigEnabled": "kafkaform (membership changes use dynamic reconfiguration)",
+    "standaloneEnabled": "kafkaform",
+    "skipACL": "kafkaform (ZooKeeper's reconfiguration needs it until ZooKeeper authentication is supported)",
 }
+ZK_MEMBERSHIP_KEY_RE = re.compile(r"(server|group|weight)\.[0-9]+")
 
 
 def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
@@ -280,7 +371,12 @@ def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
 
 
 def is_sensitive(key: str) -> bool:
-    return bool(SENSITIVE_KEY_RE.search(key))
+    """A config whose value is never shown: Kafka's PASSWORD-typed configs (also under a listener
+    prefix, `listener.name.<l>.<key>`), and anything whose name says secret (ZooKeeper's too)."""
+    if SENSITIVE_KEY_RE.search(key):
+        return True
+    passwords = versions.password_configs()
+    return key in passwords or any(key.endswith("." + p) for p in passwords)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,9 +469,6 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     for i, b in enumerate(spec.brokers):
         if not b.data_dirs:
             add(f"brokers[{i}].data_dirs", "at least one data dir is required")
-        for j, d in enumerate(b.data_dirs):
-            if not d.startswith("/"):
-                add(f"brokers[{i}].data_dirs[{j}]", f"{d!r} is not an absolute path")
         if len(set(b.data_dirs)) != len(b.data_dirs):
             add(f"brokers[{i}].data_dirs", "lists the same directory twice")
         if b.rack is not None and "rack_awareness" not in caps:
@@ -422,8 +515,7 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     zk_ports = {zk.client_port: "client_port", zk.peer_port: "peer_port", zk.election_port: "election_port"}
     if len(zk_ports) != 3:
         add("zookeeper", "client_port, peer_port and election_port must differ")
-    if not zk.data_dir.startswith("/"):
-        add("zookeeper.data_dir", f"{zk.data_dir!r} is not an absolute path")
+    _dir_issues(spec, add)
     shared = set(zk_hosts) & set(seen_hosts)
     if shared:
         for i, lst in enumerate(spec.kafka.listeners):
@@ -434,16 +526,16 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     for key in zk.config:
         if key in MANAGED_ZK_KEYS:
             add(f"zookeeper.config.{key}", f"set by {MANAGED_ZK_KEYS[key]}, not under config")
+        elif ZK_MEMBERSHIP_KEY_RE.fullmatch(key):
+            add(f"zookeeper.config.{key}", "ensemble membership is set by zookeeper.nodes, not under config")
 
     # Broker config keys and values.
-    for key, value in spec.kafka.config.items():
+    for key in spec.kafka.config:
         path = f"kafka.config.{key}"
         if key in MANAGED_BROKER_KEYS:
             add(path, f"set by {MANAGED_BROKER_KEYS[key]}, not under config")
         elif table is not None and key not in table.broker_configs:
             add(path, f"Kafka {version} has no broker config named {key!r}")
-        if isinstance(value, str) and "\n" in value:
-            add(path, "values cannot contain line breaks")
 
     merged = broker_config(spec)
     nbrokers = len(spec.brokers)
@@ -473,6 +565,37 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     return issues
 
 
+def _dir_issues(spec: ClusterSpec, add: Any) -> None:
+    """No directory shared between services, nested in another, or inside kafkaform's own dirs:
+    each is chowned to its service and deleted with it."""
+    from reconciler.files import FIXED_DIRS  # the dirs kafkaform itself owns on every host
+
+    common: list[tuple[str, str]] = [("kafka.install_dir", spec.kafka.install_dir),
+                                     ("zookeeper.install_dir", spec.zookeeper.install_dir),
+                                     ("zookeeper.data_dir", spec.zookeeper.data_dir)]
+    fixed = [(f"kafkaform's {d}", d) for d in FIXED_DIRS]
+    zk_hosts = {n.host for n in spec.zookeeper.nodes}
+    reported: set[tuple[str, str]] = set()
+
+    def check(dirs: list[tuple[str, str]]) -> None:
+        for i, (field_a, a) in enumerate(dirs):
+            for field_b, b in dirs[:i] + fixed:
+                if field_a.startswith("kafkaform's") or (field_a, field_b) in reported:
+                    continue
+                if fields.nested(a, b):
+                    reported.add((field_a, field_b))
+                    how = "is the same directory as" if a == b else (
+                        "is inside" if a.startswith(b.rstrip("/") + "/") else "contains")
+                    add(field_a, f"{a} {how} {field_b} ({b}); every service needs directories of its own")
+
+    check(common)
+    for i, b in enumerate(spec.brokers):
+        first = {d: j for j, d in reversed(list(enumerate(b.data_dirs)))}  # a repeat is reported already
+        own = [(f"brokers[{i}].data_dirs[{j}]", d) for d, j in sorted(first.items(), key=lambda x: x[1])]
+        shared = common if b.host in zk_hosts else common[:2]
+        check(shared + own)
+
+
 def parse_spec(data: Any, source: str = "spec") -> ClusterSpec:
     """Validate already-loaded YAML data. Raises SpecError listing every issue."""
     if not isinstance(data, dict):
@@ -487,19 +610,100 @@ def parse_spec(data: Any, source: str = "spec") -> ClusterSpec:
     return spec
 
 
+MAX_SPEC_BYTES = 1 * 2**20
+MAX_SPEC_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs" stops here)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML keeps the last one silently) and alias bombs."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark) from None
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call]
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"key {key!r} appears twice (lines {first} and {again}); YAML would silently keep "
+                         "the second")
+
+
+def _count_nodes(node: yaml.Node, limit: int) -> int:
+    """Nodes with aliases expanded, stopping as soon as `limit` is passed."""
+    total, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        total += 1
+        if total > limit:
+            return total
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+    return total
+
+
+def _read_spec_text(p: Path) -> str:
+    def fail(message: str) -> SpecError:
+        return SpecError([SpecIssue(path="", message=message)], str(p))
+
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise fail(f"cannot read {p}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise fail(f"cannot read {p}: Is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise fail(f"{p} is not a regular file")
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise fail(f"cannot read {p}: {e.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise fail(f"{p} is larger than {MAX_SPEC_BYTES // 2**20} MiB; a cluster spec is a small YAML file")
+    if b"\x00" in raw:
+        raise fail(f"{p} is a binary file (it contains NUL bytes), not a YAML spec")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"{p} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
 def load_spec(path: str | Path) -> ClusterSpec:
     p = Path(path)
+    text = _read_spec_text(p)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError([SpecIssue(path="", message=f"cannot read {p}: {e.strerror}")], str(p)) from None
-    try:
-        data = yaml.safe_load(text)
+        loader = _SpecLoader(text)
+        try:
+            node = loader.get_single_node()  # type: ignore[no-untyped-call]
+            if node is not None and _count_nodes(node, MAX_SPEC_NODES) > MAX_SPEC_NODES:
+                raise SpecError([SpecIssue(path="", message=(
+                    f"the spec expands to more than {MAX_SPEC_NODES} YAML nodes (through aliases?); refused"))],
+                    str(p))
+            data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call]
+        finally:
+            loader.dispose()  # type: ignore[no-untyped-call]
+    except _DuplicateKey as e:
+        raise SpecError([SpecIssue(path="", message=str(e))], str(p)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError([SpecIssue(path="", message=f"not valid YAML{where}: {getattr(e, 'problem', e)}")],
+        raise SpecError([SpecIssue(path="", message=f"not valid YAML{where}: {getattr(e, 'problem', None) or e}")],
                         str(p)) from None
+    except RecursionError:
+        raise SpecError([SpecIssue(path="", message="the spec is nested too deeply")], str(p)) from None
     return parse_spec(data, str(p))
 
 

@@ -73,6 +73,7 @@ class ConfigTable:
     version: str
     broker_configs: frozenset[str]
     dynamic_broker_configs: frozenset[str]
+    password_configs: frozenset[str] = frozenset()  # type PASSWORD: values never shown
 
 
 @cache
@@ -87,7 +88,19 @@ def config_table(version: str) -> ConfigTable | None:
         version=data["version"],
         broker_configs=frozenset(data["broker_configs"]),
         dynamic_broker_configs=frozenset(data.get("dynamic_broker_configs", ())),
+        password_configs=frozenset(data.get("password_configs", ())),
     )
+
+
+@cache
+def password_configs() -> frozenset[str]:
+    """Broker config names of type PASSWORD in any known version (a secret in one is a secret)."""
+    out: set[str] = set()
+    for v in known_versions():
+        table = config_table(v)
+        if table is not None:
+            out |= table.password_configs
+    return frozenset(out)
 
 
 def known_versions() -> list[str]:

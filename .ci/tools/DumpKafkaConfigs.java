@@ -1,5 +1,5 @@
 // Prints, as JSON, the broker config names a Kafka version knows and which of them are dynamically
-// updatable (per-broker or cluster-wide), read from the real jars. Run via tools/dump_kafka_configs.sh.
+// updatable (per-broker or cluster-wide) and which hold secrets (type PASSWORD), read from the real jars. Run via tools/dump_kafka_configs.sh.
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -9,10 +9,16 @@ public class DumpKafkaConfigs {
         String version = org.apache.kafka.common.utils.AppInfoParser.getVersion();
         TreeSet<String> all = new TreeSet<>(kafka.server.KafkaConfig.configDef().names());
         TreeMap<String, String> modes = new TreeMap<>(kafka.server.DynamicBrokerConfig$.MODULE$.dynamicConfigUpdateModes());
+        TreeSet<String> passwords = new TreeSet<>();
+        for (org.apache.kafka.common.config.ConfigDef.ConfigKey k : kafka.server.KafkaConfig.configDef().configKeys().values()) {
+            if (k.type == org.apache.kafka.common.config.ConfigDef.Type.PASSWORD) passwords.add(k.name);
+        }
         StringBuilder out = new StringBuilder();
         out.append("{\n  \"version\": ").append(q(version)).append(",\n");
         out.append("  \"broker_configs\": [");
         join(out, all);
+        out.append("],\n  \"password_configs\": [");
+        join(out, passwords);
         out.append("],\n  \"dynamic_broker_configs\": [");
         join(out, modes.keySet());
         out.append("],\n  \"dynamic_update_modes\": {");

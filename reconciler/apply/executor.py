@@ -337,6 +337,10 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
             svc["state"] = SERVICE_STATE[s.kind]
             svc["wait_port"] = not s.gate  # a gated step is waited for by its gate, not by a port poll
             hv[f"kf_{s.service}"] = svc
+        if s.kind is StepKind.REMOVE and s.service:
+            svc = dict(hv[f"kf_{s.service}"])
+            svc["deletions"] = [{"path": d.path, "proof": d.proof.value} for d in s.deletions]
+            hv[f"kf_{s.service}"] = svc
         if s.kind is StepKind.CONFIGURE and s.ibp_pin:
             broker = next(b for b in spec.brokers if b.host == s.host)
             pinned = broker_desired(spec, broker, kafka.artifact_id, ibp_pin=s.ibp_pin)

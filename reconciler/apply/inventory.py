@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
+from reconciler import fields
 from reconciler import files as F
 from reconciler.artifacts import PackedArtifact as ArtifactRef
 from reconciler.observe.model import HostFacts
@@ -13,8 +15,7 @@ from reconciler.spec import ClusterSpec
 JAVA_PACKAGE = "openjdk-17-jre-headless"
 
 
-def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, state: str,
-              remove_paths: list[str]) -> dict[str, Any]:
+def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, state: str) -> dict[str, Any]:
     return {
         "name": desired.service,
         "user": desired.service,
@@ -31,29 +32,8 @@ def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, sta
         "state": state,
         "port": desired.port,
         "listen_host": desired.host,
-        "remove_paths": remove_paths,
+        "deletions": [],  # set per remove step from the plan (executor), never computed here
     }
-
-
-def _observed_dirs(facts: HostFacts | None, service: str) -> list[str]:
-    """Data dirs named in the config the host has now (what a dropped service leaves behind)."""
-    if facts is None:
-        return []
-    path = F.SERVER_PROPERTIES if service == "kafka" else F.ZOO_CFG
-    seen = facts.files.get(path)
-    if not seen or not seen.content:
-        return []
-    props = F.parse_properties(seen.content)
-    raw = props.get("log.dirs", "") if service == "kafka" else props.get("dataDir", "")
-    return [d for d in raw.split(",") if d.startswith("/") and d not in ("/", "/var", "/var/lib")]
-
-
-def remove_paths(spec: ClusterSpec, service: str, facts: HostFacts | None) -> list[str]:
-    if service == "kafka":
-        base = [F.KAFKA_UNIT, F.KAFKA_ETC, spec.kafka.install_dir, F.KAFKA_LOGS]
-    else:
-        base = [F.ZK_UNIT, F.ZK_ETC, spec.zookeeper.install_dir, F.ZK_LOGS]
-    return base + _observed_dirs(facts, service)
 
 
 def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
@@ -66,29 +46,23 @@ def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
     for host in list(spec.hosts()) + [h for h in facts if h not in spec.hosts()]:
         out[host] = {"kf_java_package": JAVA_PACKAGE}
         for svc in ("kafka", "zookeeper"):
-            out[host][f"kf_{svc}"] = {"name": svc, "remove_paths": remove_paths(spec, svc, facts.get(host))}
+            out[host][f"kf_{svc}"] = {"name": svc, "deletions": []}
     for node in spec.zookeeper.nodes:
         d = F.zookeeper_desired(spec, node, zookeeper.artifact_id)
-        out[node.host]["kf_zookeeper"] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state,
-                                                   remove_paths(spec, "zookeeper", facts.get(node.host)))
+        out[node.host]["kf_zookeeper"] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state)
         # written only where absent: once ZooKeeper has started, it keeps its membership itself
         out[node.host]["kf_zookeeper"]["seed_files"] = [
             {"path": F.ZK_SEED, "content": F.zk_seed(spec, node, zk_members), "owner": "root", "mode": "0644"}]
     for b in spec.brokers:
         d = F.broker_desired(spec, b, kafka.artifact_id)
-        out[b.host]["kf_kafka"] = _svc_vars(d, kafka, spec.kafka.install_dir, state,
-                                            remove_paths(spec, "kafka", facts.get(b.host)))
+        out[b.host]["kf_kafka"] = _svc_vars(d, kafka, spec.kafka.install_dir, state)
     return out
 
 
-def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Inventory dict for ansible-runner / a YAML file for ansible-playbook."""
+def ssh_common_args(spec: ClusterSpec) -> str:
+    """ssh options from an allow-list; the only spec values in them are paths (checked for their
+    field, then quoted), so no spec value can add an option such as ProxyCommand."""
     ssh = spec.ssh
-    common = {"ansible_user": ssh.user, "ansible_port": ssh.port,
-              "ansible_python_interpreter": "/usr/bin/python3",
-              "ansible_become": ssh.user != "root"}  # other logins act through sudo
-    if ssh.key_file:
-        common["ansible_ssh_private_key_file"] = str(Path(ssh.key_file).expanduser())
     args = [f"-o ConnectTimeout={int(ssh.connect_timeout)}"]
     if ssh.known_hosts == "strict":
         args.append("-o StrictHostKeyChecking=yes")
@@ -97,8 +71,20 @@ def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any
     else:
         args += ["-o StrictHostKeyChecking=no", "-o UserKnownHostsFile=/dev/null"]
     if ssh.known_hosts_file and ssh.known_hosts != "ignore":
-        args.append(f"-o UserKnownHostsFile={Path(ssh.known_hosts_file).expanduser()}")
-    common["ansible_ssh_common_args"] = " ".join(args)
+        path = str(Path(fields.check_local_option_path(ssh.known_hosts_file)).expanduser())
+        args.append("-o " + shlex.quote(f"UserKnownHostsFile={path}"))
+    return " ".join(args)
+
+
+def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Inventory dict for ansible-runner / a YAML file for ansible-playbook."""
+    ssh = spec.ssh
+    common: dict[str, Any] = {"ansible_user": ssh.user, "ansible_port": ssh.port,
+                              "ansible_python_interpreter": "/usr/bin/python3",
+                              "ansible_become": ssh.user != "root"}  # other logins act through sudo
+    if ssh.key_file:
+        common["ansible_ssh_private_key_file"] = str(Path(fields.check_local_option_path(ssh.key_file)).expanduser())
+    common["ansible_ssh_common_args"] = ssh_common_args(spec)
     hosts = {h: {"ansible_host": h, **v} for h, v in hv.items()}
     return {
         "all": {

@@ -1,6 +1,7 @@
 """Control-machine state per cluster: lock, journal and configuration revisions.
 
-Kept in `$KAFKAFORM_HOME/clusters/<name>/` (default ~/.kafkaform). The lock is an flock held
+Kept in `$KAFKAFORM_HOME/clusters/<name>/` (default ~/.kafkaform), directories 0700 and files 0600
+(plans, journals and keys say what the cluster looks like and who changed it). The lock is an flock held
 for the whole apply, so a second apply on the same cluster fails at once instead of interleaving.
 The journal records each completed step; revisions are MSK's `currentVersion`: one line per
 successful apply (who, when, spec digest).
@@ -24,10 +25,35 @@ def home() -> Path:
     return Path(os.environ.get("KAFKAFORM_HOME", Path.home() / ".kafkaform"))
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only this user can enter (created 0700; an existing one is tightened)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
 def cluster_dir(name: str) -> Path:
-    d = home() / "clusters" / name
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    for d in (home(), home() / "clusters"):
+        private_dir(d)
+    return private_dir(home() / "clusters" / name)
+
+
+def open_private(path: Path, flags: int) -> int:
+    """os.open a state file as 0600, whatever the umask, tightening one made before."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+def append_line(path: Path, line: str, sync: bool = False) -> None:
+    fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(fd, "a") as f:
+        f.write(line)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
 
 
 def _now() -> str:
@@ -47,7 +73,7 @@ class ApplyLock:
         self._fd: int | None = None
 
     def __enter__(self) -> ApplyLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -92,10 +118,8 @@ class Journal:
         self.path = cluster_dir(cluster) / "journal.jsonl"
 
     def record(self, **fields: Any) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps({"at": _now(), "t": round(time.time(), 3), **fields}, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps({"at": _now(), "t": round(time.time(), 3), **fields}, sort_keys=True)
+                    + "\n", sync=True)
 
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -135,8 +159,7 @@ def record_revision(cluster: str, spec_digest: str, hosts: list[str], summary: d
     rev = len(revisions(cluster)) + 1
     entry = {"revision": rev, "at": _now(), "by": getpass.getuser(), "spec_digest": spec_digest,
              "hosts": hosts, "summary": summary}
-    with (cluster_dir(cluster) / "revisions.jsonl").open("a") as f:
-        f.write(json.dumps(entry, sort_keys=True) + "\n")
+    append_line(cluster_dir(cluster) / "revisions.jsonl", json.dumps(entry, sort_keys=True) + "\n", sync=True)
     return rev
 
 

@@ -31,6 +31,7 @@ class HostTarget:
     files: tuple[str, ...] = ()
     services: tuple[str, ...] = ("zookeeper", "kafka")
     dirs: tuple[str, ...] = ()
+    artifact_roots: tuple[str, ...] = artifacts.ROOTS  # install dirs holding <artifact id>/ARTIFACT
 
 
 def host_script(target: HostTarget, nonce: str) -> str:
@@ -40,7 +41,7 @@ def host_script(target: HostTarget, nonce: str) -> str:
             java.NAME: java.command(),
             memory.NAME: memory.command(),
             cpus.NAME: cpus.command(),
-            artifacts.NAME: artifacts.command(),
+            artifacts.NAME: artifacts.command(target.artifact_roots),
             files.NAME: files.command(target.files),
             services.NAME: services.command(target.services),
             ports.NAME: ports.command(),

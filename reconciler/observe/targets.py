@@ -26,6 +26,7 @@ def observe(spec: ClusterSpec, progress: Callable[[str, str], None] | None = Non
     hosts = spec.hosts() + [h for h in known_hosts_of(spec.name) + (extra_hosts or []) if h not in spec.hosts()]
     paths = managed_paths(spec)
     dirs = tuple(sorted({d for b in spec.brokers for d in b.data_dirs} | {spec.zookeeper.data_dir}))
-    targets = [HostTarget(host=h, files=paths, dirs=dirs) for h in hosts]
+    roots = (spec.kafka.install_dir, spec.zookeeper.install_dir)
+    targets = [HostTarget(host=h, files=paths, dirs=dirs, artifact_roots=roots) for h in hosts]
     zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
     return collect(spec.name, targets, ssh_settings(spec), zk, progress=progress)

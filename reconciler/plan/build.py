@@ -115,7 +115,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
                             service=c.service, address=c.address,
                             drain=(bid,) if bid is not None and bid in drained else ()))
             rm = add(Step(id=_sid(StepKind.REMOVE, c.host, c.service), kind=StepKind.REMOVE, host=c.host,
-                          service=c.service, address=c.address))
+                          service=c.service, address=c.address, deletions=c.deletions))
             g.add_edge(stop, rm)
             stops[c.service].append(stop)
             continue

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from reconciler.diff import Action, Change, ReplicaMove
+from reconciler.removal import Deletion
 
 if TYPE_CHECKING:  # networkx costs ~75 ms to import; a no-op plan never builds a graph
     import networkx as nx
@@ -57,6 +58,7 @@ class Step(BaseModel):
     zk_leave: tuple[int, ...] = ()  # zk_reconfig: myids removed
     throttled_topics: tuple[str, ...] = ()  # clear_throttles: topics whose throttled-replica lists go
     throttled_brokers: tuple[int, ...] = ()  # clear_throttles: brokers whose throttle rates go
+    deletions: tuple[Deletion, ...] = ()  # remove: exactly the paths deleted, each with its proof
 
     def describe(self) -> str:
         what = {

@@ -55,6 +55,25 @@ def _confirmed(plan: Plan) -> list[str]:
     return lines + [""]
 
 
+WARNING = "Warning:"
+
+
+def warnings(plan: Plan) -> list[str]:
+    """Every setting of the plan that weakens a check apply would otherwise make (shown in red)."""
+    out: list[str] = []
+    if plan.allow_unavailable:
+        out.append(f"{WARNING} --allow-unavailable: brokers restart without the pre-stop min.insync.replicas "
+                   "check, and partitions may reject acks=all writes while they do")
+    for s in plan.steps:
+        if s.unavailable:
+            out.append(f"{WARNING} {s.address or s.host}: {len(s.unavailable)} partition(s) reject acks=all writes "
+                       f"while this restarts ({', '.join(s.unavailable[:5])}"
+                       f"{', ...' if len(s.unavailable) > 5 else ''})")
+    if plan.destroy:
+        out.append(f"{WARNING} this plan destroys every service of the cluster, data included")
+    return out
+
+
 def render_text(plan: Plan) -> str:
     if plan.empty:
         return "\n".join(_confirmed(plan)) + NO_CHANGES + "\n"
@@ -63,6 +82,8 @@ def render_text(plan: Plan) -> str:
         "",
         "Symbols: + create, ~ update in-place, - destroy",
         "",
+        *(w for w in warnings(plan)),
+        *([""] if warnings(plan) else []),
         *_confirmed(plan),
     ]
     for c in plan.changes:
@@ -79,6 +100,8 @@ def render_text(plan: Plan) -> str:
         lines.append(f"    - {s.describe()} on {s.host}")
         if s.availability:
             lines.append(f"        availability: {s.availability}")
+        for d in s.deletions:
+            lines.append(f"        deletes {d.describe()}")
     n = plan.counts()
     lines += ["", f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy.", ""]
     return "\n".join(lines)
@@ -96,6 +119,7 @@ def _generations(plan: Plan) -> dict[str, int]:
 
 def render_json(plan: Plan) -> dict[str, Any]:
     doc = json.loads(plan.model_dump_json())
+    doc["warnings"] = [w.removeprefix(WARNING).strip() for w in warnings(plan)]
     doc["summary"] = plan.counts()
     doc["no_changes"] = plan.empty
     return doc

@@ -2,18 +2,25 @@
 
 The tests run in file order on one lab (module fixture): bad spec first (no host touched), then
 apply from bare hosts, re-plan, config change, drift, stale plan, lock, unreachable host.
+
+The cluster carries two hostile config values throughout (`HOSTILE`): a Jinja expression that would
+run a command if Ansible templated it, and a Windows path whose backslashes Java's properties
+reader would turn into a tab and a newline if they were not escaped.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 
 from reconciler import lab
 from reconciler.demo import produce_consume
@@ -23,6 +30,22 @@ from tests.integration.conftest import Cli, write_spec
 pytestmark = pytest.mark.integration
 
 HOSTS = {"kf1": "10.213.0.11", "kf2": "10.213.0.12", "kf3": "10.213.0.13"}
+PWNED = "/tmp/kafkaform-pwned"
+# String configs the broker reads but does not use on PLAINTEXT listeners.
+HOSTILE = {
+    "sasl.kerberos.service.name": "{{ lookup('pipe','touch " + PWNED + "') }}",
+    "ssl.truststore.location": "C:\\temp\\new",
+}
+
+
+@pytest.fixture(scope="module")
+def lab3(lab3: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab spec plus the hostile values (the lab hosts are the conftest fixture's)."""
+    spec = tmp_path_factory.mktemp("cluster-spec") / "lab.yaml"
+    data = yaml.safe_load(lab3.read_text())
+    data["kafka"]["config"].update(HOSTILE)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    return spec
 
 
 def accepted_ssh_logins(name: str) -> int:
@@ -76,7 +99,7 @@ def test_hosts_run_what_the_spec_says(lab3: Path, name: str, tmp_path: Path) -> 
     assert any(s.endswith(":2181") for s in listening), listening
     assert any(s.endswith(":2888") or s.endswith(":3888") for s in listening), listening
     props = host.file("/etc/kafka/server.properties")
-    assert props.user == "kafka" and props.mode == 0o640
+    assert props.user == "kafka" and props.mode == 0o600
     broker = next(b for b in spec.brokers if b.host == addr)
     text = props.content_string
     assert f"broker.id={broker.id}\n" in text
@@ -92,6 +115,54 @@ def test_hosts_run_what_the_spec_says(lab3: Path, name: str, tmp_path: Path) -> 
     myid = next(n.myid for n in spec.zookeeper.nodes if n.host == addr)
     assert host.file("/var/lib/zookeeper/myid").content_string.strip() == str(myid)
     assert host.process.filter(user="kafka", comm="java")
+
+
+def test_hostile_values_reach_the_broker_exactly_and_run_nothing(lab3: Path) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    assert not Path(PWNED).exists(), "Ansible evaluated a spec value on the control machine"
+    for name in HOSTS:
+        found = lab.exec_in(name, ["find", "/", "-xdev", "-name", Path(PWNED).name], check=False).stdout
+        assert not found.strip(), f"{name}: {found}"
+    text = lab.exec_in("kf1", ["cat", "/etc/kafka/server.properties"], check=True).stdout
+    assert "sasl.kerberos.service.name={{ lookup('pipe','touch " + PWNED + "') }}\n" in text
+    assert "ssl.truststore.location=C:\\\\temp\\\\new\n" in text  # Java reads \\ as one backslash
+    admin = KafkaAdminClient(bootstrap_servers=load_spec(lab3).bootstrap_brokers().split(","))
+    try:
+        for broker in ("1", "2", "3"):
+            res = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker,
+                                                         configs=list(HOSTILE))], config_filter="all")
+            seen = _config_values(res)
+            assert seen == HOSTILE, f"broker {broker} reads {seen}"
+    finally:
+        admin.close()
+
+
+def _config_values(res: object) -> dict[str, str]:
+    """{key: value} from kafka-python's describe_configs result (a dict, or a list of responses)."""
+    out: dict[str, str] = {}
+
+    def walk(x: object) -> None:
+        if isinstance(x, dict):
+            if "config_name" in x and "config_value" in x:
+                out[x["config_name"]] = x["config_value"]
+                return
+            for k, v in x.items():
+                if k in HOSTILE and isinstance(v, dict) and "value" in v:
+                    out[k] = v["value"]
+                else:
+                    walk(v)
+        elif isinstance(x, list | tuple):
+            if len(x) >= 2 and x[0] in HOSTILE and isinstance(x[1], str):
+                out[x[0]] = x[1]
+                return
+            for v in x:
+                walk(v)
+        elif hasattr(x, "to_object"):
+            walk(x.to_object())
+
+    walk(res)
+    return out
 
 
 def test_thousand_messages_acks_all_round_trip(lab3: Path) -> None:
@@ -154,6 +225,62 @@ def test_stale_saved_plan_refused(lab3: Path, cli: Cli, tmp_path: Path) -> None:
     a = cli("apply", str(fresh))
     assert a.returncode == 0, a.stdout + a.stderr
     assert cli("plan", str(lab3), "--detailed-exitcode").returncode == 0
+
+
+def test_forged_truncated_and_broken_plans_refused_before_the_journal(lab3: Path, cli: Cli, tmp_path: Path,
+                                                                     kf_home: Path) -> None:
+    import hashlib
+    import hmac
+    import os
+
+    journal = kf_home / "clusters" / "lab" / "journal.jsonl"
+    lab.exec_in("kf2", ["sed", "-i", "s/^num.partitions=3$/num.partitions=5/", "/etc/kafka/server.properties"],
+                check=True)
+    genuine = tmp_path / "genuine.plan"
+    cli("plan", str(lab3), "-out", str(genuine), check=True)
+    assert genuine.stat().st_mode & 0o777 == 0o600
+    doc = json.loads(genuine.read_text())
+    key = bytes.fromhex((kf_home / "clusters" / "lab" / "plan.key").read_text().strip())
+
+    def signed(d: dict[str, object], with_key: bytes) -> str:
+        body = json.dumps({k: v for k, v in d.items() if k != "signature"}, sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=True).encode()
+        return json.dumps({**d, "signature": "hmac-sha256:" + hmac.new(with_key, body, hashlib.sha256).hexdigest()})
+
+    forged = tmp_path / "forged.plan"  # weakened, re-signed by someone without this machine's key
+    forged.write_text(signed({**doc, "allow_unavailable": True}, os.urandom(32)))
+    truncated = tmp_path / "truncated.plan"
+    truncated.write_text(genuine.read_text()[: len(genuine.read_text()) // 2])
+    cycle = tmp_path / "cycle.plan"  # a graph kafkaform itself must never run, even signed
+    first, last = doc["steps"][0]["id"], doc["steps"][-1]["id"]
+    cycle.write_text(signed({**doc, "edges": [*doc["edges"], [last, first]]}, key))
+    stranger = tmp_path / "stranger.plan"
+    steps = [{**doc["steps"][0], "host": "10.213.0.99"}, *doc["steps"][1:]]
+    stranger.write_text(signed({**doc, "steps": steps}, key))
+    before = journal.read_text()
+    for path, why in ((forged, "was changed after it was saved"), (truncated, "not JSON"),
+                      (cycle, "form a cycle"), (stranger, "10.213.0.99")):
+        p = cli("apply", str(path))
+        assert p.returncode == 1, (path.name, p.stdout, p.stderr)
+        assert why in p.stderr and "Traceback" not in p.stderr, (path.name, p.stderr)
+        assert journal.read_text() == before, f"{path.name}: the journal was written before the refusal"
+    # a flag that weakens a check is shown in red
+    risky = tmp_path / "risky.plan"
+    cli("plan", str(lab3), "--allow-unavailable", "-out", str(risky), check=True)
+    shown = subprocess.run([sys.executable, "-m", "reconciler.cli", "show", str(risky)], text=True,
+                           capture_output=True, env={**cli.env, "FORCE_COLOR": "1"}, check=True)
+    assert "\x1b[1;31mWarning: --allow-unavailable" in shown.stdout
+    a = cli("apply", str(genuine))  # the genuine one still applies
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert cli("plan", str(lab3), "--detailed-exitcode").returncode == 0
+
+
+def test_control_machine_state_is_private(lab3: Path, kf_home: Path) -> None:
+    state = kf_home / "clusters" / "lab"
+    assert {p.name for p in state.iterdir()} >= {"journal.jsonl", "revisions.jsonl", "apply.lock", "plan.key"}
+    for p in [kf_home, kf_home / "clusters", *state.rglob("*")]:
+        want = 0o700 if p.is_dir() else 0o600
+        assert p.stat().st_mode & 0o777 == want, f"{p}: {oct(p.stat().st_mode & 0o777)}"
 
 
 def test_concurrent_apply_refused(lab3: Path, cli: Cli, kf_home: Path) -> None:
@@ -249,10 +376,16 @@ def test_destroy_needs_confirmation_then_removes_everything(lab3: Path, cli: Cli
     refused = cli("destroy", str(lab3))  # no terminal to confirm on
     assert refused.returncode == 1 and "needs confirmation" in refused.stderr
     assert tinfra(HOSTS["kf1"], tmp_path).service("kafka").is_running
+    # a directory the host's config names but kafkaform did not make is never deleted
+    lab.exec_in("kf1", ["sh", "-c", "mkdir -p /srv/precious && echo keep > /srv/precious/data && "
+                        "sed -i 's|^log.dirs=.*|&,/srv/precious|' /etc/kafka/server.properties"], check=True)
     p = cli("destroy", str(lab3), "--auto-approve")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Plan: 0 to add, 0 to change, 6 to destroy." in p.stdout
+    assert "deletes /srv/precious (if kafkaform's marker is in it)" in p.stdout  # every path is shown
+    assert "deletes /var/lib/kafka/data (if kafkaform's marker is in it)" in p.stdout
     assert "Destroy complete!" in p.stdout
+    assert lab.exec_in("kf1", ["cat", "/srv/precious/data"], check=True).stdout == "keep\n"
     for addr in HOSTS.values():
         host = tinfra(addr, tmp_path)
         assert not host.service("kafka").is_running and not host.service("zookeeper").is_running

@@ -25,3 +25,11 @@ def lab_spec() -> ClusterSpec:
 @pytest.fixture
 def arts() -> ArtifactIds:
     return ARTS
+
+
+@pytest.fixture(autouse=True)
+def kafkaform_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Control-machine state (plan keys, journals) of unit tests lives in a temp dir, never in ~."""
+    home = tmp_path_factory.mktemp("kafkaform-home")
+    monkeypatch.setenv("KAFKAFORM_HOME", str(home))
+    return home

@@ -94,7 +94,8 @@ def test_bare_hosts_steps(bare_plan: Plan) -> None:
     install = steps_of(bare_plan, StepKind.INSTALL_ARTIFACT, "zookeeper")
     assert {s.artifact_id for s in install} == {ARTS.zookeeper}
     configure = steps_of(bare_plan, StepKind.CONFIGURE, "kafka")[0]
-    assert set(configure.file_hashes) == {F.SERVER_PROPERTIES, "/etc/kafka/log4j.properties", F.KAFKA_UNIT}
+    markers = {F.owner_marker(d) for d in ("/etc/kafka", "/var/log/kafka", "/var/lib/kafka/data")}
+    assert set(configure.file_hashes) == {F.SERVER_PROPERTIES, "/etc/kafka/log4j.properties", F.KAFKA_UNIT, *markers}
     assert {s.gate for s in steps_of(bare_plan, StepKind.START, "kafka")} == {
         "broker_registered:1", "broker_registered:2", "broker_registered:3"}
     assert_order_respects_edges(bare_plan)

@@ -55,7 +55,9 @@ def mixed_plan(lab_spec: ClusterSpec) -> Plan:
     return _plan(spec, obs)
 
 
-def _write_doc(path: Path, plan: Plan, **changes: object) -> Path:
+def _write_doc(path: Path, plan: Plan, resign: bool = True, **changes: object) -> Path:
+    """A saved plan edited after saving; re-signed with this machine's key unless `resign=False`
+    (so the checks after the signature can be reached)."""
     save(plan, path)
     doc = json.loads(path.read_text())
     for k, v in changes.items():
@@ -63,6 +65,8 @@ def _write_doc(path: Path, plan: Plan, **changes: object) -> Path:
             doc.pop(k, None)
         else:
             doc[k] = v
+    if resign:
+        doc["signature"] = planfile._sign(doc, planfile.signing_key(plan.cluster))  # noqa: SLF001
     path.write_text(json.dumps(doc))
     return path
 
@@ -161,7 +165,7 @@ def test_binary_garbage(tmp_path: Path) -> None:
 def test_text_garbage(tmp_path: Path) -> None:
     p = tmp_path / "notes.txt"
     p.write_text("terraform apply\n")
-    with pytest.raises(PlanFileError, match=r"notes\.txt is not a kafkaform plan \(not JSON: .* at line 1\)"):
+    with pytest.raises(PlanFileError, match=r"notes\.txt is not a kafkaform plan \(not JSON: .* at line 1;"):
         load(p)
 
 
@@ -212,6 +216,7 @@ def test_damaged_field_names_the_field(bare_plan: Plan, tmp_path: Path) -> None:
     save(bare_plan, p)
     doc = json.loads(p.read_text())
     doc["steps"][0]["kind"] = "reboot"
+    doc["signature"] = planfile._sign(doc, planfile.signing_key(bare_plan.cluster))  # noqa: SLF001
     p.write_text(json.dumps(doc))
     with pytest.raises(PlanFileError, match=r"is damaged: steps\.0\.kind: Input should be"):
         load(p)

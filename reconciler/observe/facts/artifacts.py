@@ -1,7 +1,8 @@
 """Installed Kafka/ZooKeeper artifacts, from the `ARTIFACT` marker install writes last.
 
-A directory under /opt/kafka or /opt/zookeeper without a (valid) marker is a half-finished install:
-it is reported as not installed, so the plan installs it again rather than starting broken jars.
+A directory under an install root (the spec's `install_dir`s, /opt/kafka and /opt/zookeeper by
+default) without a (valid) marker is a half-finished install: it is reported as not installed, so
+the plan installs it again rather than starting broken jars.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import json
 import posixpath
 
 from ..model import InstalledArtifact
-from . import FactError, b64decode
+from . import FactError, b64decode, sh_quote
 
 NAME = "artifacts"
 
 ROOTS = ("/opt/kafka", "/opt/zookeeper")
 
 
-def command() -> str:
-    globs = " ".join(f"{r}/*" for r in ROOTS)
+def command(roots: tuple[str, ...] | list[str] = ROOTS) -> str:
+    globs = " ".join(f"{sh_quote(r)}/*" for r in dict.fromkeys(roots))
     return (
         f"for d in {globs}; do\n"
         '  [ -d "$d" ] || continue\n'
