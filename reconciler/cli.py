@@ -160,6 +160,10 @@ def show(plan_file: Path = typer.Argument(..., help="A plan saved with plan -out
         p = _load_plan(plan_file, json_out, verify=False)
     except planfile.PlanFileError as e:
         raise _fail(str(e), json_out) from None
+    try:
+        planfile.check_graph(p)
+    except planfile.PlanFileError as e:
+        raise _fail(str(e), json_out) from None
     if json_out:
         _emit({**render.render_json(p), "signature_verified": unverified is None})
     else:

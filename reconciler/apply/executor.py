@@ -133,6 +133,12 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
 def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
              observed: ObservedCluster, hooks: Hooks, journal: Journal,
              on_task: Callable[[str, str, str], None] | None) -> ApplyResult:
+    from reconciler.plan.planfile import PlanFileError, check_graph
+
+    try:  # a plan made in this process passes; this guards every caller, saved plan or not
+        check_graph(plan, set(spec.hosts()) | set(observed.hosts))
+    except PlanFileError as e:
+        raise PlanMismatch(str(e)) from None
     check_rendered(plan, spec, kafka, zookeeper)
     started = time.monotonic()
     result = ApplyResult()

@@ -217,7 +217,7 @@ def check_current(plan: Plan, spec: ClusterSpec, fingerprint: str) -> None:
     check_fingerprint(plan, fingerprint)
 
 
-def check_graph(plan: Plan, hosts: set[str]) -> None:
+def check_graph(plan: Plan, hosts: set[str] | None = None) -> None:
     """Refuse a plan that is not a runnable graph over known hosts: duplicate or unknown steps,
     a cycle, a host neither the spec nor the last applied revision names, a deletion outside what
     kafkaform may delete."""
@@ -250,7 +250,7 @@ def check_graph(plan: Plan, hosts: set[str]) -> None:
         stuck = sorted(i for i in ids if indegree[i] > 0)[:3]
         raise PlanFileError(f"saved plan is damaged: its steps form a cycle (through {', '.join(stuck)})")
     for s in plan.steps:
-        if s.host not in hosts:
+        if hosts is not None and s.host not in hosts:
             raise PlanFileError(f"saved plan is damaged: step {s.id} is for host {s.host!r}, which neither the "
                                 "spec nor the cluster's last applied revision names")
         for d in s.deletions:

@@ -165,6 +165,64 @@ def _config_values(res: object) -> dict[str, str]:
     return out
 
 
+# Writes the files of a JSON document {path: content} on a lab host (content given on stdin).
+_WRITE_FILES = ("import json, os, sys\n"
+                "for p, c in json.load(sys.stdin).items():\n"
+                "    os.makedirs(os.path.dirname(p), exist_ok=True)\n"
+                "    open(p, 'w', encoding='utf-8').write(c)\n")
+
+
+def test_fuzzed_units_pass_systemd_and_hand_over_arguments_exactly(lab3: Path) -> None:
+    """Units rendered from fuzzed specs: `systemd-analyze verify` accepts every one on a real host,
+    and the JVM options reach the process exactly as the spec wrote them (real systemd, real exec)."""
+    from hypothesis import given, settings
+
+    from reconciler import files as F
+    from reconciler.render.formats import systemd_command
+    from reconciler.spec import SpecError, parse_spec
+    from tests.fuzz_specs import spec_dicts
+
+    units: dict[str, str] = {}
+    argvs: list[list[str]] = []
+
+    @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+    @given(spec_dicts())
+    def collect(data: dict[str, object]) -> None:
+        try:
+            spec = parse_spec(data)
+        except SpecError:
+            return
+        n = len(units)
+        units[f"/run/kf-fuzz/kf-fuzz-{n}.service"] = F.kafka_unit(
+            spec, spec.brokers[0], F.kafka_home(spec, "kafka-3.9.1-0123456789ab"))
+        units[f"/run/kf-fuzz/kf-fuzz-{n + 1}.service"] = F.zookeeper_unit(
+            spec, F.zookeeper_home(spec, "zookeeper-3.8.4-0123456789ab"))
+        if spec.kafka.jvm_opts:
+            argvs.append(list(spec.kafka.jvm_opts))
+
+    collect()
+    assert len(units) >= 20 and argvs, (len(units), len(argvs))
+    argv_units = {f"/run/systemd/system/kf-argv-{i}.service": (
+        "[Service]\nType=oneshot\nExecStart="
+        + systemd_command(["/usr/bin/python3", "/run/kf-fuzz/argv.py", f"/run/kf-fuzz/argv-{i}.json", *opts]) + "\n")
+        for i, opts in enumerate(argvs)}
+    dump = "import json, sys\nopen(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))\n"
+    lab.exec_in("kf1", ["python3", "-c", _WRITE_FILES], input=json.dumps(
+        {**units, **argv_units, "/run/kf-fuzz/argv.py": dump}), check=True)
+    try:
+        v = lab.exec_in("kf1", ["systemd-analyze", "verify", *sorted(units)], timeout=300)
+        assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-3000:]
+        lab.exec_in("kf1", ["systemctl", "daemon-reload"], check=True)
+        names = [Path(p).name for p in argv_units]
+        lab.exec_in("kf1", ["systemctl", "start", *names], check=True, timeout=300)
+        for i, opts in enumerate(argvs):
+            got = json.loads(lab.exec_in("kf1", ["cat", f"/run/kf-fuzz/argv-{i}.json"], check=True).stdout)
+            assert got == opts
+    finally:
+        lab.exec_in("kf1", ["sh", "-c", "rm -rf /run/kf-fuzz /run/systemd/system/kf-argv-*.service && "
+                            "systemctl daemon-reload"])
+
+
 def test_thousand_messages_acks_all_round_trip(lab3: Path) -> None:
     spec = load_spec(lab3)
     topic = f"it-{uuid.uuid4().hex[:6]}"
