@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=30)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    spec = load_spec(REPO / "examples" / "lab.yaml")
+    spec = load_spec(REPO / "examples" / "lab-zookeeper.yaml")
     try:
         lab.down()
         state = lab.up(args.hosts)

@@ -69,7 +69,7 @@ def generate(libs: Path, work: Path, racks: bool, brokers: str) -> dict[tuple[st
 def scenario(old: int, work: Path, env: dict[str, str]) -> None:
     """`old` brokers full, broker old+1 running and empty; kafkaform's plan vs --generate, racks and none."""
     new = old + 1
-    data = yaml.safe_load((REPO / "examples" / "lab.yaml").read_text())
+    data = yaml.safe_load((REPO / "examples" / "lab-zookeeper.yaml").read_text())
     data["brokers"] = [{"id": i, "host": f"10.213.0.{10 + i}", "rack": RACKS[(i - 1) % 3]} for i in range(1, new + 1)]
     data["allow_uneven_racks"] = True
     spec = work / f"brokers-{new}.yaml"

@@ -34,7 +34,7 @@ from reconciler import lab
 from reconciler.observe import zookeeper
 from reconciler.workload import NumberedProducer, create_topic
 
-SPEC = REPO / "examples" / "lab.yaml"
+SPEC = REPO / "examples" / "lab-zookeeper.yaml"
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
 ZK = ["10.213.0.11:2181", "10.213.0.12:2181", "10.213.0.13:2181"]
 HOSTS = {1: "kf1", 2: "kf2", 3: "kf3"}

@@ -42,6 +42,7 @@ DEFAULT_ZOOKEEPER_VERSION = "3.8.4"
 # Logging a release tarball ships in libs/ (slf4j 1.7 binding to reload4j) but the Maven pom lacks.
 SLF4J_VERSION = "1.7.36"
 RELOAD4J_VERSION = "1.2.25"
+LOG4J2_SLF4J_VERSION = "2.25.5"  # Kafka 4.x: slf4j 1.7 -> log4j2
 DEPENDENCY_PLUGIN_VERSION = "3.6.1"
 
 MAIN_JAR_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -214,6 +215,14 @@ def _maven_deps(name: ArtifactName, version: str) -> list[tuple[str, str, str, l
             ("io.dropwizard.metrics", "metrics-core", "", []),
             ("org.xerial.snappy", "snappy-java", "", []),
             ("commons-cli", "commons-cli", "", []),  # ZooKeeper's own CLI tools (SnapshotFormatter &c.)
+        ]
+    if int(version.split(".", 1)[0]) >= 4:
+        # Kafka 4 logs through log4j2 (its pom brings log4j-api/-core) via slf4j-api 1.7, whose
+        # binding the pom does not declare: log4j-slf4j-impl (the slf4j2 binding would not bind).
+        return [
+            ("org.apache.kafka", f"kafka_{SCALA_VERSION}", version, ["ch.qos.logback"]),
+            ("org.apache.kafka", "kafka-tools", version, ["ch.qos.logback"]),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J2_SLF4J_VERSION, []),
         ]
     return [
         # ZooKeeper's logback would be a second slf4j binding; a tarball install has only reload4j.
@@ -485,13 +494,17 @@ def _tarball_sha(path: Path, full: bool) -> str:
 @dataclass(frozen=True)
 class SpecArtifacts:
     kafka: PackedArtifact
-    zookeeper: PackedArtifact
+    zookeeper: PackedArtifact | None = None  # ZooKeeper mode only
 
     @property
     def ids(self) -> ArtifactIds:
         from reconciler.diff import ArtifactIds
 
-        return ArtifactIds(kafka=self.kafka.artifact_id, zookeeper=self.zookeeper.artifact_id)
+        return ArtifactIds(kafka=self.kafka.artifact_id,
+                           zookeeper=self.zookeeper.artifact_id if self.zookeeper else None)
+
+    def all(self) -> list[PackedArtifact]:
+        return [self.kafka, *([self.zookeeper] if self.zookeeper else [])]
 
 
 def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None,
@@ -514,7 +527,8 @@ def resolve_for_spec(spec: ClusterSpec, progress: Progress | None = None, full_v
 
     `full_verify` re-hashes every jar and the tarball (apply does, before pushing anything).
     """
+    zk = spec.zookeeper
     return SpecArtifacts(
         kafka=_resolve_one("kafka", spec.kafka.version, spec.kafka.artifact, progress, full_verify),
-        zookeeper=_resolve_one("zookeeper", spec.zookeeper.version, spec.zookeeper.artifact, progress, full_verify),
+        zookeeper=_resolve_one("zookeeper", zk.version, zk.artifact, progress, full_verify) if zk else None,
     )

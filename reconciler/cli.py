@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 
 from reconciler import artifacts
@@ -107,11 +106,13 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
 def validate(spec: Path = typer.Argument(..., help="Cluster spec (YAML)."), json_out: bool = JsonOpt) -> None:
     """Check a spec without touching any host."""
     s = _load(spec, json_out)
+    quorum = (f"{len(s.voters())} KRaft controller(s)" if s.kraft else f"{len(s.zk_nodes())} ZooKeeper nodes")
     if json_out:
-        _emit({"ok": True, "cluster": s.name, "brokers": len(s.brokers), "zookeeper_nodes": len(s.zookeeper.nodes)})
+        _emit({"ok": True, "cluster": s.name, "metadata_mode": s.kafka.metadata_mode, "brokers": len(s.brokers),
+               "controllers": len(s.voters()), "zookeeper_nodes": len(s.zk_nodes()), "kafka_version": s.kafka.version})
     else:
-        print(f"The spec is valid: cluster {s.name!r}, {len(s.brokers)} brokers, "
-              f"{len(s.zookeeper.nodes)} ZooKeeper nodes, Kafka {s.kafka.version}.")
+        print(f"The spec is valid: cluster {s.name!r}, {len(s.brokers)} brokers, {quorum}, "
+              f"Kafka {s.kafka.version} ({s.kafka.metadata_mode} mode).")
 
 
 @app.command()
@@ -357,14 +358,14 @@ def get_bootstrap_brokers(spec: Path = typer.Argument(...), json_out: bool = Jso
 
 @app.command("describe-cluster")
 def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt) -> None:
-    """State, version, configuration revision, brokers and ZooKeeper connect string."""
+    """State, version, configuration revision, brokers, and the ZooKeeper connect string or the KRaft quorum."""
     from reconciler import pipeline
     from reconciler.apply.state import revisions
 
     s = _load(spec, json_out)
     out = Printer(json_out)
     observed = pipeline.observe(s, progress=out.host_observed)
-    registered = set(observed.cluster.broker_ids)
+    registered = set(observed.cluster.unfenced_brokers)
     want = {b.id for b in s.brokers}
     if observed.unreachable():
         state = "MAINTENANCE" if registered else "FAILED"
@@ -383,13 +384,31 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
         "NumberOfBrokerNodes": len(s.brokers),
         "RegisteredBrokers": sorted(registered),
         "ControllerId": observed.cluster.controller_id,
-        "ZookeeperConnectString": s.zookeeper_connect(),
+        "MetadataMode": s.kafka.metadata_mode.upper(),
+        "ZookeeperConnectString": s.zookeeper_connect() or None,
         "BootstrapBrokerString": s.bootstrap_brokers(),
         "StorageUsedBytes": {h: sum(f.dir_usage_bytes.values()) for h, f in observed.hosts.items()},
         "EncryptionInTransit": "PLAINTEXT",
         "Tags": dict(s.tags),
         "UnreachableHosts": observed.unreachable(),
     }
+    cl = observed.cluster
+    if s.kraft:
+        q = cl.quorum
+        doc.update({
+            "ClusterId": cl.cluster_id,
+            "FencedBrokers": list(cl.fenced_brokers),
+            "Quorum": None if q is None else {
+                "LeaderId": q.leader_id, "LeaderEpoch": q.leader_epoch, "HighWatermark": q.high_watermark,
+                "Voters": [{"Id": v.node_id, "DirectoryId": v.directory_id, "LogEndOffset": v.log_end_offset,
+                            "LastCaughtUpMs": v.last_caught_up_ms, "Endpoint": q.endpoints.get(v.node_id)}
+                           for v in q.voters],
+                "Observers": [{"Id": v.node_id, "LogEndOffset": v.log_end_offset} for v in q.observers]},
+            "MetadataVersion": cl.features.get("metadata.version"),
+            "FinalizedFeatures": dict(sorted(cl.features.items())),
+            "ControllerQuorumBootstrapServers": s.quorum_bootstrap(),
+        })
+        del doc["ZookeeperConnectString"]
     if json_out:
         _emit(doc)
     else:
@@ -425,8 +444,8 @@ def rebalance(
     s = _load(spec, json_out)
     out = Printer(json_out)
     observed = observe(s, progress=out.host_observed)
-    if not observed.cluster.zookeeper_reachable:
-        raise _fail(f"cannot read the cluster's assignments: {observed.cluster.zookeeper_error}", json_out)
+    if not observed.cluster.reachable:
+        raise _fail(f"cannot read the cluster's assignments: {observed.cluster.error}", json_out)
     brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in s.brokers]
     sizes = pipeline.partition_sizes(s, out.message)
     try:
@@ -526,7 +545,7 @@ def lab_up(spec: Path = typer.Argument(DEFAULT_LAB_SPEC, help="Cluster spec whos
         raise _fail(str(e), json_out) from None
     doc = {"hosts": [{"name": h.name, "address": h.address} for h in state.hosts],
            "ssh_key": state.key_path, "known_hosts": state.known_hosts_path, "spec": str(spec),
-           "artifacts": {a.name: {"id": a.artifact_id, "sha256": a.sha256} for a in (arts.kafka, arts.zookeeper)}}
+           "artifacts": {a.name: {"id": a.artifact_id, "sha256": a.sha256} for a in arts.all()}}
     if json_out:
         _emit(doc)
     else:
@@ -582,7 +601,7 @@ def run(argv: list[str]) -> int:
     present" for plan --detailed-exitcode."""
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="kafkaform", standalone_mode=False)
-    except (click.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug must still end in one clear line

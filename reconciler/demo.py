@@ -82,3 +82,6 @@ def run(spec_path: Path, keep: bool = True) -> int:
     finally:
         if not keep:
             _run("lab", "down")
+        else:
+            print("The lab is still up (its hosts keep running). Take it down with: "
+                  f"{Path(sys.executable).parent / 'kafkaform'} lab down", flush=True)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler import files as F
 from reconciler.apply.state import PendingRestart
+from reconciler.modes import mode_of
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
@@ -87,6 +88,9 @@ class Change(BaseModel):
     throttled_brokers: tuple[int, ...] = ()
     # Removal: every path deleted on the host, each with the proof it needs there
     deletions: tuple[Deletion, ...] = ()
+    # KRaft: the node's storage dirs are formatted before it first starts (a dir lacks meta.properties)
+    format_storage: bool = False
+    voter: bool = False  # KRaft: the node is a voter of the metadata quorum (controller or combined)
 
     @property
     def rolling_restart(self) -> bool:
@@ -102,7 +106,7 @@ class DiffResult:
 @dataclass(frozen=True)
 class ArtifactIds:
     kafka: str
-    zookeeper: str
+    zookeeper: str | None = None  # ZooKeeper mode only
 
 
 def _version_of(artifact_id: str) -> str:
@@ -179,10 +183,10 @@ def cluster_ibp_pin(spec: ClusterSpec, observed: ObservedCluster, artifact_id: s
 def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str,
                     dynamic: frozenset[str] = frozenset()) -> Change | None:
     svc = facts.services.get(desired.service)
-    installed = [a for a in facts.artifacts if a.name == desired.service]
+    installed = [a for a in facts.artifacts if a.name == F.artifact_name(desired.service)]
     have_files = {p: m for p, m in facts.files.items() if p in {f.path for f in desired.files}}
     exists = bool(have_files) or bool(installed) or (svc is not None and svc.active not in ("inactive", ""))
-    address = f"{'broker' if desired.service == 'kafka' else 'zookeeper'}.{desired.key}"
+    address = desired.address
     hashes = {f.path: f.sha256 for f in desired.files}
     need_java = facts.java_version is None
 
@@ -214,9 +218,9 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
             continue
         reasons.append(f"{f.path} {'is missing' if seen is None else 'differs from the spec'}")
         restart_files = restart_files or f.restart_on_change
-        if f.path.endswith((".properties", ".cfg")) and not f.path.endswith("log4j.properties"):
+        if f.path.endswith((".properties", ".cfg")) and not f.path.endswith(("log4j.properties", "log4j2.properties")):
             attrs += _properties_diff(seen.content if seen else None, f.content)
-        elif f.path in (F.KAFKA_UNIT, F.ZK_UNIT):
+        elif f.path in (F.KAFKA_UNIT, F.ZK_UNIT, F.CONTROLLER_UNIT):
             attrs.append(AttrDiff(name="service_unit", before="(differs)" if seen else None, after="(spec)"))
         else:
             attrs.append(AttrDiff(name=f"file {f.path}", before="(differs)" if seen else None, after="(spec)"))
@@ -258,34 +262,42 @@ def _pinned(c: Change, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, 
         "attrs": (*c.attrs, AttrDiff(name="inter.broker.protocol.version (during the first roll)", after=pin))})
 
 
-def _broker_id_on(facts: HostFacts) -> str | None:
-    seen = facts.files.get(F.SERVER_PROPERTIES)
+def node_id_on(facts: HostFacts, service: str = "kafka") -> str | None:
+    """The node id a Kafka service on this host is configured with (broker.id, or KRaft's node.id)."""
+    seen = facts.files.get(F.SERVICE_PATHS[service].config)
     if seen and seen.content:
-        return F.parse_properties(seen.content).get("broker.id")
+        props = F.parse_properties(seen.content)
+        return props.get("node.id") or props.get("broker.id")
     return None
 
 
-def delete_change(service: str, facts: HostFacts) -> Change | None:
+def _unformatted(desired: F.ServiceDesired, facts: HostFacts) -> list[str]:
+    """KRaft storage dirs of the service that the storage tool has not formatted yet."""
+    if desired.storage is None:
+        return []
+    return [d for d in desired.storage.dirs if f"{d}/{F.META_PROPERTIES}" not in facts.files]
+
+
+def delete_change(service: str, facts: HostFacts, keep_artifacts: bool = False) -> Change | None:
     """The removal of a service the spec does not want on this host (None when nothing is there).
 
     A broker that still holds replicas is drained first: that is the reassignment change the
     diff adds (`reassignment_change`), and its stop step verifies the broker holds nothing.
     """
     svc = facts.services.get(service)
-    installed = [a for a in facts.artifacts if a.name == service]
+    installed = [a for a in facts.artifacts if a.name == service]  # (a controller shares the broker's build)
     if not installed and (svc is None or svc.active == "inactive") and not (
             svc is not None and svc.enabled):
         return None
-    if service == "kafka":
-        key = _broker_id_on(facts) or facts.host
-        address = f"broker.{key}"
-    else:
-        address = f"zookeeper.{facts.host}"
+    if service == "zookeeper":
         key = facts.host
+    else:
+        key = node_id_on(facts, service) or facts.host
+    address = F.address(service, key)
     return Change(address=address, service=service, key=key, host=facts.host, action=Action.DELETE,
                   reasons=(f"{service} on {facts.host} is not in the spec",),
                   attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),),
-                  deletions=deletions(service, facts))
+                  deletions=deletions(service, facts, keep_artifacts))
 
 
 def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],
@@ -296,6 +308,8 @@ def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[
     it. Refused when the membership cannot be read while servers would be removed, and when most of
     the new ensemble would be servers that are not members yet (its quorum would hold no history).
     """
+    if spec.kraft:
+        return None
     members = observed.cluster.zookeeper_members
     removed_nodes = [c for c in changes if c.action is Action.DELETE and c.service == "zookeeper"]
     if not observed.cluster.zookeeper_reachable or not members:
@@ -305,7 +319,7 @@ def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[
                 f"cannot be read ({observed.cluster.zookeeper_error or 'no /zookeeper/config'}); not removing a "
                 "ZooKeeper server that may still be a voting member")))
         return None
-    want = {n.myid: F.zk_server_line(spec, n)[1] for n in spec.zookeeper.nodes}
+    want = {n.myid: F.zk_server_line(spec, n)[1] for n in spec.zk_nodes()}
     join = tuple(sorted(set(want) - set(members)))
     leave = tuple(sorted(set(members) - set(want)))
     if not join and not leave:
@@ -389,42 +403,54 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     wanted: dict[str, set[str]] = {}
     table = config_table(spec.kafka.version)
     dynamic = table.dynamic_broker_configs if table else frozenset()
-    for node in spec.zookeeper.nodes:
-        wanted.setdefault(node.host, set()).add("zookeeper")
-        d = F.zookeeper_desired(spec, node, artifacts.zookeeper)
-        c = _service_change(d, observed.hosts[node.host], artifacts.zookeeper)
-        if c:
-            changes.append(c)
-    pin = cluster_ibp_pin(spec, observed, artifacts.kafka)
-    for broker in spec.brokers:
-        wanted.setdefault(broker.host, set()).add("kafka")
-        d = F.broker_desired(spec, broker, artifacts.kafka)
-        was = _broker_id_on(observed.hosts[broker.host])
-        if was is not None and was != str(broker.id):
-            errors.append(SpecIssue(path=f"brokers[{spec.brokers.index(broker)}].id", message=(
-                f"{broker.host} runs broker {was}; a broker id cannot change in place (its data dirs "
-                f"belong to broker {was}). Remove broker {was} and add broker {broker.id} as a new host.")))
-            continue
-        facts = observed.hosts[broker.host]
-        c = _service_change(d, facts, artifacts.kafka, dynamic)
-        if c and pin and c.action is Action.UPDATE and not c.dynamic_keys:
-            c = _pinned(c, spec, broker, facts, artifacts.kafka, pin)
+    mode = mode_of(spec)
+    pin = None if spec.kraft else cluster_ibp_pin(spec, observed, artifacts.kafka)
+    brokers = {str(b.id): b for b in spec.brokers}
+    for d in mode.services(spec, artifacts):
+        wanted.setdefault(d.host, set()).add(d.service)
+        facts = observed.hosts[d.host]
+        if d.service != "zookeeper":
+            was = node_id_on(facts, d.service)
+            if was is not None and was != d.key:
+                field = (f"brokers[{spec.brokers.index(brokers[d.key])}].id" if d.service == "kafka" else
+                         f"controllers[{[str(c.id) for c in spec.controllers].index(d.key)}].id")
+                kind = F.ADDRESS_PREFIX[d.service]
+                errors.append(SpecIssue(path=field, message=(
+                    f"{d.host} runs {kind} {was}; a {kind} id cannot change in place (its data dirs belong to "
+                    f"{kind} {was}). Remove {kind} {was} and add {kind} {d.key} as a new host.")))
+                continue
+        art = mode.artifact_id(d.service, artifacts)
+        c = _service_change(d, facts, art, dynamic if d.service == "kafka" else frozenset())
+        if c and pin and d.service == "kafka" and c.action is Action.UPDATE and not c.dynamic_keys:
+            c = _pinned(c, spec, brokers[d.key], facts, artifacts.kafka, pin)
+        if d.storage is not None:
+            todo = _unformatted(d, facts)
+            if todo:
+                c = c or Change(address=d.address, service=d.service, key=d.key, host=d.host, action=Action.UPDATE,
+                                reasons=(), file_hashes={f.path: f.sha256 for f in d.files})
+                c = c.model_copy(update={
+                    "format_storage": True, "voter": d.storage.voter,
+                    "reasons": (*c.reasons, f"storage not formatted yet: {', '.join(todo)}")})
+            elif c is not None:
+                c = c.model_copy(update={"voter": d.storage.voter})
         if c:
             changes.append(c)
     for host, facts in sorted(observed.hosts.items()):
-        for service in ("kafka", "zookeeper"):
+        for service in F.SERVICES:
             if service not in wanted.get(host, set()):
-                c = delete_change(service, facts)
+                # a Kafka service leaving a host where another stays keeps the build they share
+                shared = service != "zookeeper" and bool(wanted.get(host, set()) - {"zookeeper"})
+                c = delete_change(service, facts, keep_artifacts=shared)
                 if c:
                     changes.append(c)
     ensemble = ensemble_change(spec, observed, changes, errors)
     if ensemble:
         changes.append(ensemble)
     leaving = [c for c in changes if c.action is Action.DELETE and c.service == "kafka"]
-    if leaving and not observed.cluster.zookeeper_reachable:
+    if leaving and not observed.cluster.reachable:
         errors.append(SpecIssue(path="brokers", message=(
             f"{', '.join(c.address for c in leaving)} would be removed, but the partition assignments cannot be "
-            f"read ({observed.cluster.zookeeper_error or 'ZooKeeper unreachable'}); not removing a broker "
+            f"read ({observed.cluster.error or 'the cluster is unreachable'}); not removing a broker "
             "without knowing it holds nothing")))
         return DiffResult(changes, errors)
     try:
@@ -489,8 +515,9 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
     started after that moment (the restart happened; only its record was lost): it is confirmed,
     not repeated, so no broker restarts twice for one change. Returns (changes, confirmed).
     """
-    hosts = {f"broker.{b.id}": b.host for b in spec.brokers} | {f"zookeeper.{n.myid}": n.host
-                                                                 for n in spec.zookeeper.nodes}
+    hosts = ({f"broker.{b.id}": b.host for b in spec.brokers} | {f"zookeeper.{n.myid}": n.host
+                                                                  for n in spec.zk_nodes()}
+             | {f"controller.{c.id}": c.host for c in spec.controllers})
     by_addr = {c.address: c for c in changes}
     confirmed: list[tuple[str, str]] = []
     out = list(changes)

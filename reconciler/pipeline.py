@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import artifacts, scaling
+from reconciler import files as F
+from reconciler.apply import state
 from reconciler.apply.state import Journal, record_revision
 from reconciler.diff import Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
 from reconciler.plan import planfile
-from reconciler.plan.build import build_plan
+from reconciler.plan.build import KRaftIds, build_plan
 from reconciler.plan.model import Plan
 from reconciler.spec import ClusterSpec, SpecIssue, broker_config
 
@@ -81,6 +83,57 @@ def measured_reassign_rate(cluster: str, min_bytes: int = 64 * 2**20) -> float |
     return None
 
 
+def new_kafka_uuid() -> str:
+    """A random id as Kafka's Uuid.randomUuid makes them: 16 bytes, base64url without padding, never
+    starting with '-' (its tools would read it as an option) and never a reserved id."""
+    import base64
+    import os
+
+    while True:
+        raw = os.urandom(16)
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not text.startswith("-") and raw not in (bytes(16), bytes(15) + b"\x01"):
+            return text
+
+
+def _meta(observed: ObservedCluster, host: str, dir_path: str) -> dict[str, str] | None:
+    facts = observed.hosts.get(host)
+    seen = facts.files.get(f"{dir_path}/{F.META_PROPERTIES}") if facts else None
+    return parse_properties(seen.content) if seen and seen.content else None
+
+
+def kraft_ids(spec: ClusterSpec, observed: ObservedCluster) -> tuple[KRaftIds | None, list[SpecIssue]]:
+    """The KRaft cluster id (read back from the hosts' meta.properties, else kept on this machine,
+    else new) and, while no voter is formatted yet, the initial controllers with their directory
+    ids. Refused when the hosts disagree about which cluster they belong to."""
+    if not spec.kraft:
+        return None, []
+    dirs = [(b.host, d) for b in spec.brokers for d in b.data_dirs] + [(c.host, c.metadata_dir)
+                                                                      for c in spec.controllers]
+    seen = {}
+    for host, d in dirs:
+        meta = _meta(observed, host, d)
+        if meta and meta.get("cluster.id"):
+            seen[f"{host}:{d}"] = meta["cluster.id"]
+    kept = state.kraft_identity(spec.name)
+    ids = sorted(set(seen.values()))
+    if len(ids) > 1:
+        where = ", ".join(f"{k}={v}" for k, v in sorted(seen.items()))
+        return None, [SpecIssue(path="brokers", message=f"the hosts' storage belongs to different clusters ({where})")]
+    cluster_id = ids[0] if ids else (kept["cluster_id"] if kept else new_kafka_uuid())
+    voter_dirs = [(c.id, c.host, c.metadata_dir) for c in spec.controllers] + [
+        (b.id, b.host, b.data_dirs[0]) for b in spec.brokers if b.controller]
+    formed = any(_meta(observed, host, d) for _, host, d in voter_dirs)
+    if kept and kept.get("cluster_id") == cluster_id and kept.get("initial_controllers"):
+        initial = kept["initial_controllers"]  # an interrupted create: the same voters and dir ids
+    elif not formed:
+        port = spec.kafka.controller_listener.port
+        initial = ",".join(f"{i}@{host}:{port}:{new_kafka_uuid()}" for i, host, _ in voter_dirs)
+    else:
+        initial = None
+    return KRaftIds(cluster_id=cluster_id, initial_controllers=initial), []
+
+
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
               destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
               progress: Progress | None = None) -> Plan:
@@ -94,12 +147,15 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
         result = diff(spec, observed, arts.ids, sizes=sizes, measured_bytes_per_s=measured_reassign_rate(spec.name))
         changes, errors = result.changes, result.errors
         changes, confirmed = carry_pending_restarts(changes, spec, observed, Journal(spec.name).pending_restarts())
+    kraft, kraft_errors = (None, []) if destroy else kraft_ids(spec, observed)
+    errors += kraft_errors
     if errors:
         raise PlanRefused(errors)
     plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
                       spec_digest=planfile.spec_digest(spec), destroy=destroy,
                       default_min_isr=effective_min_isr(spec, observed),
-                      broker_racks={b.id: b.rack for b in spec.brokers} if roll_by_rack else None)
+                      broker_racks={b.id: b.rack for b in spec.brokers} if roll_by_rack else None,
+                      kraft=kraft)
     risky = [s for s in plan.steps if s.unavailable]
     if risky and not allow_unavailable:
         raise PlanRefused([SpecIssue(path=s.address or s.host, message=(
@@ -131,4 +187,6 @@ def apply_plan(plan: Plan, spec: ClusterSpec, arts: Artifacts, observed: Observe
     hosts = [] if plan.destroy else spec.hosts()
     if plan.changes:
         record_revision(spec.name, plan.spec_digest, hosts, plan.counts())
+    if plan.destroy:
+        state.forget_kraft_identity(spec.name)
     return result

@@ -43,22 +43,21 @@ class Deletion(BaseModel):
 
 
 def _unit(service: str) -> str:
-    return F.KAFKA_UNIT if service == "kafka" else F.ZK_UNIT
+    return F.SERVICE_PATHS[service].unit
 
 
 def _fixed_dirs(service: str) -> tuple[str, ...]:
-    return (F.KAFKA_ETC, F.KAFKA_LOGS) if service == "kafka" else (F.ZK_ETC, F.ZK_LOGS)
+    return (F.SERVICE_PATHS[service].etc, F.SERVICE_PATHS[service].logs)
 
 
 def observed_data_dirs(service: str, facts: HostFacts) -> tuple[str, ...]:
     """Data dirs the host's own config names (what the service used), when they are paths
     kafkaform could have created; anything else is left alone."""
-    path = F.SERVER_PROPERTIES if service == "kafka" else F.ZOO_CFG
-    seen = facts.files.get(path)
+    seen = facts.files.get(F.SERVICE_PATHS[service].config)
     if not seen or not seen.content:
         return ()
     props = F.parse_properties(seen.content)
-    raw = props.get("log.dirs") or props.get("log.dir") or "" if service == "kafka" else props.get("dataDir", "")
+    raw = props.get("dataDir", "") if service == "zookeeper" else props.get("log.dirs") or props.get("log.dir") or ""
     out: list[str] = []
     for d in (x.strip() for x in raw.split(",")):
         try:
@@ -70,13 +69,14 @@ def observed_data_dirs(service: str, facts: HostFacts) -> tuple[str, ...]:
     return tuple(out)
 
 
-def deletions(service: str, facts: HostFacts) -> tuple[Deletion, ...]:
-    """Every path the removal of `service` on this host deletes, in order, each with its proof."""
+def deletions(service: str, facts: HostFacts, keep_artifacts: bool = False) -> tuple[Deletion, ...]:
+    """Every path the removal of `service` on this host deletes, in order, each with its proof.
+    `keep_artifacts`: another service on the host runs the same build (a broker beside a controller)."""
     out = [Deletion(path=_unit(service), proof=Proof.KAFKAFORM_HEADER)]
     out += [Deletion(path=d, proof=Proof.OWNER_MARKER) for d in _fixed_dirs(service)]
     roots: list[str] = []
     for a in sorted(facts.artifacts, key=lambda a: a.path):
-        if a.name != service:
+        if a.name != F.artifact_name(service) or keep_artifacts:
             continue
         out.append(Deletion(path=a.path, proof=Proof.ARTIFACT_MARKER))
         root = posixpath.dirname(a.path)
@@ -91,7 +91,7 @@ def deletions(service: str, facts: HostFacts) -> tuple[Deletion, ...]:
 
 def deletable(path: str) -> bool:
     """Whether a path is of a kind a removal may name at all (the proofs decide on the host)."""
-    if path in (F.KAFKA_UNIT, F.ZK_UNIT) or path in F.FIXED_DIRS:
+    if path in {p.unit for p in F.SERVICE_PATHS.values()} or path in F.FIXED_DIRS:
         return True
     base = path.removesuffix("/.incoming")
     try:

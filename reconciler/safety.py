@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from reconciler.observe.model import ClusterState, PartitionState
+from reconciler.observe.model import ClusterState, PartitionState, Quorum
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,49 @@ def rack_groups(broker_racks: dict[int, str | None], cluster: ClusterState, defa
     if all(can_restart(cluster, g, default_min_isr).ok for g in groups):
         return groups
     return None
+
+
+@dataclass(frozen=True)
+class QuorumVerdict:
+    """Whether the KRaft metadata quorum keeps a caught-up majority while one voter restarts."""
+
+    node_id: int
+    ok: bool
+    voters: tuple[int, ...]
+    caught_up: tuple[int, ...]  # the other voters that are the leader or caught up with it
+    needed: int
+    leader_id: int | None
+    reason: str = ""
+
+    def summary(self) -> str:
+        who = f"controller {self.node_id}"
+        if self.reason:
+            return f"{who}: {self.reason}"
+        others = len(self.voters) - (self.node_id in self.voters)
+        state = "safe" if self.ok else "unsafe"
+        return (f"{who}: {state}; {len(self.caught_up)} of the other {others} voter(s) are the leader or caught up "
+                f"with it ({', '.join(map(str, self.caught_up)) or 'none'}); the quorum needs {self.needed} "
+                f"of {len(self.voters)} (KafkaQuorumCheck)")
+
+
+def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int = 2000) -> QuorumVerdict:
+    """Strimzi's KafkaQuorumCheck: restarting voter `node_id` keeps the quorum when, among the other
+    voters, those that are the leader or whose last-caught-up time is within
+    controller.quorum.fetch.timeout.ms of the leader's number at least (N + 2) // 2 (a majority of
+    the N voters without counting the one that goes down). A node that is not a voter (an
+    observer) never affects the quorum."""
+    if quorum is None or not quorum.voters:
+        return QuorumVerdict(node_id, False, (), (), 0, None, reason="the quorum cannot be read")
+    voters = quorum.voter_ids
+    needed = (len(voters) + 2) // 2
+    if node_id not in voters:
+        return QuorumVerdict(node_id, True, voters, (), needed, quorum.leader_id,
+                             reason="safe; not a voter (an observer does not affect the quorum)")
+    leader = next((v for v in quorum.voters if v.node_id == quorum.leader_id), None)
+    if leader is None or leader.last_caught_up_ms is None:
+        return QuorumVerdict(node_id, False, voters, (), needed, quorum.leader_id,
+                             reason="unsafe; the quorum has no leader with a last-caught-up time")
+    good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and (
+        v.node_id == leader.node_id or (v.last_caught_up_ms is not None
+                                        and leader.last_caught_up_ms - v.last_caught_up_ms < fetch_timeout_ms)))
+    return QuorumVerdict(node_id, len(good) >= needed, voters, good, needed, quorum.leader_id)

@@ -191,6 +191,13 @@ class Listener(_Model):
         return v
 
 
+class ControllerListener(Listener):
+    """The listener KRaft controllers serve the quorum on (brokers and controllers reach them here)."""
+
+    name: str = "CONTROLLER"
+    port: Port = 9093
+
+
 class ReassignmentSpec(_Model):
     """How partition data moves when brokers are added or removed (and for `rebalance`)."""
 
@@ -199,14 +206,20 @@ class ReassignmentSpec(_Model):
     timeout_s: Annotated[float, Field(gt=0)] = 6 * 3600.0
 
 
+DEFAULT_KRAFT_VERSION = "4.4.0"
+DEFAULT_ZOOKEEPER_MODE_VERSION = "3.9.1"
+
+
 class KafkaSpec(_Model):
-    version: str = "3.9.1"
+    version: str = DEFAULT_KRAFT_VERSION  # (default by mode: see ClusterSpec._defaults)
     artifact: Artifact = Artifact(maven=True)
     heap: Heap = "512m"
     jvm_opts: tuple[JvmOpt, ...] = ()
     listeners: tuple[Listener, ...] = (Listener(),)
     config: ConfigMap = Field(default_factory=dict)
-    metadata_mode: Literal["zookeeper", "kraft"] = "zookeeper"
+    metadata_mode: Literal["zookeeper", "kraft"] = "kraft"  # (default: zookeeper when the spec has a zookeeper section)
+    controller_listener: ControllerListener = ControllerListener()
+    controller_heap: Heap = "512m"  # dedicated KRaft controllers (controllers[].heap overrides)
     install_dir: ServicePath = "/opt/kafka"
     reassignment: ReassignmentSpec = ReassignmentSpec()
 
@@ -246,12 +259,29 @@ class ZooKeeperSpec(_Model):
             raise ValueError(f"{v!r} is not a ZooKeeper version like 3.8.4") from None
 
 
+NodeId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class BrokerSpec(_Model):
-    id: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    id: NodeId
     host: Host
     rack: Rack | None = None
     data_dirs: tuple[ServicePath, ...] = ("/var/lib/kafka/data",)
     heap: Heap | None = None  # overrides kafka.heap for this broker
+    # KRaft combined node: this broker's JVM is also a controller (process.roles=broker,controller);
+    # for small labs, as Kafka's docs advise against it in production
+    controller: bool = False
+
+
+class ControllerSpec(_Model):
+    """A dedicated KRaft controller: a service of its own (kafka-controller: its own JVM, unit and
+    metadata dir), on a host of its own or beside a broker. Its id shares the node.id namespace
+    with the brokers."""
+
+    id: NodeId
+    host: Host
+    metadata_dir: ServicePath = "/var/lib/kafka-controller/metadata"
+    heap: Heap | None = None  # overrides kafka.controller_heap
 
 
 class SshSpec(_Model):
@@ -271,7 +301,8 @@ class SshSpec(_Model):
 class ClusterSpec(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kafka: KafkaSpec = KafkaSpec()
-    zookeeper: ZooKeeperSpec
+    zookeeper: ZooKeeperSpec | None = None  # ZooKeeper mode only
+    controllers: tuple[ControllerSpec, ...] = ()  # KRaft only (or combined brokers)
     brokers: tuple[BrokerSpec, ...]
     ssh: SshSpec = SshSpec()
     allow_uneven_racks: bool = False
@@ -295,18 +326,56 @@ class ClusterSpec(_Model):
                              f"a value for tag {key!r} (0-256 letters, digits, spaces and _ . : / = + @ -)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """The metadata mode and version a spec means when it does not say: KRaft on current
+        Kafka, unless it has a zookeeper section (then ZooKeeper mode on the last 3.x line)."""
+        if not isinstance(data, dict):
+            return data
+        kafka = data.get("kafka", {})
+        if not isinstance(kafka, dict):
+            return data
+        kafka = dict(kafka)
+        mode = kafka.setdefault("metadata_mode", "zookeeper" if data.get("zookeeper") is not None else "kraft")
+        kafka.setdefault("version", DEFAULT_ZOOKEEPER_MODE_VERSION if mode == "zookeeper" else DEFAULT_KRAFT_VERSION)
+        return {**data, "kafka": kafka}
+
     # -- derived views used by later stages -------------------------------------------------
+    @property
+    def kraft(self) -> bool:
+        return self.kafka.metadata_mode == "kraft"
+
+    def zk_nodes(self) -> tuple[ZooKeeperNode, ...]:
+        return self.zookeeper.nodes if self.zookeeper is not None else ()
+
     def hosts(self) -> list[str]:
         """Every distinct host address the spec manages, in first-mention order."""
         seen: dict[str, None] = {}
-        for n in self.zookeeper.nodes:
+        for n in self.zk_nodes():
             seen.setdefault(n.host, None)
+        for c in self.controllers:
+            seen.setdefault(c.host, None)
         for b in self.brokers:
             seen.setdefault(b.host, None)
         return list(seen)
 
     def zookeeper_connect(self) -> str:
+        if self.zookeeper is None:
+            return ""
         return ",".join(f"{n.host}:{self.zookeeper.client_port}" for n in self.zookeeper.nodes)
+
+    def voters(self) -> list[tuple[int, str]]:
+        """KRaft voters (node id, host): the dedicated controllers and the combined brokers."""
+        return [(c.id, c.host) for c in self.controllers] + [(b.id, b.host) for b in self.brokers if b.controller]
+
+    def quorum_bootstrap(self) -> str:
+        """controller.quorum.bootstrap.servers: every voter's controller listener."""
+        port = self.kafka.controller_listener.port
+        return ",".join(f"{host}:{port}" for _, host in self.voters())
+
+    def controller_heap(self, controller: ControllerSpec) -> str:
+        return controller.heap or self.kafka.controller_heap
 
     def bootstrap_brokers(self) -> str:
         port = self.kafka.listeners[0].port
@@ -336,6 +405,13 @@ MSK_DEFAULTS: tuple[tuple[str, ConfigValue, str | None], ...] = (
 # Keys kafkaform sets from other spec fields; setting them under config would fight the spec.
 MANAGED_BROKER_KEYS = {
     "broker.id": "brokers[].id",
+    "node.id": "brokers[].id / controllers[].id",
+    "process.roles": "brokers[] / controllers[] (and brokers[].controller)",
+    "controller.quorum.voters": "controllers (kafkaform runs a dynamic quorum)",
+    "controller.quorum.bootstrap.servers": "controllers",
+    "controller.listener.names": "kafka.controller_listener",
+    "metadata.log.dir": "controllers[].metadata_dir / brokers[].data_dirs",
+    "zookeeper.metadata.migration.enable": "the ZooKeeper to KRaft migration (not supported yet)",
     "listeners": "kafka.listeners",
     "advertised.listeners": "kafka.listeners",
     "listener.security.protocol.map": "kafka.listeners",
@@ -362,7 +438,7 @@ def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
     """MSK defaults for the version, the ACL authorizer, then the spec's overrides on top."""
     caps = versions.capabilities(spec.kafka.version)
     merged: dict[str, ConfigValue] = {k: v for k, v, cap in MSK_DEFAULTS if cap is None or cap in caps}
-    merged["authorizer.class.name"] = versions.acl_authorizer_class(spec.kafka.version)
+    merged["authorizer.class.name"] = versions.acl_authorizer_class(spec.kafka.version, spec.kafka.metadata_mode)
     # Without authentication every client is ANONYMOUS: keep resources without ACLs open, as MSK
     # does for unauthenticated clusters, so turning the authorizer on does not lock everyone out.
     merged["allow.everyone.if.no.acl.found"] = True
@@ -458,8 +534,16 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
             f"(known: {', '.join(versions.known_versions()) or 'none'})")
     if spec.kafka.metadata_mode == "zookeeper" and "zookeeper_mode" not in caps:
         add("kafka.metadata_mode", f"Kafka {version} has no ZooKeeper mode (removed in 4.0); use kraft")
-    if spec.kafka.metadata_mode == "kraft":
-        add("kafka.metadata_mode", "kraft is not supported by kafkaform yet; use zookeeper with Kafka 3.x")
+    if spec.kraft:
+        _kraft_issues(spec, add, caps)
+    else:
+        if spec.zookeeper is None:
+            add("zookeeper", "ZooKeeper mode needs a zookeeper section (nodes); or use metadata_mode: kraft")
+        if spec.controllers:
+            add("controllers", "controllers are KRaft's; in ZooKeeper mode the ZooKeeper ensemble is the quorum")
+        for i, b in enumerate(spec.brokers):
+            if b.controller:
+                add(f"brokers[{i}].controller", "combined nodes are KRaft's (kafka.metadata_mode: kraft)")
 
     # Brokers.
     if not spec.brokers:
@@ -503,8 +587,16 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     if not spec.kafka.listeners:
         add("kafka.listeners", "at least one listener is required")
 
-    # ZooKeeper ensemble.
+    _dir_issues(spec, add)
+    if spec.zookeeper is not None and not spec.kraft:
+        _zookeeper_issues(spec, add, seen_hosts)
+    _config_issues(spec, add, table, version)
+    return issues
+
+
+def _zookeeper_issues(spec: ClusterSpec, add: Any, seen_hosts: dict[Any, int]) -> None:
     zk = spec.zookeeper
+    assert zk is not None
     n = len(zk.nodes)
     if n == 0:
         add("zookeeper.nodes", "at least one ZooKeeper node is required")
@@ -515,7 +607,6 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     zk_ports = {zk.client_port: "client_port", zk.peer_port: "peer_port", zk.election_port: "election_port"}
     if len(zk_ports) != 3:
         add("zookeeper", "client_port, peer_port and election_port must differ")
-    _dir_issues(spec, add)
     shared = set(zk_hosts) & set(seen_hosts)
     if shared:
         for i, lst in enumerate(spec.kafka.listeners):
@@ -529,6 +620,44 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
         elif ZK_MEMBERSHIP_KEY_RE.fullmatch(key):
             add(f"zookeeper.config.{key}", "ensemble membership is set by zookeeper.nodes, not under config")
 
+
+def _kraft_issues(spec: ClusterSpec, add: Any, caps: frozenset[str]) -> None:
+    """KRaft: controllers (dedicated or combined), one node.id namespace, a dynamic quorum."""
+    version = spec.kafka.version
+    if "kraft_dynamic_quorum" not in caps:
+        add("kafka.version", f"kafkaform builds KRaft clusters with a dynamic quorum (KIP-853), which needs Kafka "
+            f"3.9 or later; {version} is older")
+    if spec.zookeeper is not None:
+        add("zookeeper", "a KRaft cluster has no ZooKeeper; remove the zookeeper section "
+            "(or set kafka.metadata_mode: zookeeper on Kafka 3.x)")
+    combined = [i for i, b in enumerate(spec.brokers) if b.controller]
+    voters = len(spec.controllers) + len(combined)
+    if voters == 0:
+        add("controllers", "a KRaft cluster needs controllers: list them under controllers, or mark brokers "
+            "controller: true (combined nodes)")
+    elif voters % 2 == 0:
+        add("controllers", f"a quorum of {voters} controllers tolerates no more failures than {voters - 1}; "
+            "use an odd number")
+    if spec.controllers and combined:
+        add(f"brokers[{combined[0]}].controller", "use either dedicated controllers or combined brokers, not both")
+    _unique(add, spec.controllers, "controllers", "host", "host {v} already runs {other}")
+    ctrl_ids = _unique(add, spec.controllers, "controllers", "id", "duplicate controller id {v} (also {other})")
+    for i, b in enumerate(spec.brokers):
+        if b.id in ctrl_ids:
+            add(f"brokers[{i}].id", f"node id {b.id} is also controllers[{ctrl_ids[b.id]}]; brokers and "
+                "controllers share one node.id space")
+    ctrl = spec.kafka.controller_listener
+    if ctrl.name in {lst.name for lst in spec.kafka.listeners}:
+        add("kafka.controller_listener.name", f"{ctrl.name} is also a broker listener's name")
+    broker_hosts = {b.host for b in spec.brokers}
+    for i, lst in enumerate(spec.kafka.listeners):
+        if lst.port == ctrl.port and (combined or any(c.host in broker_hosts for c in spec.controllers)):
+            add(f"kafka.listeners[{i}].port", f"port {lst.port} is the controller listener's on the same host(s)")
+    if ctrl.protocol != "PLAINTEXT":
+        add("kafka.controller_listener.protocol", f"{ctrl.protocol} needs TLS/SASL material, not supported yet")
+
+
+def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> None:
     # Broker config keys and values.
     for key in spec.kafka.config:
         path = f"kafka.config.{key}"
@@ -562,7 +691,6 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
     if txn_rf and txn_isr > txn_rf:
         add("kafka.config.transaction.state.log.min.isr",
             f"{txn_isr} is larger than transaction.state.log.replication.factor {txn_rf}")
-    return issues
 
 
 def _dir_issues(spec: ClusterSpec, add: Any) -> None:
@@ -570,11 +698,12 @@ def _dir_issues(spec: ClusterSpec, add: Any) -> None:
     each is chowned to its service and deleted with it."""
     from reconciler.files import FIXED_DIRS  # the dirs kafkaform itself owns on every host
 
-    common: list[tuple[str, str]] = [("kafka.install_dir", spec.kafka.install_dir),
-                                     ("zookeeper.install_dir", spec.zookeeper.install_dir),
-                                     ("zookeeper.data_dir", spec.zookeeper.data_dir)]
+    common: list[tuple[str, str]] = [("kafka.install_dir", spec.kafka.install_dir)]
+    if spec.zookeeper is not None:
+        common += [("zookeeper.install_dir", spec.zookeeper.install_dir),
+                   ("zookeeper.data_dir", spec.zookeeper.data_dir)]
     fixed = [(f"kafkaform's {d}", d) for d in FIXED_DIRS]
-    zk_hosts = {n.host for n in spec.zookeeper.nodes}
+    zk_hosts = {n.host for n in spec.zk_nodes()}
     reported: set[tuple[str, str]] = set()
 
     def check(dirs: list[tuple[str, str]]) -> None:
@@ -589,11 +718,18 @@ def _dir_issues(spec: ClusterSpec, add: Any) -> None:
                     add(field_a, f"{a} {how} {field_b} ({b}); every service needs directories of its own")
 
     check(common)
+    by_host = {b.host: i for i, b in enumerate(spec.brokers)}
+    for i, c in enumerate(spec.controllers):
+        own = [(f"controllers[{i}].metadata_dir", c.metadata_dir)]
+        j = by_host.get(c.host)
+        if j is not None:  # beside a broker: its data dirs are on the same host
+            own += [(f"brokers[{j}].data_dirs[{k}]", d) for k, d in enumerate(spec.brokers[j].data_dirs)]
+        check(common[:2] + own)
     for i, b in enumerate(spec.brokers):
         first = {d: j for j, d in reversed(list(enumerate(b.data_dirs)))}  # a repeat is reported already
         own = [(f"brokers[{i}].data_dirs[{j}]", d) for d, j in sorted(first.items(), key=lambda x: x[1])]
         shared = common if b.host in zk_hosts else common[:2]
-        check(shared + own)
+        check(shared + own)  # (a controller beside it was checked against its dirs above)
 
 
 def parse_spec(data: Any, source: str = "spec") -> ClusterSpec:
@@ -708,18 +844,26 @@ def load_spec(path: str | Path) -> ClusterSpec:
 
 
 def check_against_facts(spec: ClusterSpec, mem_by_host: dict[str, int | None]) -> list[SpecIssue]:
-    """Checks that need observed facts: a JVM heap the host cannot hold."""
+    """Checks that need observed facts: JVM heaps a host cannot hold (a broker plus the ZooKeeper
+    server or KRaft controller beside it)."""
     issues: list[SpecIssue] = []
+    zk_hosts = {n.host for n in spec.zk_nodes()}
+    controllers = {c.host: c for c in spec.controllers}
     for i, b in enumerate(spec.brokers):
         mem = mem_by_host.get(b.host)
         need = heap_bytes(spec.broker_heap(b))
-        zk_need = heap_bytes(spec.zookeeper.heap) if b.host in {n.host for n in spec.zookeeper.nodes} else 0
-        if mem and need + zk_need > mem:
+        beside = ""
+        if b.host in zk_hosts and spec.zookeeper is not None:
+            need += heap_bytes(spec.zookeeper.heap)
+            beside = f" (+ ZooKeeper {spec.zookeeper.heap})"
+        elif b.host in controllers:
+            heap = spec.controller_heap(controllers[b.host])
+            need += heap_bytes(heap)
+            beside = f" (+ controller {heap})"
+        if mem and need > mem:
             field = f"brokers[{i}].heap" if b.heap else "kafka.heap"
             issues.append(SpecIssue(path=field, message=(
-                f"heap {spec.broker_heap(b)} (+ ZooKeeper {spec.zookeeper.heap}) does not fit in "
-                f"{b.host}'s {mem // 2**20} MiB of memory" if zk_need else
-                f"heap {spec.broker_heap(b)} does not fit in {b.host}'s {mem // 2**20} MiB of memory")))
+                f"heap {spec.broker_heap(b)}{beside} does not fit in {b.host}'s {mem // 2**20} MiB of memory")))
     return issues
 
 

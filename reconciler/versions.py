@@ -44,6 +44,9 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("reassignment_api", (2, 4, 0), description="AlterPartitionReassignments in the Admin API"),
     Capability("acl_authorizer_v2", (2, 4, 0), description="kafka.security.authorizer.AclAuthorizer"),
     Capability("kraft", (3, 3, 0), description="KRaft metadata mode (production-ready)"),
+    Capability("kraft_dynamic_quorum", (3, 9, 0), description="KIP-853: controller.quorum.bootstrap.servers, "
+               "add/remove voters"),
+    Capability("log4j2", (4, 0, 0), description="Kafka logs through log4j2 (log4j 1 before)"),
     Capability("zookeeper_mode", (0, 8, 0), until=(4, 0, 0), description="ZooKeeper metadata mode"),
     Capability("inter_broker_protocol_version", (0, 10, 0), until=(4, 0, 0)),
     Capability("log_message_format_version", (0, 10, 0), until=(4, 0, 0)),
@@ -61,8 +64,10 @@ def has(version: str, capability: str) -> bool:
     return capability in capabilities(version)
 
 
-def acl_authorizer_class(version: str) -> str:
-    """The version's ZooKeeper-mode ACL authorizer (MSK's default turns one on)."""
+def acl_authorizer_class(version: str, mode: str = "zookeeper") -> str:
+    """The version's ACL authorizer for the metadata mode (MSK's default turns one on)."""
+    if mode == "kraft":
+        return "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     if has(version, "acl_authorizer_v2"):
         return "kafka.security.authorizer.AclAuthorizer"
     return "kafka.security.auth.SimpleAclAuthorizer"

@@ -5,12 +5,20 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 
 public class DumpKafkaConfigs {
-    public static void main(String[] args) {
-        String version = org.apache.kafka.common.utils.AppInfoParser.getVersion();
-        TreeSet<String> all = new TreeSet<>(kafka.server.KafkaConfig.configDef().names());
-        TreeMap<String, String> modes = new TreeMap<>(kafka.server.DynamicBrokerConfig$.MODULE$.dynamicConfigUpdateModes());
+    public static void main(String[] args) throws Exception {
+        // The classes moved between releases (3.x: Scala objects in kafka.server; 4.x: Java classes
+        // in org.apache.kafka.server.config), so they are looked up by name, newest first.
+        String version = (String) call(null, "getVersion",
+                "org.apache.kafka.common.utils.internals.AppInfoParser", "org.apache.kafka.common.utils.AppInfoParser");
+        org.apache.kafka.common.config.ConfigDef def = (org.apache.kafka.common.config.ConfigDef)
+                call(null, "configDef", "kafka.server.KafkaConfig");
+        @SuppressWarnings("unchecked")
+        Map<String, String> rawModes = (Map<String, String>) call(null, "dynamicConfigUpdateModes",
+                "org.apache.kafka.server.config.DynamicBrokerConfig", "kafka.server.DynamicBrokerConfig$");
+        TreeSet<String> all = new TreeSet<>(def.names());
+        TreeMap<String, String> modes = new TreeMap<>(rawModes);
         TreeSet<String> passwords = new TreeSet<>();
-        for (org.apache.kafka.common.config.ConfigDef.ConfigKey k : kafka.server.KafkaConfig.configDef().configKeys().values()) {
+        for (org.apache.kafka.common.config.ConfigDef.ConfigKey k : def.configKeys().values()) {
             if (k.type == org.apache.kafka.common.config.ConfigDef.Type.PASSWORD) passwords.add(k.name);
         }
         StringBuilder out = new StringBuilder();
@@ -29,6 +37,27 @@ public class DumpKafkaConfigs {
         }
         out.append("\n  }\n}\n");
         System.out.print(out);
+    }
+
+    /** The first of `classes` that has a no-argument `method`: a static one, or the Scala object's. */
+    private static Object call(Object unused, String method, String... classes) throws Exception {
+        for (String name : classes) {
+            Class<?> c;
+            try {
+                c = Class.forName(name);
+            } catch (ClassNotFoundException e) {
+                continue;
+            }
+            java.lang.reflect.Method m;
+            try {
+                m = c.getMethod(method);
+            } catch (NoSuchMethodException e) {
+                continue;
+            }
+            Object target = java.lang.reflect.Modifier.isStatic(m.getModifiers()) ? null : c.getField("MODULE$").get(null);
+            return m.invoke(target);
+        }
+        throw new IllegalStateException("none of " + String.join(", ", classes) + " has " + method + "()");
     }
 
     private static void join(StringBuilder out, Iterable<String> names) {

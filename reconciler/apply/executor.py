@@ -15,11 +15,14 @@ from typing import Any, Protocol
 
 import networkx as nx
 
+from reconciler import files as F
 from reconciler.apply import gates
-from reconciler.apply.inventory import ArtifactRef, host_vars, inventory
+from reconciler.apply.inventory import ArtifactRef, host_vars, inventory, svc_var
 from reconciler.apply.runner import HostResult, StepRun
 from reconciler.apply.state import Journal
-from reconciler.files import broker_desired, parse_properties, server_properties, zookeeper_desired
+from reconciler.diff import ArtifactIds
+from reconciler.files import ServiceDesired, broker_desired, parse_properties, server_properties
+from reconciler.modes import mode_of
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
 from reconciler.spec import ClusterSpec
@@ -28,6 +31,7 @@ PLAYBOOK = {
     StepKind.INSTALL_JAVA: "install_java.yml",
     StepKind.INSTALL_ARTIFACT: "install_artifact.yml",
     StepKind.CONFIGURE: "configure.yml",
+    StepKind.FORMAT_STORAGE: "format_storage.yml",
     StepKind.START: "service.yml",
     StepKind.RESTART: "service.yml",
     StepKind.STOP: "service.yml",
@@ -57,28 +61,33 @@ class ApplyResult:
     gates: list[gates.GateResult] = field(default_factory=list)
 
 
-def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef) -> None:
+def desired_services(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None,
+                     ibp_pin: str | None = None) -> dict[tuple[str, str], ServiceDesired]:
+    """(host, service) -> what the spec renders for it now."""
+    ids = ArtifactIds(kafka=kafka.artifact_id, zookeeper=zookeeper.artifact_id if zookeeper else None)
+    return {(d.host, d.service): d for d in mode_of(spec).services(spec, ids, ibp_pin)}
+
+
+def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None) -> None:
     """Refuse when the files apply would write are not the ones the plan was reviewed with."""
-    by_host_zk = {n.host: n for n in spec.zookeeper.nodes}
-    by_host_kafka = {b.host: b for b in spec.brokers}
+    rendered = desired_services(spec, kafka, zookeeper)
     for s in plan.steps:
         if s.kind is not StepKind.CONFIGURE:
             continue
-        if s.service == "kafka" and s.host in by_host_kafka:
-            d = broker_desired(spec, by_host_kafka[s.host], kafka.artifact_id, ibp_pin=s.ibp_pin)
-        elif s.service == "zookeeper" and s.host in by_host_zk:
-            d = zookeeper_desired(spec, by_host_zk[s.host], zookeeper.artifact_id)
-        else:
+        d = rendered.get((s.host, s.service or ""))
+        if d is None:
             raise PlanMismatch(f"step {s.id}: the spec no longer has {s.service} on {s.host}")
+        if s.ibp_pin:
+            d = desired_services(spec, kafka, zookeeper, s.ibp_pin)[(s.host, s.service or "")]
         now = {f.path: f.sha256 for f in d.files}
         if now != s.file_hashes:
             raise PlanMismatch(f"step {s.id}: the files rendered from the spec differ from the plan; run plan again")
     for s in plan.steps:
         if s.kind is StepKind.INSTALL_ARTIFACT:
-            want = kafka if s.service == "kafka" else zookeeper
-            if s.artifact_id != want.artifact_id:
+            want = zookeeper if s.service == "zookeeper" else kafka
+            if want is None or s.artifact_id != want.artifact_id:
                 raise PlanMismatch(f"step {s.id}: plan installs {s.artifact_id}, the spec resolves to "
-                                   f"{want.artifact_id}; run plan again")
+                                   f"{want.artifact_id if want else 'nothing'}; run plan again")
 
 
 def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str], None]) -> gates.GateResult | None:
@@ -94,8 +103,16 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
         return None
     if step.service == "zookeeper":
         return gates.zookeeper_quorum(spec, progress=progress)
+    if plan.allow_unavailable:
+        return None
+    if step.voter and step.address:  # a KRaft controller or combined node: the quorum holds without it
+        node = int(step.address.split(".", 1)[1])
+        quorum = gates.voter_safe_to_stop(spec, node, progress=progress)
+        if step.service != "kafka":
+            return quorum
+        progress(f"{quorum.name}: ok after {quorum.seconds:.1f}s ({quorum.detail})")
     is_broker = step.service == "kafka" and step.gate and step.gate.startswith("broker_registered:")
-    if is_broker and not plan.allow_unavailable:
+    if is_broker:
         broker = int(step.gate.split(":", 1)[1])  # type: ignore[union-attr]
         together = list(step.restart_group) or [broker]  # a rack roll checks the rack as a whole
         return gates.safe_to_stop(spec, together, plan.min_isr, progress=progress)
@@ -112,16 +129,19 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
         return []
     if step.gate == "zookeeper_quorum":
         return [gates.zookeeper_quorum(spec, progress=progress)]
+    if step.gate.startswith("controller_caught_up:"):
+        return [gates.controller_caught_up(spec, int(step.gate.split(":", 1)[1]), progress=progress)]
     if step.gate.startswith("broker_registered:"):
         broker = int(step.gate.split(":", 1)[1])
-        out = [gates.broker_registered(spec, broker, progress=progress)]
+        out = [gates.controller_caught_up(spec, broker, progress=progress)] if step.voter else []
+        out.append(gates.broker_registered(spec, broker, progress=progress))
         if step.kind is StepKind.RESTART:
             out.append(gates.replicas_in_sync(spec, progress=progress, broker_id=broker))
         return out
     raise ApplyFailed(f"unknown gate {step.gate!r} in plan")
 
 
-def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None,
             observed: ObservedCluster, hooks: Hooks, journal: Journal,
             on_task: Callable[[str, str, str], None] | None = None) -> ApplyResult:
     try:
@@ -130,7 +150,7 @@ def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artifa
         gates.close()
 
 
-def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None,
              observed: ObservedCluster, hooks: Hooks, journal: Journal,
              on_task: Callable[[str, str, str], None] | None) -> ApplyResult:
     from reconciler.plan.planfile import PlanFileError, check_graph
@@ -151,6 +171,7 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
                    steps=len(plan.steps), restarts=restarts)
     for step_id, why in plan.confirmed_restarts:
         journal.record(event="step_done", step=step_id, resumed=True, message=why)
+    _keep_kraft_identity(plan, spec)
     roll = _RollProgress(sum(s.kind is StepKind.RESTART for s in plan.steps))
     order: list[tuple[StepKind, list[Step]]] = []
     for generation in nx.topological_generations(g):
@@ -213,6 +234,20 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
     result.seconds = time.monotonic() - started
     journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
     return result
+
+
+def _keep_kraft_identity(plan: Plan, spec: ClusterSpec) -> None:
+    """Before the first node is formatted: keep the cluster id and initial controllers, so a create
+    interrupted halfway formats the remaining nodes into the same cluster and quorum."""
+    from reconciler.apply import state
+
+    fmt = [s for s in plan.steps if s.kind is StepKind.FORMAT_STORAGE and s.cluster_id]
+    if not fmt:
+        return
+    kept = state.kraft_identity(spec.name) or {}
+    initial = next((s.initial_controllers for s in fmt if s.initial_controllers), None)
+    if kept.get("cluster_id") != fmt[0].cluster_id or (initial and not kept.get("initial_controllers")):
+        state.save_kraft_identity(spec.name, fmt[0].cluster_id or "", initial or kept.get("initial_controllers"))
 
 
 def _record_results(group: list[Step], res: dict[str, HostResult], hooks: Hooks, journal: Journal,
@@ -329,6 +364,19 @@ API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResu
 }
 
 
+def _format_argv(step: Step, spec: ClusterSpec, kafka: ArtifactRef) -> list[str]:
+    """Kafka's storage tool from the build the node will run (a newer tool's format is not readable
+    by an older broker), with the cluster id and, for an initial voter, the initial controllers."""
+    config = F.SERVICE_PATHS[step.service or "kafka"].config
+    argv = ["/usr/bin/java", "-cp", f"{F.kafka_home(spec, kafka.artifact_id)}/libs/*", "kafka.tools.StorageTool",
+            "format", "--config", config, "--cluster-id", step.cluster_id or "", "--ignore-formatted"]
+    if step.initial_controllers:
+        argv += ["--initial-controllers", step.initial_controllers]
+    elif step.voter:
+        argv.append("--no-initial-controllers")
+    return argv
+
+
 def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, kafka: ArtifactRef
                      ) -> dict[str, Any]:
     """Copy of the inventory telling each host which services this step kind runs for (in order),
@@ -337,22 +385,26 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
     new_hosts = dict(inv["all"]["hosts"])
     for s in group:
         hv = dict(new_hosts[s.host])
-        hv["kf_step_services"] = [*hv.get("kf_step_services", []), *([s.service] if s.service else [])]
-        if s.kind in SERVICE_STATE and s.service:
-            svc = dict(hv[f"kf_{s.service}"])
+        var = svc_var(s.service) if s.service else None
+        hv["kf_step_services"] = [*hv.get("kf_step_services", []), *([var[3:]] if var else [])]
+        if var is None:
+            new_hosts[s.host] = hv
+            continue
+        svc = dict(hv[var])
+        if s.kind in SERVICE_STATE:
             svc["state"] = SERVICE_STATE[s.kind]
             svc["wait_port"] = not s.gate  # a gated step is waited for by its gate, not by a port poll
-            hv[f"kf_{s.service}"] = svc
-        if s.kind is StepKind.REMOVE and s.service:
-            svc = dict(hv[f"kf_{s.service}"])
+        if s.kind is StepKind.REMOVE:
             svc["deletions"] = [{"path": d.path, "proof": d.proof.value} for d in s.deletions]
-            hv[f"kf_{s.service}"] = svc
+        if s.kind is StepKind.FORMAT_STORAGE:
+            d = desired_services(spec, kafka, None)[(s.host, s.service)] if spec.kraft else None
+            svc["format"] = {"argv": _format_argv(s, spec, kafka),
+                             "dirs": list(d.storage.dirs) if d and d.storage else []}
         if s.kind is StepKind.CONFIGURE and s.ibp_pin:
             broker = next(b for b in spec.brokers if b.host == s.host)
             pinned = broker_desired(spec, broker, kafka.artifact_id, ibp_pin=s.ibp_pin)
-            svc = dict(hv["kf_kafka"])
             svc["files"] = [{"path": f.path, "content": f.content, "owner": f.owner, "mode": f.mode}
                             for f in pinned.files]
-            hv["kf_kafka"] = svc
+        hv[var] = svc
         new_hosts[s.host] = hv
     return {"all": {**inv["all"], "hosts": new_hosts}}

@@ -1,9 +1,11 @@
 """Health gates: what must be true before and after a step, polled from the live cluster.
 
-Each gate polls real state (ZooKeeper four-letter words; registrations, assignments and ISR from
-the znodes the controller writes) until it holds or a bounded timeout passes. A gate that times
-out stops the apply with what it last saw: the cluster is never pushed further while unhealthy,
-and nothing is ever forced.
+Each gate polls real state until it holds or a bounded timeout passes: in ZooKeeper mode
+ZooKeeper four-letter words and the znodes the controller writes (registrations, assignments,
+ISR); in KRaft the Admin API (DescribeCluster with fenced brokers, DescribeQuorum, DescribeTopics).
+A gate that times out stops the apply with what it last saw: the cluster is never pushed further
+while unhealthy, and nothing is ever forced. The state comes from one `ClusterReader` per apply
+(`readers`); unit tests put an in-memory twin there.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from reconciler.observe import zookeeper
 from reconciler.observe.model import ClusterState
-from reconciler.safety import can_restart
+from reconciler.safety import can_restart, can_restart_voter
 from reconciler.spec import ClusterSpec
 
 Progress = Callable[[str], None] | None
@@ -50,25 +53,43 @@ def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, prog
 
 
 def _zk(spec: ClusterSpec) -> list[str]:
-    return [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
+    return [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zk_nodes()] if spec.zookeeper else []
 
 
-_readers: dict[str, zookeeper.SessionReader] = {}
+class ClusterReader(Protocol):
+    """The one seam gates read the cluster through: a session kept for the whole apply."""
+
+    def read(self) -> ClusterState: ...
+
+    def close(self) -> None: ...
+
+
+readers: dict[str, ClusterReader] = {}
+
+
+def reader_for(spec: ClusterSpec) -> ClusterReader:
+    """ZooKeeper mode: one ZooKeeper session; KRaft: one Admin API client."""
+    key = f"{spec.name}:{spec.kafka.metadata_mode}"
+    if key not in readers:
+        if spec.kraft:
+            from reconciler.observe import kraft
+
+            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","))
+        else:
+            readers[key] = zookeeper.SessionReader(_zk(spec))
+    return readers[key]
 
 
 def cluster_state(spec: ClusterSpec) -> ClusterState:
-    """Current registrations/ISR through one ZooKeeper session kept for the whole apply."""
-    key = ",".join(_zk(spec))
-    if key not in _readers:
-        _readers[key] = zookeeper.SessionReader(_zk(spec))
-    return _readers[key].read()
+    """The cluster now, through the apply's reader."""
+    return reader_for(spec).read()
 
 
 def close() -> None:
-    """End the gates' ZooKeeper sessions (the executor calls this when an apply ends)."""
-    for r in _readers.values():
+    """End the gates' sessions (the executor calls this when an apply ends)."""
+    for r in readers.values():
         r.close()
-    _readers.clear()
+    readers.clear()
 
 
 def _member_endpoints(members: dict[int, str]) -> dict[int, str]:
@@ -164,16 +185,19 @@ def _accepts(host: str, port: int) -> bool:
 
 def broker_registered(spec: ClusterSpec, broker_id: int, timeout: float = 180, progress: Progress = None
                       ) -> GateResult:
-    """The broker is registered in ZooKeeper and its listener accepts connections."""
+    """The broker is registered (ZooKeeper mode: in ZooKeeper; KRaft: with the controller, and
+    unfenced, i.e. caught up with the metadata) and its listener accepts connections."""
     broker = next(b for b in spec.brokers if b.id == broker_id)
     port = spec.kafka.listeners[0].port
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
-        if not st.zookeeper_reachable:
-            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        if not st.reachable:
+            return False, f"cluster unreachable: {st.error}"
         if broker_id not in st.broker_ids:
             return False, f"registered brokers {sorted(st.broker_ids)}"
+        if broker_id in st.fenced_brokers:
+            return False, f"broker {broker_id} is registered but fenced (fenced: {sorted(st.fenced_brokers)})"
         if not _accepts(broker.host, port):
             return False, f"registered, but {broker.host}:{port} does not accept connections yet"
         return True, f"registered brokers {sorted(st.broker_ids)}, {broker.host}:{port} accepts connections"
@@ -187,8 +211,8 @@ def replicas_in_sync(spec: ClusterSpec, timeout: float = 300, progress: Progress
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
-        if not st.zookeeper_reachable:
-            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        if not st.reachable:
+            return False, f"cluster unreachable: {st.error}"
         under = [p for p in st.partitions if set(p.isr) != set(p.replicas)]
         if broker_id is not None:
             mine = [p for p in st.partitions if broker_id in p.replicas]
@@ -211,8 +235,8 @@ def safe_to_stop(spec: ClusterSpec, brokers: list[int], default_min_isr: int, ti
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
-        if not st.zookeeper_reachable:
-            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        if not st.reachable:
+            return False, f"cluster unreachable: {st.error}"
         v = can_restart(st, brokers, default_min_isr)
         return v.ok, v.summary()
 
@@ -226,8 +250,8 @@ def broker_empty(spec: ClusterSpec, broker_id: int, timeout: float = 60, progres
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
-        if not st.zookeeper_reachable:
-            return False, f"ZooKeeper unreachable: {st.zookeeper_error}"
+        if not st.reachable:
+            return False, f"cluster unreachable: {st.error}"
         held = [f"{p.topic}-{p.partition}" for p in st.partitions if broker_id in p.replicas]
         if held:
             return False, f"broker {broker_id} still holds {len(held)} replica(s) ({', '.join(held[:4])})"
@@ -272,3 +296,56 @@ def alter_broker_configs(spec: ClusterSpec, broker_id: int, values: dict[str, st
     finally:
         admin.close()
     return f"broker {broker_id}: {', '.join(sorted(values))} -> {result}"
+
+
+FETCH_TIMEOUT_MS = 2000  # controller.quorum.fetch.timeout.ms (Kafka's default)
+
+
+def _fetch_timeout_ms(spec: ClusterSpec) -> int:
+    raw = str(spec.kafka.config.get("controller.quorum.fetch.timeout.ms", FETCH_TIMEOUT_MS))
+    return int(raw) if raw.isdigit() else FETCH_TIMEOUT_MS
+
+
+def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, progress: Progress = None
+                         ) -> GateResult:
+    """After a KRaft controller (or combined node) starts: the quorum has a leader and this node is
+    one of its voters or observers, caught up with the leader (last-caught-up time within
+    controller.quorum.fetch.timeout.ms of the leader's)."""
+    limit = _fetch_timeout_ms(spec)
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        q = st.quorum
+        if not st.reachable or q is None:
+            return False, f"quorum unreadable: {st.error}"
+        members = {m.node_id: m for m in (*q.voters, *q.observers)}
+        leader = members.get(q.leader_id) if q.leader_id is not None else None
+        if leader is None or leader.last_caught_up_ms is None:
+            return False, f"no quorum leader yet (voters {list(q.voter_ids)})"
+        me = members.get(node_id)
+        if me is None:
+            return False, f"node {node_id} is not in the quorum yet (voters {list(q.voter_ids)})"
+        if node_id == leader.node_id:
+            return True, f"node {node_id} leads the quorum (epoch {q.leader_epoch})"
+        if me.last_caught_up_ms is None or leader.last_caught_up_ms - me.last_caught_up_ms >= limit:
+            return False, f"node {node_id} is behind the leader {leader.node_id}"
+        return True, (f"node {node_id} caught up with leader {leader.node_id} (epoch {q.leader_epoch}, "
+                      f"voters {list(q.voter_ids)})")
+
+    return _poll(f"controller {node_id} caught up", check, timeout, progress)
+
+
+def voter_safe_to_stop(spec: ClusterSpec, node_id: int, timeout: float = 120, progress: Progress = None
+                       ) -> GateResult:
+    """Before stopping a KRaft voter: the other voters keep a caught-up majority (KafkaQuorumCheck).
+    Waits (bounded) for a lagging voter; never forces."""
+    limit = _fetch_timeout_ms(spec)
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if not st.reachable:
+            return False, f"quorum unreadable: {st.error}"
+        v = can_restart_voter(st.quorum, node_id, limit)
+        return v.ok, v.summary()
+
+    return _poll(f"controller {node_id} safe to stop", check, timeout, progress)

@@ -15,10 +15,15 @@ from reconciler.spec import ClusterSpec
 JAVA_PACKAGE = "openjdk-17-jre-headless"
 
 
+def svc_var(service: str) -> str:
+    """The host variable holding a service's values (kafka-controller -> kf_kafka_controller)."""
+    return "kf_" + service.replace("-", "_")
+
+
 def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, state: str) -> dict[str, Any]:
     return {
         "name": desired.service,
-        "user": desired.service,
+        "user": desired.account,
         "install_dir": install_dir,
         "artifact": {
             "id": art.artifact_id,
@@ -36,26 +41,31 @@ def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, sta
     }
 
 
-def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef,
+def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None,
               facts: dict[str, HostFacts] | None = None, state: str = "started",
               zk_members: dict[int, str] | None = None) -> dict[str, dict[str, Any]]:
     """Per-host vars for every host the spec or the observation names. `zk_members`: the running
     ensemble's membership, the seed a new ZooKeeper server joins with."""
+    from reconciler.diff import ArtifactIds
+    from reconciler.modes import mode_of
+
     facts = facts or {}
     out: dict[str, dict[str, Any]] = {}
     for host in list(spec.hosts()) + [h for h in facts if h not in spec.hosts()]:
         out[host] = {"kf_java_package": JAVA_PACKAGE}
-        for svc in ("kafka", "zookeeper"):
-            out[host][f"kf_{svc}"] = {"name": svc, "deletions": []}
-    for node in spec.zookeeper.nodes:
-        d = F.zookeeper_desired(spec, node, zookeeper.artifact_id)
-        out[node.host]["kf_zookeeper"] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state)
-        # written only where absent: once ZooKeeper has started, it keeps its membership itself
-        out[node.host]["kf_zookeeper"]["seed_files"] = [
-            {"path": F.ZK_SEED, "content": F.zk_seed(spec, node, zk_members), "owner": "root", "mode": "0644"}]
-    for b in spec.brokers:
-        d = F.broker_desired(spec, b, kafka.artifact_id)
-        out[b.host]["kf_kafka"] = _svc_vars(d, kafka, spec.kafka.install_dir, state)
+        for svc in F.SERVICES:
+            out[host][svc_var(svc)] = {"name": svc, "deletions": []}
+    ids = ArtifactIds(kafka=kafka.artifact_id, zookeeper=zookeeper.artifact_id if zookeeper else None)
+    for d in mode_of(spec).services(spec, ids):
+        if d.service == "zookeeper":
+            assert zookeeper is not None and spec.zookeeper is not None
+            out[d.host][svc_var(d.service)] = _svc_vars(d, zookeeper, spec.zookeeper.install_dir, state)
+            # written only where absent: once ZooKeeper has started, it keeps its membership itself
+            node = next(n for n in spec.zookeeper.nodes if str(n.myid) == d.key)
+            out[d.host]["kf_zookeeper"]["seed_files"] = [
+                {"path": F.ZK_SEED, "content": F.zk_seed(spec, node, zk_members), "owner": "root", "mode": "0644"}]
+        else:
+            out[d.host][svc_var(d.service)] = _svc_vars(d, kafka, spec.kafka.install_dir, state)
     return out
 
 
@@ -91,7 +101,8 @@ def inventory(spec: ClusterSpec, hv: dict[str, dict[str, Any]]) -> dict[str, Any
             "vars": common,
             "hosts": hosts,
             "children": {
-                "zookeeper": {"hosts": {n.host: {} for n in spec.zookeeper.nodes}},
+                "zookeeper": {"hosts": {n.host: {} for n in spec.zk_nodes()}},
+                "kafka_controller": {"hosts": {c.host: {} for c in spec.controllers}},
                 "kafka": {"hosts": {b.host: {} for b in spec.brokers}},
             },
         }

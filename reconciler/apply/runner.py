@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -48,7 +49,10 @@ class HostResult:
 
 
 def ansible_env() -> dict[str, str]:
+    # ansible-playbook from the same environment as kafkaform (a venv need not be activated)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
     return {
+        "PATH": path,
         "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15",

@@ -167,3 +167,30 @@ def known_hosts_of(cluster: str) -> list[str]:
     """Hosts of the last applied revision: observed too, so dropped hosts can be cleaned up."""
     revs = revisions(cluster)
     return list(revs[-1]["hosts"]) if revs else []
+
+
+def kraft_identity(cluster: str) -> dict[str, Any] | None:
+    """The KRaft cluster id and initial controllers this machine formatted the cluster with."""
+    p = cluster_dir(cluster) / "kraft.json"
+    if not p.exists():
+        return None
+    try:
+        doc = json.loads(p.read_text())
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("cluster_id"), str) else None
+
+
+def save_kraft_identity(cluster: str, cluster_id: str, initial_controllers: str | None) -> None:
+    """Kept before the first node is formatted, so an interrupted create formats the rest alike."""
+    p = cluster_dir(cluster) / "kraft.json"
+    fd = open_private(p, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"cluster_id": cluster_id, "initial_controllers": initial_controllers}, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def forget_kraft_identity(cluster: str) -> None:
+    """After a destroy: the next create is a new cluster."""
+    (cluster_dir(cluster) / "kraft.json").unlink(missing_ok=True)

@@ -29,7 +29,7 @@ class HostTarget:
 
     host: str
     files: tuple[str, ...] = ()
-    services: tuple[str, ...] = ("zookeeper", "kafka")
+    services: tuple[str, ...] = ("zookeeper", "kafka-controller", "kafka")
     dirs: tuple[str, ...] = ()
     artifact_roots: tuple[str, ...] = artifacts.ROOTS  # install dirs holding <artifact id>/ARTIFACT
 
@@ -123,6 +123,7 @@ def collect(
     *,
     transport_factory: TransportFactory | None = None,
     read_cluster_state: bool = True,
+    cluster_reader: Callable[[float], ClusterState] | None = None,
     progress: Progress | None = None,
     command_timeout: float = 60.0,
     cluster_timeout: float = 3.0,
@@ -144,9 +145,12 @@ def collect(
     hosts: dict[str, HostFacts] = {}
     workers = max(1, min(max_workers, len(targets) + 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as ex:
-        cluster_f = (
-            ex.submit(observe_cluster, zk_hosts, cluster_timeout) if read_cluster_state and zk_hosts else None
-        )
+        if not read_cluster_state:
+            cluster_f = None
+        elif cluster_reader is not None:  # KRaft: the Admin API
+            cluster_f = ex.submit(cluster_reader, cluster_timeout)
+        else:
+            cluster_f = ex.submit(observe_cluster, zk_hosts, cluster_timeout) if zk_hosts else None
         futures = [ex.submit(observe_host, t, ssh, factory, command_timeout) for t in targets]
         for fut in as_completed(futures):
             facts = fut.result()

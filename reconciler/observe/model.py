@@ -69,9 +69,37 @@ class PartitionState(_Frozen):
     reassigning: bool = False  # a reassignment of this partition is in progress
 
 
-class ClusterState(_Frozen):
-    """Cluster-level view from ZooKeeper (kazoo) and the Kafka Admin API."""
+class QuorumMember(_Frozen):
+    """A KRaft voter or observer as DescribeQuorum reports it."""
 
+    node_id: int
+    directory_id: str | None = None  # base64url, as meta.properties has it
+    log_end_offset: int = -1
+    last_caught_up_ms: int | None = None
+    last_fetch_ms: int | None = None
+
+
+class Quorum(_Frozen):
+    """The metadata quorum: KRaft's controllers (from DescribeQuorum), or a ZooKeeper ensemble."""
+
+    kind: str  # "kraft" | "zookeeper"
+    leader_id: int | None = None
+    leader_epoch: int | None = None
+    high_watermark: int | None = None
+    voters: tuple[QuorumMember, ...] = ()
+    observers: tuple[QuorumMember, ...] = ()
+    endpoints: dict[int, str] = Field(default_factory=dict)  # node id -> controller host:port
+
+    @property
+    def voter_ids(self) -> tuple[int, ...]:
+        return tuple(v.node_id for v in self.voters)
+
+
+class ClusterState(_Frozen):
+    """Cluster-level view: ZooKeeper mode from ZooKeeper (kazoo) and the Admin API, KRaft from the
+    Admin API alone (`mode`)."""
+
+    mode: str = "zookeeper"
     zookeeper_reachable: bool = False
     zookeeper_error: str | None = None
     zookeeper_modes: dict[str, str] = Field(default_factory=dict)  # host -> leader/follower/standalone/down
@@ -84,9 +112,28 @@ class ClusterState(_Frozen):
     topic_min_isr: dict[str, int] = Field(default_factory=dict)  # topic-level min.insync.replicas overrides
     # ZooKeeper's own membership (/zookeeper/config): myid -> "host:peer:election:role;client"
     zookeeper_members: dict[int, str] = Field(default_factory=dict)
-    # Replication throttles set in ZooKeeper (topic throttled-replica lists, broker throttle rates)
+    # Replication throttles (topic throttled-replica lists, broker throttle rates)
     throttled_topics: tuple[str, ...] = ()
     throttled_brokers: tuple[int, ...] = ()
+    # KRaft
+    cluster_id: str | None = None
+    fenced_brokers: tuple[int, ...] = ()  # registered but fenced (down, or not caught up)
+    quorum: Quorum | None = None
+    features: dict[str, int] = Field(default_factory=dict)  # finalized feature levels (metadata.version ...)
+    supported_features: dict[str, tuple[int, int]] = Field(default_factory=dict)  # (min, max) of the answering node
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the cluster's state could be read (ZooKeeper in ZooKeeper mode, the Admin API in KRaft)."""
+        return self.kafka_reachable if self.mode == "kraft" else self.zookeeper_reachable
+
+    @property
+    def error(self) -> str | None:
+        return self.kafka_error if self.mode == "kraft" else self.zookeeper_error
+
+    @property
+    def unfenced_brokers(self) -> tuple[int, ...]:
+        return tuple(b for b in self.broker_ids if b not in self.fenced_brokers)
 
     @property
     def reassigning(self) -> list[str]:
@@ -132,6 +179,8 @@ class ObservedCluster(_Frozen):
                 (p.topic, p.partition, list(p.replicas)) for p in self.cluster.partitions
             ),
             "zookeeper_members": sorted(self.cluster.zookeeper_members),
+            "voters": list(self.cluster.quorum.voter_ids) if self.cluster.quorum else [],
+            "features": sorted(self.cluster.features.items()),
             "throttles": [list(self.cluster.throttled_topics), list(self.cluster.throttled_brokers)],
         }
         blob = json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()

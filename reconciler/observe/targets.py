@@ -5,6 +5,7 @@ observing before it has loaded the planning modules (start-up time overlaps SSH 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from reconciler.apply.state import known_hosts_of
 from reconciler.files import managed_paths
@@ -25,8 +26,17 @@ def observe(spec: ClusterSpec, progress: Callable[[str, str], None] | None = Non
     """Facts from every host the spec names (plus hosts of the last applied revision)."""
     hosts = spec.hosts() + [h for h in known_hosts_of(spec.name) + (extra_hosts or []) if h not in spec.hosts()]
     paths = managed_paths(spec)
-    dirs = tuple(sorted({d for b in spec.brokers for d in b.data_dirs} | {spec.zookeeper.data_dir}))
-    roots = (spec.kafka.install_dir, spec.zookeeper.install_dir)
-    targets = [HostTarget(host=h, files=paths, dirs=dirs, artifact_roots=roots) for h in hosts]
-    zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
-    return collect(spec.name, targets, ssh_settings(spec), zk, progress=progress)
+    data = {d for b in spec.brokers for d in b.data_dirs} | {c.metadata_dir for c in spec.controllers}
+    roots: tuple[str, ...] = (spec.kafka.install_dir,)
+    zk: list[str] = []
+    if spec.zookeeper is not None:
+        data.add(spec.zookeeper.data_dir)
+        roots += (spec.zookeeper.install_dir,)
+        zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
+    targets = [HostTarget(host=h, files=paths, dirs=tuple(sorted(data)), artifact_roots=roots) for h in hosts]
+    reader = None
+    if spec.kraft:
+        from reconciler.modes import mode_of
+
+        reader = partial(mode_of(spec).read_cluster, spec)
+    return collect(spec.name, targets, ssh_settings(spec), zk, progress=progress, cluster_reader=reader)

@@ -1,25 +1,41 @@
 """Changes -> a DAG of steps. Pure; the graph is built from the changes only.
 
 Ordering rules, each one edge family below:
-1. per resource: install Java -> install artifact -> write config -> start / restart;
-2. ZooKeeper before Kafka: every broker start or restart waits for every ZooKeeper step,
-   so the quorum is up before brokers register;
-3. restarts are one at a time (ZooKeeper followers before the leader, brokers by id with the
-   active controller last), chained so the executor can never run two at once;
-4. removal: brokers stop before ZooKeeper, and a service stops before its files go;
+1. per resource: install Java -> install artifact -> write config -> (KRaft) format storage ->
+   start / restart;
+2. the metadata quorum before brokers: every broker start or restart waits for every step of the
+   quorum's nodes (ZooKeeper servers, or KRaft controllers), so the quorum is up before brokers
+   register;
+3. restarts are one at a time (quorum followers before the quorum leader: ZooKeeper's leader, the
+   active KRaft controller; then brokers by id with the active controller last), chained so the
+   executor can never run two at once;
+4. removal: brokers stop before the quorum's nodes, and every leaving service stops before any
+   files go;
 5. partition reassignment after every broker start/restart, and before any broker stops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
-from reconciler.safety import can_restart, rack_groups, restart_order
+from reconciler.safety import can_restart, can_restart_voter, rack_groups, restart_order
+
+QUORUM_SERVICES = ("zookeeper", "kafka-controller")
+
+
+@dataclass(frozen=True)
+class KRaftIds:
+    """What formatting KRaft storage needs: the cluster id, and for a new quorum the initial
+    controllers (`id@host:port:directory-id,...`) every initial voter is formatted with."""
+
+    cluster_id: str
+    initial_controllers: str | None  # None: the quorum exists already
 
 RECONFIG_AVAILABILITY = ("ZooKeeper keeps its quorum: the new membership commits through the current quorum "
                          "and needs a quorum of the new ensemble serving; no server restarts")
@@ -32,22 +48,39 @@ def _sid(kind: StepKind, host: str, service: str | None) -> str:
 
 
 def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
-    """ZooKeeper first (followers before the leader), then brokers in safety.restart_order."""
+    """The quorum first (ZooKeeper followers before the leader, then KRaft controllers with the
+    active controller last), then brokers in safety.restart_order (the active controller last: a
+    combined node that leads the quorum)."""
+    changes = list(changes)
     modes = observed.cluster.zookeeper_modes
     zk = sorted((c for c in changes if c.service == "zookeeper"),
                 key=lambda c: (modes.get(c.host) == "leader", int(c.key)))
+    leader = observed.cluster.quorum.leader_id if observed.cluster.quorum else None
+    ctrl = sorted((c for c in changes if c.service == "kafka-controller"),
+                  key=lambda c: (int(c.key) == leader, int(c.key)))
     brokers = {int(c.key): c for c in changes if c.service == "kafka"}
-    return zk + [brokers[i] for i in restart_order(brokers, observed.cluster.controller_id)]
+    return zk + ctrl + [brokers[i] for i in restart_order(brokers, observed.cluster.controller_id)]
 
 
-def _with_proof(step: Step, observed: ObservedCluster, default_min_isr: int) -> Step:
-    """Attach the availability proof to a broker restart, from the observed ISR."""
-    v = can_restart(observed.cluster, [int(step.address.split(".", 1)[1])], default_min_isr)  # type: ignore[union-attr]
-    text = v.summary()
-    if v.rf_at_or_below_min_isr:
-        text += ("; topics whose replication factor is <= min.insync.replicas (unavailable during any "
-                 f"restart of their brokers): {', '.join(v.rf_at_or_below_min_isr)}")
-    return step.model_copy(update={"availability": text, "unavailable": tuple(r.name for r in v.unavailable)})
+def _with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_isr: int) -> Step:
+    """Attach the availability proof to a restart: the min-ISR proof for a broker (from the
+    observed ISR), the quorum proof (KafkaQuorumCheck) for a KRaft voter; a combined node needs both."""
+    node = int(c.key)
+    texts: list[str] = []
+    unavailable: list[str] = []
+    if c.service == "kafka":
+        v = can_restart(observed.cluster, [node], default_min_isr)
+        texts.append(v.summary())
+        if v.rf_at_or_below_min_isr:
+            texts[-1] += ("; topics whose replication factor is <= min.insync.replicas (unavailable during any "
+                          f"restart of their brokers): {', '.join(v.rf_at_or_below_min_isr)}")
+        unavailable += [r.name for r in v.unavailable]
+    if c.voter:
+        q = can_restart_voter(observed.cluster.quorum, node)
+        texts.append(q.summary())
+        if not q.ok:
+            unavailable.append("the metadata quorum")
+    return step.model_copy(update={"availability": "; ".join(texts), "unavailable": tuple(unavailable)})
 
 
 def _rack_stages(ordered: list[Change], observed: ObservedCluster, default_min_isr: int,
@@ -70,7 +103,8 @@ def _rack_stages(ordered: list[Change], observed: ObservedCluster, default_min_i
 
 
 def build_steps(changes: list[Change], observed: ObservedCluster, default_min_isr: int = 1,
-                broker_racks: dict[int, str | None] | None = None) -> tuple[list[Step], list[tuple[str, str]]]:
+                broker_racks: dict[int, str | None] | None = None, kraft: KRaftIds | None = None
+                ) -> tuple[list[Step], list[tuple[str, str]]]:
     if not changes:
         return [], []
     import networkx as nx  # lazily: a no-op plan (the common case) needs no graph
@@ -85,7 +119,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     zk_done: list[str] = []  # last step of each ZooKeeper resource
     kafka_starts: list[str] = []
     restarts: list[tuple[Change, str]] = []
-    stops: dict[str, list[str]] = {"kafka": [], "zookeeper": []}
+    stops: dict[str, list[str]] = {"kafka": [], "zookeeper": [], "kafka-controller": []}
+    removes: list[str] = []
 
     reassign: str | None = None
     reconfig: Step | None = None
@@ -118,6 +153,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
                           service=c.service, address=c.address, deletions=c.deletions))
             g.add_edge(stop, rm)
             stops[c.service].append(stop)
+            removes.append(rm)
             continue
         prev: str | None = None
         if c.install_java:
@@ -136,20 +172,30 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             if prev:
                 g.add_edge(prev, s)
             prev = s
+        if c.format_storage:
+            if kraft is None:
+                raise ValueError(f"{c.address}: storage to format but no KRaft cluster id")
+            s = add(Step(id=_sid(StepKind.FORMAT_STORAGE, c.host, c.service), kind=StepKind.FORMAT_STORAGE,
+                         host=c.host, service=c.service, address=c.address, cluster_id=kraft.cluster_id,
+                         initial_controllers=kraft.initial_controllers if c.voter else None))
+            if prev:
+                g.add_edge(prev, s)
+            prev = s
         if c.dynamic_keys:
             s = add(Step(id=_sid(StepKind.ALTER_CONFIG, c.host, c.service), kind=StepKind.ALTER_CONFIG,
                          host=c.host, service=c.service, address=c.address, dynamic_keys=c.dynamic_keys))
             if prev:
                 g.add_edge(prev, s)
             continue
-        gate = f"broker_registered:{c.key}" if c.service == "kafka" else "zookeeper_quorum"
+        gate = {"kafka": f"broker_registered:{c.key}", "kafka-controller": f"controller_caught_up:{c.key}"}.get(
+            c.service, "zookeeper_quorum")
         last = prev
         if c.restart or c.start:
             kind = StepKind.RESTART if c.restart else StepKind.START
             step = Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
-                        address=c.address, gate=gate)
-            if kind is StepKind.RESTART and c.service == "kafka" and c.key.isdigit():
-                step = _with_proof(step, observed, default_min_isr)
+                        address=c.address, gate=gate, voter=c.voter)
+            if kind is StepKind.RESTART and c.service != "zookeeper" and c.key.isdigit():
+                step = _with_proof(step, c, observed, default_min_isr)
             s = add(step)
             if prev:
                 g.add_edge(prev, s)
@@ -158,7 +204,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
                 restarts.append((c, s))
             elif c.service == "kafka":
                 kafka_starts.append(s)
-        if c.service == "zookeeper" and last:
+        if c.service in QUORUM_SERVICES and last:
             zk_done.append(last)
 
     # 2. ZooKeeper before Kafka. A membership change comes after every other ZooKeeper step (new
@@ -223,7 +269,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             g.add_edge(end, cf)
         rs = add(_with_proof(Step(id=_sid(StepKind.RESTART, c.host, c.service) + "#final", kind=StepKind.RESTART,
                                   host=c.host, service=c.service, address=c.address, gate=gate),
-                             observed, default_min_isr))
+                             c, observed, default_min_isr))
         g.add_edge(cf, rs)
         if prev_final:
             g.add_edge(prev_final, rs)
@@ -240,9 +286,15 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
         for s in stops["kafka"]:
             g.add_edge(reassign, s)
     # 4. Brokers stop before ZooKeeper does.
-    for z in stops["zookeeper"]:
+    for z in stops["zookeeper"] + stops["kafka-controller"]:
         for k in stops["kafka"]:
             g.add_edge(k, z)
+    # 4b. Files go only once every leaving service has stopped (two Kafka services on a host share
+    #     a build: its jars are never deleted under a running JVM).
+    for rm in removes:
+        for stop in [x for group in stops.values() for x in group]:
+            if not g.has_edge(stop, rm):
+                g.add_edge(stop, rm)
 
     assert nx.is_directed_acyclic_graph(g), "plan graph has a cycle"
     steps = [g.nodes[n]["step"] for gen in nx.topological_generations(g) for n in sorted(gen)]
@@ -251,8 +303,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
 
 def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
                destroy: bool = False, default_min_isr: int = 1,
-               broker_racks: dict[int, str | None] | None = None) -> Plan:
-    steps, edges = build_steps(changes, observed, default_min_isr, broker_racks)
+               broker_racks: dict[int, str | None] | None = None, kraft: KRaftIds | None = None) -> Plan:
+    steps, edges = build_steps(changes, observed, default_min_isr, broker_racks, kraft)
     return Plan(
         kafkaform_version=__version__,
         cluster=observed.cluster_name,

@@ -25,6 +25,7 @@ class StepKind(StrEnum):
     INSTALL_JAVA = "install_java"
     INSTALL_ARTIFACT = "install_artifact"
     CONFIGURE = "configure"
+    FORMAT_STORAGE = "format_storage"  # KRaft: Kafka's storage tool formats the node's dirs once
     START = "start"
     RESTART = "restart"
     STOP = "stop"
@@ -59,11 +60,16 @@ class Step(BaseModel):
     throttled_topics: tuple[str, ...] = ()  # clear_throttles: topics whose throttled-replica lists go
     throttled_brokers: tuple[int, ...] = ()  # clear_throttles: brokers whose throttle rates go
     deletions: tuple[Deletion, ...] = ()  # remove: exactly the paths deleted, each with its proof
+    cluster_id: str | None = None  # format_storage: the KRaft cluster id (made once at create)
+    initial_controllers: str | None = None  # format_storage of an initial voter: id@host:port:dir,...
+    voter: bool = False  # KRaft: the node is a voter of the metadata quorum (restarts need the quorum proof)
 
     def describe(self) -> str:
         what = {
             StepKind.INSTALL_JAVA: "install Java",
             StepKind.INSTALL_ARTIFACT: f"install {self.artifact_id}",
+            StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
+            + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"
             + (f" (inter.broker.protocol.version held at {self.ibp_pin})" if self.ibp_pin else "")
             + (" (final: inter.broker.protocol.version raised)" if self.id.endswith("#final") else ""),

@@ -250,7 +250,7 @@ def check_graph(plan: Plan, hosts: set[str] | None = None) -> None:
         stuck = sorted(i for i in ids if indegree[i] > 0)[:3]
         raise PlanFileError(f"saved plan is damaged: its steps form a cycle (through {', '.join(stuck)})")
     for s in plan.steps:
-        if hosts is not None and s.host not in hosts:
+        if hosts is not None and s.host not in hosts and s.host != "cluster":  # cluster-wide steps (Admin API)
             raise PlanFileError(f"saved plan is damaged: step {s.id} is for host {s.host!r}, which neither the "
                                 "spec nor the cluster's last applied revision names")
         for d in s.deletions:

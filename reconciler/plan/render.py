@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.diff import Action, Change
 from reconciler.plan.model import Plan
+from reconciler.render.common import ADDRESS_PREFIX
 
 NO_CHANGES = "No changes. The cluster matches the spec."
 
@@ -22,7 +23,7 @@ def _q(v: str | None) -> str:
 
 
 def render_change(c: Change) -> list[str]:
-    label = "broker" if c.service == "kafka" else "zookeeper"
+    label = ADDRESS_PREFIX.get(c.service, c.service)
     verb = _VERB[c.action]
     if c.rolling_restart:
         verb += " (rolling restart)"

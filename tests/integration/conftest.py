@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_SPEC = REPO / "examples" / "lab.yaml"
+LAB_SPEC = REPO / "examples" / "lab-zookeeper.yaml"  # ZooKeeper mode, Kafka 3.9.1
+KRAFT_LAB_SPEC = REPO / "examples" / "lab.yaml"  # the default: KRaft, Kafka 4.4.0
 
 
 def _need_root() -> None:
@@ -79,7 +80,7 @@ def lab_for(cli: Cli, spec: Path, cluster: str) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def lab3(cli: Cli) -> Iterator[Path]:
-    """Three bare lab hosts for examples/lab.yaml; yields the spec path."""
+    """Three bare lab hosts for examples/lab-zookeeper.yaml; yields the spec path."""
     with lab_for(cli, LAB_SPEC, "lab") as spec:
         yield spec
 

@@ -138,31 +138,11 @@ def test_hostile_values_reach_the_broker_exactly_and_run_nothing(lab3: Path) -> 
         admin.close()
 
 
-def _config_values(res: object) -> dict[str, str]:
-    """{key: value} from kafka-python's describe_configs result (a dict, or a list of responses)."""
-    out: dict[str, str] = {}
-
-    def walk(x: object) -> None:
-        if isinstance(x, dict):
-            if "config_name" in x and "config_value" in x:
-                out[x["config_name"]] = x["config_value"]
-                return
-            for k, v in x.items():
-                if k in HOSTILE and isinstance(v, dict) and "value" in v:
-                    out[k] = v["value"]
-                else:
-                    walk(v)
-        elif isinstance(x, list | tuple):
-            if len(x) >= 2 and x[0] in HOSTILE and isinstance(x[1], str):
-                out[x[0]] = x[1]
-                return
-            for v in x:
-                walk(v)
-        elif hasattr(x, "to_object"):
-            walk(x.to_object())
-
-    walk(res)
-    return out
+def _config_values(res: dict[str, dict[str, dict[str, dict[str, object]]]]) -> dict[str, object]:
+    """{key: value} of one broker from kafka-python's describe_configs result
+    ({"broker": {"<id>": {key: {"value": ..., "config_source": ...}}}})."""
+    (configs,) = res["broker"].values()
+    return {k: v["value"] for k, v in configs.items()}
 
 
 # Writes the files of a JSON document {path: content} on a lab host (content given on stdin).

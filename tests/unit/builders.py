@@ -27,11 +27,14 @@ from reconciler.observe.model import (
     ManagedFile,
     ObservedCluster,
     PartitionState,
+    Quorum,
+    QuorumMember,
     ServiceState,
 )
 from reconciler.spec import ClusterSpec
 
 JAVA = "17.0.15"
+CLUSTER_ID = "kfTestClusterId0000000"
 MEM = 8 * 2**30
 
 
@@ -82,6 +85,10 @@ class Observed:
         self._topic_min_isr: dict[str, int] = {}
         self._zk_members: dict[int, str] = {}
         self._throttles: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
+        self._voters: list[int] = []
+        self._quorum_leader: int | None = None
+        self._behind: dict[int, int] = {}
+        self._fenced: set[int] = set()
 
     # -- whole-cluster starting points ---------------------------------------------------------
     @classmethod
@@ -126,27 +133,44 @@ class Observed:
         return self
 
     def converged(self, spec: ClusterSpec, artifacts: ArtifactIds) -> Self:
-        """The selected host exactly as the spec wants it, for each service the spec puts there."""
+        """The selected host exactly as the spec wants it, for each service the spec puts there
+        (KRaft: storage formatted, the node a voter of a quorum that leads from its first voter)."""
+        from reconciler.modes import mode_of
+
         h = self._h
         h.java_version = JAVA
-        for node in spec.zookeeper.nodes:
-            if node.host == h.host:
-                self._service_as_desired(F.zookeeper_desired(spec, node, artifacts.zookeeper),
-                                         artifacts.zookeeper, spec.zookeeper.install_dir)
+        for d in mode_of(spec).services(spec, artifacts):
+            if d.host != h.host:
+                continue
+            if d.service == "zookeeper":
+                assert spec.zookeeper is not None and artifacts.zookeeper is not None
+                node = next(n for n in spec.zookeeper.nodes if str(n.myid) == d.key)
+                self._service_as_desired(d, artifacts.zookeeper, spec.zookeeper.install_dir)
                 self._zk_modes.setdefault(h.host, "follower")
                 self._zk_members[node.myid] = F.zk_server_line(spec, node)[1]
-        for b in spec.brokers:
-            if b.host == h.host:
-                self._service_as_desired(F.broker_desired(spec, b, artifacts.kafka), artifacts.kafka,
-                                         spec.kafka.install_dir)
-                self._broker_ids.add(b.id)
+                continue
+            self._service_as_desired(d, artifacts.kafka, spec.kafka.install_dir)
+            if d.service == "kafka":
+                self._broker_ids.add(int(d.key))
+            if d.storage is not None:
+                for i, dir_path in enumerate(d.storage.dirs):
+                    self.file(f"{dir_path}/{F.META_PROPERTIES}",
+                              f"node.id={d.key}\ndirectory.id=DIR{d.key}x{i}\ncluster.id={CLUSTER_ID}\nversion=1\n")
+                if d.storage.voter:
+                    self._voters.append(int(d.key))
+        return self
+
+    def quorum(self, leader: int | None = None, behind: dict[int, int] | None = None) -> Self:
+        """KRaft: the quorum's leader and how far (ms) voters' last-caught-up times trail it."""
+        self._quorum_leader = leader
+        self._behind = dict(behind or {})
         return self
 
     def _service_as_desired(self, desired: F.ServiceDesired, artifact_id: str, install_dir: str) -> None:
         h = self._h
         for f in desired.files:
             h.files[f.path] = managed_file(f.path, f.content)
-        self.artifact(desired.service, artifact_id, install_dir)
+        self.artifact(F.artifact_name(desired.service), artifact_id, install_dir)
         self.service(desired.service, "active")
 
     def artifact(self, name: str, artifact_id: str, install_dir: str | None = None) -> Self:
@@ -228,13 +252,27 @@ class Observed:
                                                (isr[0] if isr else None), reassigning=reassigning))
         return self
 
+    def fenced(self, *brokers: int) -> Self:
+        self._fenced |= set(brokers)
+        return self
+
     def build(self) -> ObservedCluster:
         brokers_up = bool(self._broker_ids)
+        quorum = None
+        if self._voters:
+            leader = self._quorum_leader if self._quorum_leader is not None else self._voters[0]
+            now = 1_800_000_000_000
+            quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=3, high_watermark=100, voters=tuple(
+                QuorumMember(node_id=v, log_end_offset=100, last_caught_up_ms=now - self._behind.get(v, 0))
+                for v in sorted(self._voters)))
         state = ClusterState(
+            mode="kraft" if quorum else "zookeeper",
             zookeeper_reachable=bool(self._zk_modes), zookeeper_modes=dict(self._zk_modes),
-            broker_ids=tuple(sorted(self._broker_ids)), controller_id=self._controller,
+            broker_ids=tuple(sorted(self._broker_ids)),
+            controller_id=self._controller if not quorum else (self._controller or quorum.leader_id),
             kafka_reachable=brokers_up, partitions=tuple(self._partitions),
             topic_min_isr=dict(self._topic_min_isr), zookeeper_members=dict(self._zk_members),
-            throttled_topics=self._throttles[0], throttled_brokers=self._throttles[1])
+            throttled_topics=self._throttles[0], throttled_brokers=self._throttles[1], quorum=quorum,
+            fenced_brokers=tuple(sorted(self._fenced)), cluster_id=CLUSTER_ID if quorum else None)
         return ObservedCluster(cluster_name=self.cluster_name,
                                hosts={h: b.build() for h, b in self._hosts.items()}, cluster=state)

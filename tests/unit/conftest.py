@@ -10,7 +10,8 @@ from reconciler.diff import ArtifactIds
 from reconciler.spec import ClusterSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_YAML = REPO / "examples" / "lab.yaml"
+LAB_YAML = REPO / "examples" / "lab-zookeeper.yaml"  # the ZooKeeper-mode lab (unit tests of that mode)
+KRAFT_LAB_YAML = REPO / "examples" / "lab.yaml"
 SPECS = Path(__file__).resolve().parent / "specs"
 
 # Artifact ids as the artifact layer names them: <name>-<version>-<sha12>.

@@ -97,5 +97,5 @@ def test_whole_host_script_runs_under_local_sh(tmp_path: Path) -> None:
     assert facts.reachable, facts.error
     assert facts.cpus and facts.cpus >= 1 and facts.mem_total_bytes
     assert facts.files[str(f)].content == "broker.id=1\nsasl.jaas.config=(sensitive)\n"
-    assert set(facts.services) == {"zookeeper", "kafka"}
+    assert set(facts.services) == {"zookeeper", "kafka-controller", "kafka"}
     assert str(tmp_path) in facts.dir_usage_bytes

@@ -180,13 +180,15 @@ runner = CliRunner()
 def test_cli_validate_ok() -> None:
     result = runner.invoke(app, ["validate", str(LAB_YAML)])
     assert result.exit_code == 0, result.output
-    assert "The spec is valid: cluster 'lab', 3 brokers, 3 ZooKeeper nodes, Kafka 3.9.1." in result.stdout
+    assert ("The spec is valid: cluster 'lab', 3 brokers, 3 ZooKeeper nodes, Kafka 3.9.1 (zookeeper mode)."
+            in result.stdout)
 
 
 def test_cli_validate_ok_json() -> None:
     result = runner.invoke(app, ["validate", "--json", str(LAB_YAML)])
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"ok": True, "cluster": "lab", "brokers": 3, "zookeeper_nodes": 3}
+    assert json.loads(result.stdout) == {"ok": True, "cluster": "lab", "metadata_mode": "zookeeper", "brokers": 3,
+                                         "controllers": 0, "zookeeper_nodes": 3, "kafka_version": "3.9.1"}
 
 
 def test_cli_validate_bad_spec_exits_1_and_names_field() -> None:

@@ -1,0 +1,36 @@
+"""KRaft mode (Kafka 3.9+ with a dynamic quorum, the only mode of 4.x): controllers hold the
+metadata in a Raft quorum; dedicated controllers run as the kafka-controller service, combined
+nodes inside the broker's service. Everything is read through the Admin API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reconciler.render.common import ServiceDesired
+from reconciler.render.kafka import CONTROLLER_SERVICE, broker_desired, controller_desired
+
+if TYPE_CHECKING:
+    from reconciler.diff import ArtifactIds
+    from reconciler.observe.model import ClusterState
+    from reconciler.spec import ClusterSpec
+
+
+class KRaftMode:
+    name = "kraft"
+    quorum_service = CONTROLLER_SERVICE
+
+    def services(self, spec: ClusterSpec, ids: ArtifactIds, ibp_pin: str | None = None) -> list[ServiceDesired]:
+        out = [controller_desired(spec, c, ids.kafka) for c in spec.controllers]
+        return out + [broker_desired(spec, b, ids.kafka) for b in spec.brokers]
+
+    def artifact_id(self, service: str, ids: ArtifactIds) -> str:
+        return ids.kafka
+
+    def read_cluster(self, spec: ClusterSpec, timeout: float) -> ClusterState:
+        from reconciler.observe import kraft
+
+        return kraft.read_cluster(spec.bootstrap_brokers().split(","), timeout)
+
+    def quorum_leader(self, cluster: ClusterState) -> str | None:
+        leader = cluster.quorum.leader_id if cluster.quorum else None
+        return None if leader is None else str(leader)
