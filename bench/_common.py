@@ -35,10 +35,11 @@ def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True) 
 
 
 def write_inventory(inv: dict[str, Any], path: Path) -> Path:
-    """The inventory as kafkaform's runs see it: file contents detached into files beside it."""
-    from reconciler.apply.runner import detach_contents
+    """The inventory as kafkaform's runs see it (file contents base64, no template syntax)."""
+    from reconciler.apply.runner import check_no_templates
 
-    path.write_text(json.dumps(detach_contents(inv, path.parent / "files")))
+    check_no_templates(inv)
+    path.write_text(json.dumps(inv))
     return path
 
 

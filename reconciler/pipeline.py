@@ -159,8 +159,10 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
     risky = [s for s in plan.steps if s.unavailable]
     if risky and not allow_unavailable:
         raise PlanRefused([SpecIssue(path=s.address or s.host, message=(
-            f"restart refused: {s.availability}. Bring the missing replicas back into the ISR first "
-            "(or pass --allow-unavailable to accept the outage)")) for s in risky])
+            f"restart refused: {s.availability}. "
+            + ("Bring the quorum's other nodes back and caught up first (the quorum rule above) "
+               if "the metadata quorum" in s.unavailable else "Bring the missing replicas back into the ISR first ")
+            + "(or pass --allow-unavailable to accept the outage)")) for s in risky])
     return plan.model_copy(update={"allow_unavailable": allow_unavailable,
                                    "confirmed_restarts": tuple(confirmed) if not destroy else ()})
 
@@ -169,7 +171,7 @@ def destroy_changes(observed: ObservedCluster) -> list[Change]:
     """Delete every kafka and zookeeper service found (no drain: destroy removes the data too)."""
     out: list[Change] = []
     for _host, facts in sorted(observed.hosts.items()):
-        for service in ("kafka", "zookeeper"):
+        for service in F.SERVICES:
             c = delete_change(service, facts)
             if c:
                 out.append(c)

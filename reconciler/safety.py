@@ -156,12 +156,14 @@ class QuorumVerdict:
                 f"of {len(self.voters)} (KafkaQuorumCheck)")
 
 
-def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int = 2000) -> QuorumVerdict:
+def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int = 2000,
+                      down: frozenset[int] = frozenset()) -> QuorumVerdict:
     """Strimzi's KafkaQuorumCheck: restarting voter `node_id` keeps the quorum when, among the other
     voters, those that are the leader or whose last-caught-up time is within
     controller.quorum.fetch.timeout.ms of the leader's number at least (N + 2) // 2 (a majority of
     the N voters without counting the one that goes down). A node that is not a voter (an
-    observer) never affects the quorum."""
+    observer) never affects the quorum. `down`: voters known to be stopped (their service is not
+    running), which never count, however recent their last fetch."""
     if quorum is None or not quorum.voters:
         return QuorumVerdict(node_id, False, (), (), 0, None, reason="the quorum cannot be read")
     voters = quorum.voter_ids
@@ -173,7 +175,21 @@ def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int
     if leader is None or leader.last_caught_up_ms is None:
         return QuorumVerdict(node_id, False, voters, (), needed, quorum.leader_id,
                              reason="unsafe; the quorum has no leader with a last-caught-up time")
-    good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and (
+    good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and v.node_id not in down and (
         v.node_id == leader.node_id or (v.last_caught_up_ms is not None
                                         and leader.last_caught_up_ms - v.last_caught_up_ms < fetch_timeout_ms)))
     return QuorumVerdict(node_id, len(good) >= needed, voters, good, needed, quorum.leader_id)
+
+
+def can_restart_zookeeper(modes: dict[str, str], host: str, ensemble: int) -> QuorumVerdict:
+    """Restarting the ZooKeeper server on `host` keeps the ensemble's quorum when the other
+    servers that serve (leader or follower) are a majority of the ensemble."""
+    serving = tuple(sorted(h for h, m in modes.items() if h != host and m in ("leader", "follower")))
+    needed = ensemble // 2 + 1
+    if ensemble <= 1:
+        return QuorumVerdict(0, False, (), (), needed, None,
+                             reason="unsafe; a single ZooKeeper server has no quorum while it restarts")
+    ok = len(serving) >= needed
+    text = (f"{'safe' if ok else 'unsafe'}; {len(serving)} of the other {ensemble - 1} server(s) serve "
+            f"({', '.join(serving) or 'none'}); the ensemble needs {needed} of {ensemble}")
+    return QuorumVerdict(0, ok, (), (), needed, None, reason=text)

@@ -220,6 +220,9 @@ class KafkaSpec(_Model):
     metadata_mode: Literal["zookeeper", "kraft"] = "kraft"  # (default: zookeeper when the spec has a zookeeper section)
     controller_listener: ControllerListener = ControllerListener()
     controller_heap: Heap = "512m"  # dedicated KRaft controllers (controllers[].heap overrides)
+    # KRaft: settings for the dedicated controllers only (they also get the controller's share of
+    # `config`: partition and replication defaults, leader election, authorization)
+    controller_config: ConfigMap = Field(default_factory=dict)
     install_dir: ServicePath = "/opt/kafka"
     reassignment: ReassignmentSpec = ReassignmentSpec()
 
@@ -442,6 +445,11 @@ def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
     # Without authentication every client is ANONYMOUS: keep resources without ACLs open, as MSK
     # does for unauthenticated clusters, so turning the authorizer on does not lock everyone out.
     merged["allow.everyone.if.no.acl.found"] = True
+    if spec.kraft:
+        # KRaft's StandardAuthorizer keeps ACLs in the metadata log, so until that is loaded it
+        # refuses every request but a super user's, including the controllers' own Vote and Fetch:
+        # the quorum could never form. Without authentication every peer is User:ANONYMOUS.
+        merged["super.users"] = "User:ANONYMOUS"
     merged.update(spec.kafka.config)
     return merged
 
@@ -658,13 +666,16 @@ def _kraft_issues(spec: ClusterSpec, add: Any, caps: frozenset[str]) -> None:
 
 
 def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> None:
-    # Broker config keys and values.
-    for key in spec.kafka.config:
-        path = f"kafka.config.{key}"
-        if key in MANAGED_BROKER_KEYS:
-            add(path, f"set by {MANAGED_BROKER_KEYS[key]}, not under config")
-        elif table is not None and key not in table.broker_configs:
-            add(path, f"Kafka {version} has no broker config named {key!r}")
+    # Broker (and controller) config keys and values.
+    for section, keys in (("config", spec.kafka.config), ("controller_config", spec.kafka.controller_config)):
+        for key in keys:
+            path = f"kafka.{section}.{key}"
+            if key in MANAGED_BROKER_KEYS:
+                add(path, f"set by {MANAGED_BROKER_KEYS[key]}, not under {section}")
+            elif table is not None and key not in table.broker_configs:
+                add(path, f"Kafka {version} has no config named {key!r}")
+    if spec.kafka.controller_config and not spec.controllers:
+        add("kafka.controller_config", "only dedicated KRaft controllers (controllers) take controller_config")
 
     merged = broker_config(spec)
     nbrokers = len(spec.brokers)

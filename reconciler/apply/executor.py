@@ -17,7 +17,7 @@ import networkx as nx
 
 from reconciler import files as F
 from reconciler.apply import gates
-from reconciler.apply.inventory import ArtifactRef, host_vars, inventory, svc_var
+from reconciler.apply.inventory import ArtifactRef, file_var, host_vars, inventory, svc_var
 from reconciler.apply.runner import HostResult, StepRun
 from reconciler.apply.state import Journal
 from reconciler.diff import ArtifactIds
@@ -398,13 +398,12 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
             svc["deletions"] = [{"path": d.path, "proof": d.proof.value} for d in s.deletions]
         if s.kind is StepKind.FORMAT_STORAGE:
             d = desired_services(spec, kafka, None)[(s.host, s.service)] if spec.kraft else None
-            svc["format"] = {"argv": _format_argv(s, spec, kafka),
-                             "dirs": list(d.storage.dirs) if d and d.storage else []}
+            dirs = [{"path": p, "owner": d.account} for p in d.storage.dirs] if d and d.storage else []
+            svc["format"] = {"argv": _format_argv(s, spec, kafka), "dirs": dirs}
         if s.kind is StepKind.CONFIGURE and s.ibp_pin:
             broker = next(b for b in spec.brokers if b.host == s.host)
             pinned = broker_desired(spec, broker, kafka.artifact_id, ibp_pin=s.ibp_pin)
-            svc["files"] = [{"path": f.path, "content": f.content, "owner": f.owner, "mode": f.mode}
-                            for f in pinned.files]
+            svc["files"] = [file_var(f.path, f.content, f.owner, f.mode) for f in pinned.files]
         hv[var] = svc
         new_hosts[s.host] = hv
     return {"all": {**inv["all"], "hosts": new_hosts}}

@@ -74,7 +74,7 @@ def reader_for(spec: ClusterSpec) -> ClusterReader:
         if spec.kraft:
             from reconciler.observe import kraft
 
-            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","))
+            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","), spec.quorum_bootstrap().split(","))
         else:
             readers[key] = zookeeper.SessionReader(_zk(spec))
     return readers[key]
@@ -302,7 +302,8 @@ FETCH_TIMEOUT_MS = 2000  # controller.quorum.fetch.timeout.ms (Kafka's default)
 
 
 def _fetch_timeout_ms(spec: ClusterSpec) -> int:
-    raw = str(spec.kafka.config.get("controller.quorum.fetch.timeout.ms", FETCH_TIMEOUT_MS))
+    raw = str({**spec.kafka.config, **spec.kafka.controller_config}.get("controller.quorum.fetch.timeout.ms",
+                                                                       FETCH_TIMEOUT_MS))
     return int(raw) if raw.isdigit() else FETCH_TIMEOUT_MS
 
 
@@ -316,7 +317,7 @@ def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
         q = st.quorum
-        if not st.reachable or q is None:
+        if q is None:
             return False, f"quorum unreadable: {st.error}"
         members = {m.node_id: m for m in (*q.voters, *q.observers)}
         leader = members.get(q.leader_id) if q.leader_id is not None else None
@@ -343,7 +344,7 @@ def voter_safe_to_stop(spec: ClusterSpec, node_id: int, timeout: float = 120, pr
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
-        if not st.reachable:
+        if st.quorum is None:
             return False, f"quorum unreadable: {st.error}"
         v = can_restart_voter(st.quorum, node_id, limit)
         return v.ok, v.summary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shlex
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from reconciler.observe.model import HostFacts
 from reconciler.spec import ClusterSpec
 
 JAVA_PACKAGE = "openjdk-17-jre-headless"
+
+
+def file_var(path: str, content: str, owner: str, mode: str) -> dict[str, str]:
+    """A file for the kf_files module: its content base64-encoded, so Ansible sees no template."""
+    return {"path": path, "content_b64": base64.b64encode(content.encode("utf-8")).decode("ascii"),
+            "owner": owner, "mode": mode}
 
 
 def svc_var(service: str) -> str:
@@ -33,7 +40,7 @@ def _svc_vars(desired: F.ServiceDesired, art: ArtifactRef, install_dir: str, sta
             "marker": {"name": art.name, "version": art.version, "sha256": art.sha256},
         },
         "dirs": [{"path": d.path, "owner": d.owner, "mode": d.mode} for d in desired.dirs],
-        "files": [{"path": f.path, "content": f.content, "owner": f.owner, "mode": f.mode} for f in desired.files],
+        "files": [file_var(f.path, f.content, f.owner, f.mode) for f in desired.files],
         "state": state,
         "port": desired.port,
         "listen_host": desired.host,
@@ -63,7 +70,7 @@ def host_vars(spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | No
             # written only where absent: once ZooKeeper has started, it keeps its membership itself
             node = next(n for n in spec.zookeeper.nodes if str(n.myid) == d.key)
             out[d.host]["kf_zookeeper"]["seed_files"] = [
-                {"path": F.ZK_SEED, "content": F.zk_seed(spec, node, zk_members), "owner": "root", "mode": "0644"}]
+                file_var(F.ZK_SEED, F.zk_seed(spec, node, zk_members), "root", "0644")]
         else:
             out[d.host][svc_var(d.service)] = _svc_vars(d, kafka, spec.kafka.install_dir, state)
     return out

@@ -12,15 +12,14 @@ The private data dir holds rendered files (possibly secrets) and is deleted afte
 Ansible never templates kafkaform's data. Ansible evaluates any string it reads from an
 inventory as Jinja (a spec value `{{ lookup('pipe', ...) }}` would run a command on the control
 machine), and its `!unsafe` tag is no way out: ansible-core 2.19 re-resolves a tagged scalar's
-type, so the content "1\n" arrives as the integer 1. So every file's content is written into the
-run's private dir and copied from there byte for byte (`src:`), and what remains in the inventory
-(paths, names, modes, hosts, artifact ids: each checked for its field) is refused if it could
-contain template syntax at all.
+type, so the content "1\n" arrives as the integer 1. So file contents travel base64-encoded
+(`content_b64`, written by playbooks/library/kf_files.py), and every string the inventory holds
+(paths, names, modes, hosts, artifact ids: each checked for its field) is refused before the run
+if it could contain template syntax at all.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -75,26 +74,17 @@ class TemplatedDataError(ValueError):
     checked before they get here)."""
 
 
-def detach_contents(inventory: Any, files_dir: Path) -> Any:
-    """A copy of the inventory where every `{"content": ...}` file is written to `files_dir` and
-    named by `src` instead; raises TemplatedDataError for any other string Ansible would template."""
+def check_no_templates(inventory: Any) -> None:
+    """Raise TemplatedDataError for any string Ansible would evaluate as a template."""
     if isinstance(inventory, dict):
-        if "content" in inventory and isinstance(inventory["content"], str):
-            data = inventory["content"].encode("utf-8")
-            src = files_dir / hashlib.sha256(data).hexdigest()
-            if not src.exists():
-                files_dir.mkdir(mode=0o700, exist_ok=True)
-                fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-            rest = {k: v for k, v in inventory.items() if k != "content"}
-            return {**detach_contents(rest, files_dir), "src": str(src)}
-        return {str(detach_contents(k, files_dir)): detach_contents(v, files_dir) for k, v in inventory.items()}
-    if isinstance(inventory, list | tuple):
-        return [detach_contents(v, files_dir) for v in inventory]
-    if isinstance(inventory, str) and any(t in inventory for t in _TEMPLATE_SYNTAX):
+        for k, v in inventory.items():
+            check_no_templates(k)
+            check_no_templates(v)
+    elif isinstance(inventory, list | tuple):
+        for v in inventory:
+            check_no_templates(v)
+    elif isinstance(inventory, str) and any(t in inventory for t in _TEMPLATE_SYNTAX):
         raise TemplatedDataError(f"{inventory[:80]!r} would be evaluated by Ansible as a template; refusing to run")
-    return inventory
 
 
 def sweep_orphans(min_age_s: float = 120) -> None:
@@ -135,7 +125,7 @@ class StepRun:
         self._go_file = Path(self._pdd) / "go"
         self._final: dict[str, HostResult] | None = None
         try:
-            inventory = detach_contents(inventory, Path(self._pdd) / "files")
+            check_no_templates(inventory)
         except TemplatedDataError:
             shutil.rmtree(self._pdd, ignore_errors=True)
             raise

@@ -29,7 +29,7 @@ class KRaftMode:
     def read_cluster(self, spec: ClusterSpec, timeout: float) -> ClusterState:
         from reconciler.observe import kraft
 
-        return kraft.read_cluster(spec.bootstrap_brokers().split(","), timeout)
+        return kraft.read_cluster(spec.bootstrap_brokers().split(","), spec.quorum_bootstrap().split(","), timeout)
 
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         leader = cluster.quorum.leader_id if cluster.quorum else None

@@ -1,10 +1,12 @@
 """Cluster view of a KRaft cluster, all through the Kafka Admin API (kafka-python).
 
-One read: DescribeCluster (brokers, fenced or not), DescribeQuorum (leader, epoch, voters and
-observers with log end offsets and last-caught-up times), DescribeTopics (replicas, ISR,
-leaders), ListPartitionReassignments, DescribeFeatures (finalized and supported levels) and
-DescribeConfigs (topic min.insync.replicas overrides, replication throttles). A `SessionReader`
-keeps one admin client for a whole apply (gates poll several times a second).
+One read: DescribeQuorum (leader, epoch, voters and observers with log end offsets and
+last-caught-up times) sent straight to the controllers (KIP-919: they answer it on the controller
+listener, so the quorum is readable while no broker runs: a new cluster, a broken one), then from
+the brokers DescribeCluster (brokers, fenced or not), DescribeTopics (replicas, ISR, leaders),
+ListPartitionReassignments, DescribeFeatures (finalized and supported levels) and DescribeConfigs
+(topic min.insync.replicas overrides, replication throttles). A `SessionReader` keeps one admin
+client for a whole apply (gates poll several times a second).
 
 Nothing here raises to the caller: failures become `kafka_reachable=False` plus a reason.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
+import struct
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +81,58 @@ def to_quorum(doc: dict[str, Any]) -> Quorum:
     )
 
 
+class QuorumUnreadable(Exception):
+    pass
+
+
+def _describe_quorum_at(endpoint: str, timeout: float) -> dict[str, Any]:
+    """One DescribeQuorum (v2) request to one controller over a plain socket."""
+    from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
+
+    topic = DescribeQuorumRequest.TopicData
+    req = DescribeQuorumRequest(version=2, topics=[topic(topic_name="__cluster_metadata",
+                                                         partitions=[topic.PartitionData(partition_index=0)])])
+    req.with_header(correlation_id=1, client_id="kafkaform-observe")
+    host, _, port = endpoint.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(req.encode(version=2, header=True, framed=True))
+        head = _recv(s, 4)
+        size = struct.unpack(">i", head)[0]
+        if not 0 < size < 16 * 2**20:
+            raise QuorumUnreadable(f"{endpoint}: bad response size {size}")
+        return DescribeQuorumResponse.decode(_recv(s, size), version=2, header=True).to_dict()
+
+
+def _recv(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise QuorumUnreadable("connection closed mid-response")
+        buf += chunk
+    return buf
+
+
+def describe_quorum(controllers: list[str], timeout: float = 3.0) -> Quorum:
+    """The quorum from whichever controller leads it (the others answer NOT_LEADER_OR_FOLLOWER).
+    Raises QuorumUnreadable with each controller's answer when none leads."""
+    seen: list[str] = []
+    for endpoint in controllers:
+        try:
+            doc = _describe_quorum_at(endpoint, timeout)
+        except (OSError, QuorumUnreadable, ValueError) as e:
+            seen.append(f"{endpoint}: {type(e).__name__}: {e}")
+            continue
+        parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
+        if doc.get("error_code") or not parts or parts[0].get("error_code"):
+            code = doc.get("error_code") or (parts[0].get("error_code") if parts else "no partition")
+            seen.append(f"{endpoint}: not the leader (error {code})")
+            continue
+        return to_quorum(doc)
+    raise QuorumUnreadable("no controller answers as the quorum's leader (" + "; ".join(seen) + ")")
+
+
 def _admin(bootstrap: list[str], timeout: float) -> KafkaAdminClient:
     from kafka.admin import KafkaAdminClient
 
@@ -91,13 +147,15 @@ def _admin(bootstrap: list[str], timeout: float) -> KafkaAdminClient:
     return admin
 
 
-def read_with(admin: KafkaAdminClient) -> ClusterState:
-    """Everything the plan and the gates need, through one admin client. Raises on failure."""
+def read_with(admin: KafkaAdminClient, quorum: Quorum | None = None) -> ClusterState:
+    """Everything the plan and the gates need, through one admin client (the quorum as read from
+    the controllers, else through the brokers). Raises on failure."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
     desc = admin.describe_cluster()
     brokers = desc.get("brokers") or []
-    quorum = to_quorum(admin.describe_metadata_quorum())
+    if quorum is None:
+        quorum = to_quorum(admin.describe_metadata_quorum())
     parts = to_partitions(admin.describe_topics())
     moving = {(tp.topic, tp.partition) for tp in (admin.list_partition_reassignments() or {})}
     parts = tuple(p.model_copy(update={"reassigning": True}) if (p.topic, p.partition) in moving else p
@@ -150,35 +208,48 @@ def _reason(e: Exception, bootstrap: list[str]) -> str:
     return f"{','.join(bootstrap)}: {text}"
 
 
-def read_cluster(bootstrap: list[str], timeout: float = 3.0) -> ClusterState:
+def read_cluster(bootstrap: list[str], controllers: list[str], timeout: float = 3.0) -> ClusterState:
     """One read with a client of its own; never raises."""
-    admin = None
+    reader = SessionReader(bootstrap, controllers, timeout)
     try:
-        admin = _admin(bootstrap, timeout)
-        return read_with(admin)
-    except Exception as e:
-        return ClusterState(mode="kraft", kafka_error=_reason(e, bootstrap))
+        return reader.read()
     finally:
-        if admin is not None:
-            _close(admin)
+        reader.close()
 
 
 class SessionReader:
-    """One admin client reused across many reads; reconnects after a failure; never raises."""
+    """The quorum from the controllers, the rest through one admin client reused across many reads
+    (it reconnects after a failure); never raises. A cluster whose brokers do not answer still
+    shows its quorum (kafka_reachable False)."""
 
-    def __init__(self, bootstrap: list[str], timeout: float = 3.0) -> None:
+    def __init__(self, bootstrap: list[str], controllers: list[str], timeout: float = 3.0) -> None:
         self.bootstrap = bootstrap
+        self.controllers = list(controllers)
         self.timeout = timeout
         self._admin: KafkaAdminClient | None = None
 
+    def _quorum(self) -> tuple[Quorum | None, str | None]:
+        try:
+            q = describe_quorum(self.controllers, self.timeout)
+        except QuorumUnreadable as e:
+            return None, str(e)
+        leader = q.endpoints.get(q.leader_id) if q.leader_id is not None else None
+        if leader in self.controllers:  # ask the leader first next time
+            self.controllers.remove(leader)
+            self.controllers.insert(0, leader)
+        return q, None
+
     def read(self) -> ClusterState:
+        quorum, quorum_error = self._quorum()
         try:
             if self._admin is None:
                 self._admin = _admin(self.bootstrap, self.timeout)
-            return read_with(self._admin)
+            return read_with(self._admin, quorum)
         except Exception as e:  # the caller's gate reports it and keeps polling
             self.close()
-            return ClusterState(mode="kraft", kafka_error=_reason(e, self.bootstrap))
+            error = _reason(e, self.bootstrap) + (f"; quorum: {quorum_error}" if quorum_error else "")
+            return ClusterState(mode="kraft", kafka_error=error, quorum=quorum,
+                                controller_id=quorum.leader_id if quorum else None)
 
     def close(self) -> None:
         if self._admin is not None:

@@ -3,9 +3,9 @@
 Ordering rules, each one edge family below:
 1. per resource: install Java -> install artifact -> write config -> (KRaft) format storage ->
    start / restart;
-2. the metadata quorum before brokers: every broker start or restart waits for every step of the
-   quorum's nodes (ZooKeeper servers, or KRaft controllers), so the quorum is up before brokers
-   register;
+2. the metadata quorum before brokers: every broker restart waits for every step of the quorum's
+   nodes (ZooKeeper servers, KRaft controllers), and every broker start for ZooKeeper's (a KRaft
+   broker waits for its controllers by itself; a new KRaft quorum starts together with its brokers);
 3. restarts are one at a time (quorum followers before the quorum leader: ZooKeeper's leader, the
    active KRaft controller; then brokers by id with the active controller last), chained so the
    executor can never run two at once;
@@ -24,7 +24,7 @@ from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Plan, Step, StepKind
-from reconciler.safety import can_restart, can_restart_voter, rack_groups, restart_order
+from reconciler.safety import can_restart, can_restart_voter, can_restart_zookeeper, rack_groups, restart_order
 
 QUORUM_SERVICES = ("zookeeper", "kafka-controller")
 
@@ -62,12 +62,20 @@ def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list
     return zk + ctrl + [brokers[i] for i in restart_order(brokers, observed.cluster.controller_id)]
 
 
-def _with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_isr: int) -> Step:
+def _with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_isr: int,
+                down: frozenset[int] = frozenset()) -> Step:
     """Attach the availability proof to a restart: the min-ISR proof for a broker (from the
     observed ISR), the quorum proof (KafkaQuorumCheck) for a KRaft voter; a combined node needs both."""
     node = int(c.key)
     texts: list[str] = []
     unavailable: list[str] = []
+    if c.service == "zookeeper":
+        modes = observed.cluster.zookeeper_modes
+        z = can_restart_zookeeper(modes, c.host, max(len(modes), 1))
+        if not z.ok:
+            unavailable.append("the metadata quorum")
+        return step.model_copy(update={"availability": f"zookeeper on {c.host}: {z.reason}",
+                                       "unavailable": tuple(unavailable)})
     if c.service == "kafka":
         v = can_restart(observed.cluster, [node], default_min_isr)
         texts.append(v.summary())
@@ -76,7 +84,7 @@ def _with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_is
                           f"restart of their brokers): {', '.join(v.rf_at_or_below_min_isr)}")
         unavailable += [r.name for r in v.unavailable]
     if c.voter:
-        q = can_restart_voter(observed.cluster.quorum, node)
+        q = can_restart_voter(observed.cluster.quorum, node, down=down)
         texts.append(q.summary())
         if not q.ok:
             unavailable.append("the metadata quorum")
@@ -125,6 +133,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     reassign: str | None = None
     reconfig: Step | None = None
     drained = {d for c in changes for d in c.drain}
+    # voters whose service is not running now (stopped by hand, crashed): never part of a majority
+    down_voters = frozenset(int(c.key) for c in changes if c.voter and c.start and c.key.isdigit())
     clear: str | None = None
     for c in changes:
         if c.throttled_topics or c.throttled_brokers:
@@ -194,8 +204,8 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             kind = StepKind.RESTART if c.restart else StepKind.START
             step = Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
                         address=c.address, gate=gate, voter=c.voter)
-            if kind is StepKind.RESTART and c.service != "zookeeper" and c.key.isdigit():
-                step = _with_proof(step, c, observed, default_min_isr)
+            if kind is StepKind.RESTART and c.key.isdigit():
+                step = _with_proof(step, c, observed, default_min_isr, down_voters)
             s = add(step)
             if prev:
                 g.add_edge(prev, s)
@@ -223,7 +233,14 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             g.add_edge(reconfig.id, s)
             if reconfig.zk_leave:  # the server stops only once it is out of the ensemble
                 g.nodes[s]["step"] = g.nodes[s]["step"].model_copy(update={"gate": "left_ensemble"})
-    for k in kafka_starts + kafka_rolls:
+    # A ZooKeeper-mode broker gives up when ZooKeeper is not there, so ZooKeeper starts first; a
+    # KRaft broker waits for its controllers, and a new quorum is only readable (Admin API) once a
+    # broker is up, so new controllers and brokers start together. Restarts: the quorum first.
+    zk_only = [z for z in zk_done if g.nodes[z]["step"].service == "zookeeper"]
+    for k in kafka_starts:
+        for z in zk_only:
+            g.add_edge(z, k)
+    for k in kafka_rolls:
         for z in zk_done:
             g.add_edge(z, k)
     # 3. One restart at a time, in safe order (or one rack at a time when asked and proven safe).
@@ -269,7 +286,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
             g.add_edge(end, cf)
         rs = add(_with_proof(Step(id=_sid(StepKind.RESTART, c.host, c.service) + "#final", kind=StepKind.RESTART,
                                   host=c.host, service=c.service, address=c.address, gate=gate),
-                             c, observed, default_min_isr))
+                             c, observed, default_min_isr, down_voters))
         g.add_edge(cf, rs)
         if prev_final:
             g.add_edge(prev_final, rs)

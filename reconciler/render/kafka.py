@@ -92,12 +92,35 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None
     return _properties(spec.name, managed + sorted(merged.items()))
 
 
+# Cluster-wide settings a KRaft controller itself acts on: it creates topics (partition count and
+# replication defaults), elects leaders (unclean election, the preferred-leader balancer), fences
+# brokers (heartbeats, sessions) and authorizes requests. Everything else in kafka.config is the
+# brokers' alone, so changing it does not roll the controllers.
+CONTROLLER_KEYS = frozenset({
+    "num.partitions", "default.replication.factor", "min.insync.replicas", "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable", "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage", "create.topic.policy.class.name", "alter.config.policy.class.name",
+    "broker.heartbeat.interval.ms", "broker.session.timeout.ms", "allow.everyone.if.no.acl.found", "super.users",
+    "num.network.threads", "num.io.threads", "queued.max.requests", "request.timeout.ms",
+    "eligible.leader.replicas.enable",
+})
+CONTROLLER_KEY_PREFIXES = ("controller.", "metadata.", "authorizer.", "sasl.", "ssl.", "security.", "principal.",
+                           "listener.name.", "connections.max.", "socket.", "quota.", "delegation.token.")
+
+
+def controller_config(spec: ClusterSpec) -> dict[str, object]:
+    """What a dedicated controller gets: the controller's share of the cluster-wide settings, then
+    kafka.controller_config on top."""
+    merged = {k: v for k, v in broker_config(spec).items()
+              if k in CONTROLLER_KEYS or k.startswith(CONTROLLER_KEY_PREFIXES)}
+    merged.update(spec.kafka.controller_config)
+    return merged
+
+
 def controller_properties(spec: ClusterSpec, controller: ControllerSpec) -> str:
-    """A dedicated controller's config. It gets the cluster-wide settings too: in KRaft the active
-    controller creates topics and elects leaders, so it applies num.partitions,
-    default.replication.factor, min.insync.replicas and unclean.leader.election.enable."""
+    """A dedicated controller's config (see `controller_config`)."""
     managed = _kraft_managed(spec, controller.id, controller.host, "controller", (controller.metadata_dir,))
-    return _properties(spec.name, managed + sorted(broker_config(spec).items()))
+    return _properties(spec.name, managed + sorted(controller_config(spec).items()))
 
 
 KAFKA_LOG4J = """\

@@ -85,6 +85,18 @@ def lab3(cli: Cli) -> Iterator[Path]:
         yield spec
 
 
+def tinfra(address: str, tmp: Path):  # noqa: ANN201 - testinfra.host.Host
+    """testinfra over paramiko with strict host keys from the lab's known_hosts."""
+    import testinfra
+
+    from reconciler import lab
+
+    cfg = tmp / "ssh_config"
+    cfg.write_text(f"Host *\n  User root\n  IdentityFile {lab.key_path()}\n"
+                   f"  UserKnownHostsFile {lab.known_hosts_path()}\n  StrictHostKeyChecking yes\n")
+    return testinfra.get_host(f"paramiko://root@{address}", ssh_config=str(cfg))
+
+
 def write_spec(base: Path, dest: Path, **changes: object) -> Path:
     """A copy of a spec with top-level dotted-path edits, e.g. {"kafka.config.x": 1}."""
     data = yaml.safe_load(base.read_text())

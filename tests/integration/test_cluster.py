@@ -19,13 +19,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
 
 from reconciler import lab
 from reconciler.demo import produce_consume
 from reconciler.spec import load_spec
-from tests.integration.conftest import Cli, write_spec
+from tests.integration.conftest import Cli, tinfra, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +51,6 @@ def accepted_ssh_logins(name: str) -> int:
     """Count of accepted SSH logins on a lab host, from its own sshd journal."""
     out = lab.exec_in(name, ["journalctl", "-q", "--no-pager", "-u", "ssh.service", "-g", "Accepted"]).stdout
     return len([line for line in out.splitlines() if "Accepted" in line])
-
-
-def tinfra(address: str, tmp: Path) -> testinfra.host.Host:
-    """testinfra over paramiko with strict host keys from the lab's known_hosts."""
-    cfg = tmp / "ssh_config"
-    cfg.write_text(f"Host *\n  User root\n  IdentityFile {lab.key_path()}\n"
-                   f"  UserKnownHostsFile {lab.known_hosts_path()}\n  StrictHostKeyChecking yes\n")
-    return testinfra.get_host(f"paramiko://root@{address}", ssh_config=str(cfg))
 
 
 def test_bad_spec_refused_without_touching_hosts(lab3: Path, cli: Cli, tmp_path: Path) -> None:

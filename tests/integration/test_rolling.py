@@ -1,7 +1,11 @@
-"""Safe rolling changes on a real 3-broker lab cluster under a continuous acks=all producer.
+"""Safe rolling changes on a real 3-host lab cluster under a continuous acks=all producer, in both
+metadata modes (the module runs once per mode: ZooKeeper mode on Kafka 3.9.1, KRaft on 4.4.0 with
+a controller and a broker on each host).
 
-One producer runs through all the changes (static config, heap, dynamic config, ZooKeeper config,
-an apply killed mid-roll and resumed); afterwards every acknowledged message must be read back.
+One producer runs through all the changes (static config, heap, dynamic config, a quorum config
+change, an apply killed mid-roll and resumed); afterwards every acknowledged message must be read
+back. The cluster is read through the mode seam (`mode_of(spec).read_cluster`): ZooKeeper's view
+in ZooKeeper mode, the Admin API and the controllers' DescribeQuorum in KRaft.
 """
 
 from __future__ import annotations
@@ -21,24 +25,30 @@ import pytest
 import yaml
 
 from reconciler import lab
-from reconciler.observe import zookeeper
+from reconciler.modes import mode_of
+from reconciler.observe.model import ClusterState
+from reconciler.spec import load_spec
 from reconciler.workload import NumberedProducer, create_topic, read_numbers
-from tests.integration.conftest import LAB_SPEC, Cli, lab_for
+from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra
 
 pytestmark = pytest.mark.integration
 
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
-ZK = ["10.213.0.11:2181", "10.213.0.12:2181", "10.213.0.13:2181"]
-HOST_OF = {1: "10.213.0.11", 2: "10.213.0.12", 3: "10.213.0.13"}
+HOST_OF = {1: "10.213.0.11", 2: "10.213.0.12", 3: "10.213.0.13", 101: "10.213.0.11", 102: "10.213.0.12",
+           103: "10.213.0.13"}
 TOPIC = "rolling"
+SPECS = {"zookeeper": LAB_SPEC, "kraft": KRAFT_LAB_SPEC}
+# the service holding the metadata quorum, and a config change that rolls only it
+QUORUM = {"zookeeper": "zookeeper", "kraft": "kafka-controller"}
 
 
 class Spec:
     """The lab spec as data; each change writes a new file so every apply is from a spec file."""
 
-    def __init__(self, d: Path) -> None:
+    def __init__(self, d: Path, mode: str) -> None:
         self.dir = d
-        self.data = yaml.safe_load(LAB_SPEC.read_text())
+        self.mode = mode
+        self.data = yaml.safe_load(SPECS[mode].read_text())
         self.n = 0
 
     def write(self) -> Path:
@@ -47,14 +57,33 @@ class Spec:
         p.write_text(yaml.safe_dump(self.data, sort_keys=False))
         return p
 
+    def state(self, timeout: float = 3.0) -> ClusterState:
+        spec = load_spec(SPECS[self.mode])
+        return mode_of(spec).read_cluster(spec, timeout)
 
-@pytest.fixture(scope="module")
-def cluster(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
-    with lab_for(cli, LAB_SPEC, "lab"):
-        a = cli("apply", str(LAB_SPEC), "--auto-approve")
+    def quorum_change(self, value: int) -> None:
+        """A config change only the quorum's nodes take (ZooKeeper servers, KRaft controllers)."""
+        if self.mode == "zookeeper":
+            self.data["zookeeper"]["config"] = {"maxClientCnxns": value}
+        else:
+            self.data["kafka"]["controller_config"] = {"controller.quorum.election.backoff.max.ms": value * 10}
+
+    def quorum_leader_host(self) -> str:
+        st = self.state()
+        if self.mode == "zookeeper":
+            return next(h for h, m in st.zookeeper_modes.items() if m == "leader")
+        assert st.quorum and st.quorum.leader_id is not None, st.error
+        return HOST_OF[st.quorum.leader_id]
+
+
+@pytest.fixture(scope="module", params=["zookeeper", "kraft"])
+def cluster(request: pytest.FixtureRequest, cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
+    mode = request.param
+    with lab_for(cli, SPECS[mode], "lab"):
+        a = cli("apply", str(SPECS[mode]), "--auto-approve")
         assert a.returncode == 0, a.stdout + a.stderr
         create_topic(BOOTSTRAP, TOPIC, partitions=12, replication_factor=3, min_insync_replicas=2)
-        yield Spec(tmp_path_factory.mktemp("rolling"))
+        yield Spec(tmp_path_factory.mktemp(f"rolling-{mode}"), mode)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +93,8 @@ def producer(cluster: Spec) -> Iterator[NumberedProducer]:
     p.stop()
 
 
-def kafka_started(name: str) -> str:
-    return lab.exec_in(name, ["systemctl", "show", "-p", "ActiveEnterTimestamp,MainPID", "kafka.service"],
+def kafka_started(name: str, unit: str = "kafka") -> str:
+    return lab.exec_in(name, ["systemctl", "show", "-p", "ActiveEnterTimestamp,MainPID", f"{unit}.service"],
                        check=True).stdout
 
 
@@ -73,20 +102,76 @@ def restart_order(output: str, service: str) -> list[str]:
     return re.findall(rf"restart {service} on (\S+): (?:ok|changed)", output)
 
 
-def wait_in_sync(timeout: float = 120) -> None:
+def wait_in_sync(cluster: Spec, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = zookeeper.read_cluster(ZK)
-        if len(st.broker_ids) == 3 and all(set(p.isr) == set(p.replicas) for p in st.partitions):
-            return
+        st = cluster.state()
+        if len(st.unfenced_brokers) == 3 and st.partitions and all(set(p.isr) == set(p.replicas)
+                                                                    for p in st.partitions):
+            if cluster.mode == "zookeeper" or (st.quorum and st.quorum.leader_id is not None):
+                return
         time.sleep(1)
     raise AssertionError("cluster did not get back in sync")
+
+
+@pytest.mark.parametrize("addr", ["10.213.0.11", "10.213.0.12", "10.213.0.13"])
+def test_hosts_run_what_the_spec_says(cluster: Spec, addr: str, tmp_path: Path) -> None:
+    """The cluster built from bare hosts: services, ports and files (testinfra over SSH)."""
+    host = tinfra(addr, tmp_path)
+    quorum = QUORUM[cluster.mode]
+    for svc in (quorum, "kafka"):
+        s = host.service(svc)
+        assert s.is_running and s.is_enabled, svc
+    listening = host.socket.get_listening_sockets()
+    assert any(x.endswith(f"{addr}:9092") for x in listening), listening
+    quorum_port = ":2181" if cluster.mode == "zookeeper" else f"{addr}:9093"
+    assert any(x.endswith(quorum_port) for x in listening), listening
+    props = host.file("/etc/kafka/server.properties")
+    assert props.user == "kafka" and props.mode == 0o600
+    broker_id = {"10.213.0.11": 1, "10.213.0.12": 2, "10.213.0.13": 3}[addr]
+    if cluster.mode == "zookeeper":
+        assert f"broker.id={broker_id}\n" in props.content_string
+        return
+    text = props.content_string
+    assert "process.roles=broker\n" in text and f"node.id={broker_id}\n" in text
+    assert "controller.quorum.bootstrap.servers=10.213.0.11:9093,10.213.0.12:9093,10.213.0.13:9093\n" in text
+    assert "zookeeper.connect" not in text and "controller.quorum.voters" not in text
+    ctrl = host.file("/etc/kafka-controller/controller.properties")
+    assert ctrl.user == "kafka" and ctrl.mode == 0o600
+    assert "process.roles=controller\n" in ctrl.content_string and f"node.id={100 + broker_id}\n" in ctrl.content_string
+    ids = {host.file(f"{d}/meta.properties").content_string.split("cluster.id=")[1].split()[0]
+           for d in ("/var/lib/kafka/data", "/var/lib/kafka-controller/metadata")}
+    assert len(ids) == 1, ids  # broker and controller storage formatted into one cluster
+    assert host.file("/etc/kafka/log4j2.properties").exists
+    assert host.file("/var/log/kafka-controller/server.log").size > 0  # log4j2 logs (without a config: nothing)
+
+
+def test_describe_cluster_agrees_with_kafkas_own_tools(cluster: Spec, cli: Cli) -> None:
+    d = json.loads(cli("describe-cluster", str(SPECS[cluster.mode]), "--json", check=True).stdout)
+    assert d["State"] == "ACTIVE" and d["RegisteredBrokers"] == [1, 2, 3]
+    if cluster.mode == "zookeeper":
+        assert d["MetadataMode"] == "ZOOKEEPER"
+        assert d["ZookeeperConnectString"] == "10.213.0.11:2181,10.213.0.12:2181,10.213.0.13:2181"
+        return
+    assert d["MetadataMode"] == "KRAFT" and isinstance(d["MetadataVersion"], int) and d["MetadataVersion"] > 0
+    q = d["Quorum"]
+    assert [v["Id"] for v in q["Voters"]] == [101, 102, 103] and q["LeaderId"] in (101, 102, 103)
+    # Kafka's own MetadataQuorumCommand, from the same jars, on a cluster host
+    tool = lab.exec_in("kf1", ["sh", "-c", "exec java -Dlog4j2.configurationFile=/etc/kafka/log4j2.properties "
+                                           "-Dkafka.logs.dir=/tmp -cp \"$(ls -d /opt/kafka/kafka-*)/libs/*\" "
+                                           "org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-controller "
+                                           "10.213.0.11:9093 describe --status"], check=True).stdout
+    fields = dict(line.split(":", 1) for line in tool.splitlines() if ":" in line)
+    assert int(fields["LeaderId"]) == q["LeaderId"]
+    assert fields["ClusterId"].strip() == d["ClusterId"]
+    voters = json.loads(fields["CurrentVoters"])
+    assert {v["id"]: v["directoryId"] for v in voters} == {v["Id"]: v["DirectoryId"] for v in q["Voters"]}
 
 
 def test_plan_refused_while_a_broker_is_down(cluster: Spec, cli: Cli) -> None:
     lab.exec_in("kf3", ["systemctl", "stop", "kafka.service"], check=True)
     try:
-        cluster.data["kafka"]["config"]["num.partitions"] = 4
+        cluster.data["kafka"]["config"]["log.retention.hours"] = 48
         p = cli("plan", str(cluster.write()))
         assert p.returncode == 1, p.stdout
         assert "unavailable for acks=all writes" in p.stderr
@@ -94,25 +179,52 @@ def test_plan_refused_while_a_broker_is_down(cluster: Spec, cli: Cli) -> None:
         assert "--allow-unavailable" in p.stderr
     finally:
         lab.exec_in("kf3", ["systemctl", "start", "kafka.service"], check=True)
-        wait_in_sync()
+        wait_in_sync(cluster)
+
+
+def test_plan_refused_while_a_quorum_node_is_down(cluster: Spec, cli: Cli) -> None:
+    """With one of the 3 quorum nodes stopped by hand, restarting another would lose the quorum:
+    refused, naming the quorum rule (ZooKeeper's majority; KRaft's KafkaQuorumCheck)."""
+    unit = QUORUM[cluster.mode]
+    lab.exec_in("kf3", ["systemctl", "stop", f"{unit}.service"], check=True)
+    try:
+        before = dict(cluster.data["kafka"].get("controller_config", {})), dict(
+            (cluster.data.get("zookeeper") or {}).get("config", {}))
+        cluster.quorum_change(90)
+        p = cli("plan", str(cluster.write()))
+        assert p.returncode == 1, p.stdout
+        rule = "the ensemble needs 2 of 3" if cluster.mode == "zookeeper" else "KafkaQuorumCheck"
+        assert "restart refused" in p.stderr and rule in p.stderr, p.stderr
+        assert "--allow-unavailable" in p.stderr
+    finally:
+        lab.exec_in("kf3", ["systemctl", "start", f"{unit}.service"], check=True)
+        if cluster.mode == "kraft":
+            cluster.data["kafka"]["controller_config"] = before[0]
+        else:
+            cluster.data["zookeeper"]["config"] = before[1]
+        wait_in_sync(cluster)
 
 
 def test_static_config_rolls_one_at_a_time_controller_last(cluster: Spec, cli: Cli, producer: NumberedProducer
                                                            ) -> None:
-    controller_before = zookeeper.read_cluster(ZK).controller_id
+    """ZooKeeper mode: brokers one at a time, the controller broker last. KRaft: a cluster-wide
+    setting the controllers act on (num.partitions) rolls the controllers first, followers before
+    the active controller, then the brokers; the active controller moves once."""
+    controller_before = cluster.state().controller_id
     seen: list[int | None] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
-            c = zookeeper.read_cluster(ZK, timeout=2).controller_id
+            c = cluster.state(timeout=2).controller_id
             if c is not None and (not seen or seen[-1] != c):
                 seen.append(c)
             time.sleep(0.2)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    spec = cluster.write()  # num.partitions 4 from the previous test
+    cluster.data["kafka"]["config"]["num.partitions"] = 4
+    spec = cluster.write()
     plan = cli("plan", str(spec)).stdout
     assert plan.count("availability: broker") == 3
     a = cli("apply", str(spec), "--auto-approve")
@@ -121,7 +233,15 @@ def test_static_config_rolls_one_at_a_time_controller_last(cluster: Spec, cli: C
     assert a.returncode == 0, a.stdout + a.stderr
     order = restart_order(a.stdout, "kafka")
     assert len(order) == 3 and len(set(order)) == 3
-    assert order[-1] == HOST_OF[controller_before]
+    if cluster.mode == "zookeeper":
+        assert order[-1] == HOST_OF[controller_before]  # type: ignore[index]
+    else:
+        ctrl = restart_order(a.stdout, "kafka-controller")
+        assert len(ctrl) == 3 and len(set(ctrl)) == 3
+        assert ctrl[-1] == HOST_OF[controller_before]  # type: ignore[index]  # the active controller last
+        done = re.findall(r"restart (kafka-controller|kafka) on \S+: (?:ok|changed)", a.stdout)
+        assert done == ["kafka-controller"] * 3 + ["kafka"] * 3, done  # controllers first, then brokers
+        assert plan.count("KafkaQuorumCheck") == 3
     assert len(seen) <= 2, f"controller moved more than once: {seen}"
     assert "preferred leaders:" in a.stdout
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
@@ -133,6 +253,7 @@ def test_heap_change_is_a_rolling_restart(cluster: Spec, cli: Cli, producer: Num
     a = cli("apply", str(spec), "--auto-approve")
     assert a.returncode == 0, a.stdout + a.stderr
     assert len(restart_order(a.stdout, "kafka")) == 3
+    assert "restart kafka-controller" not in a.stdout and "restart zookeeper" not in a.stdout
     unit = lab.exec_in("kf2", ["cat", "/etc/systemd/system/kafka.service"], check=True).stdout
     assert "-Xmx416m" in unit
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
@@ -159,17 +280,20 @@ def test_dynamic_config_changes_without_restart(cluster: Spec, cli: Cli, produce
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
 
 
-def test_zookeeper_config_rolls_followers_first_leader_last(cluster: Spec, cli: Cli,
-                                                            producer: NumberedProducer) -> None:
-    modes = zookeeper.read_cluster(ZK).zookeeper_modes
-    leader = next(h for h, m in modes.items() if m == "leader")
-    cluster.data["zookeeper"]["config"] = {"maxClientCnxns": 120}
+def test_quorum_config_rolls_followers_first_leader_last(cluster: Spec, cli: Cli,
+                                                         producer: NumberedProducer) -> None:
+    """A setting of the quorum's nodes alone (ZooKeeper servers, KRaft controllers) rolls them one
+    at a time, followers first, the leader last, and restarts no broker."""
+    leader = cluster.quorum_leader_host()
+    before = {n: kafka_started(n) for n in ("kf1", "kf2", "kf3")}
+    cluster.quorum_change(120)
     spec = cluster.write()
     a = cli("apply", str(spec), "--auto-approve")
     assert a.returncode == 0, a.stdout + a.stderr
-    order = restart_order(a.stdout, "zookeeper")
-    assert len(order) == 3 and order[-1] == leader
-    assert "restart kafka" not in a.stdout
+    order = restart_order(a.stdout, QUORUM[cluster.mode])
+    assert len(order) == 3 and len(set(order)) == 3 and order[-1] == leader
+    assert "restart kafka on" not in a.stdout
+    assert {n: kafka_started(n) for n in ("kf1", "kf2", "kf3")} == before, "a broker restarted"
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import files as F
-from reconciler.apply.runner import TemplatedDataError, detach_contents
+from reconciler.apply.runner import TemplatedDataError, check_no_templates
 from reconciler.apply.state import Journal, cluster_dir, record_revision
 from reconciler.diff import diff
 from reconciler.observe.model import ManagedFile
@@ -24,7 +24,7 @@ from reconciler.plan.model import Plan
 from reconciler.plan.render import render_text, warnings
 from reconciler.removal import Deletion, Proof, deletions
 from reconciler.render.formats import FormatError, parse_properties, properties_line, sh, systemd_arg
-from reconciler.spec import ClusterSpec, is_sensitive
+from reconciler.spec import ClusterSpec, is_sensitive, parse_spec
 
 from .builders import Observed
 from .conftest import ARTS, REPO
@@ -92,15 +92,29 @@ def test_zoo_cfg_with_a_secret_is_private(lab_spec: ClusterSpec) -> None:
 # --- Ansible gets no template ----------------------------------------------------------------------
 
 
-def test_file_contents_leave_the_inventory_and_nothing_templatable_stays(tmp_path: Path) -> None:
-    inv = {"all": {"hosts": {"h": {"kf_kafka": {"files": [{"path": "/etc/kafka/x", "content": "{{ evil }}\n"}]}}}}}
-    out = detach_contents(inv, tmp_path / "files")
-    item = out["all"]["hosts"]["h"]["kf_kafka"]["files"][0]
-    assert "content" not in item and Path(item["src"]).read_bytes() == b"{{ evil }}\n"
-    assert stat.S_IMODE(Path(item["src"]).stat().st_mode) == 0o600
-    assert "{{" not in json.dumps(out)
+def test_file_contents_travel_base64_and_nothing_templatable_reaches_ansible(lab_spec: ClusterSpec) -> None:
+    import base64
+
+    from reconciler.apply.inventory import host_vars, inventory
+
+    data = lab_spec.model_dump()
+    data["kafka"]["config"]["sasl.kerberos.service.name"] = "{{ lookup('pipe', 'id') }}"
+    spec = parse_spec(data)
+    art = _art("kafka", ARTS.kafka)
+    inv = inventory(spec, host_vars(spec, art, _art("zookeeper", ARTS.zookeeper or "")))
+    check_no_templates(inv)  # the hostile value is inside base64: Ansible never sees it as text
+    files = inv["all"]["hosts"]["10.213.0.11"]["kf_kafka"]["files"]
+    props = next(f for f in files if f["path"] == F.SERVER_PROPERTIES)
+    assert "sasl.kerberos.service.name={{ lookup('pipe', 'id') }}\n" in base64.b64decode(props["content_b64"]).decode()
     with pytest.raises(TemplatedDataError):
-        detach_contents({"path": "/data/{{ x }}"}, tmp_path / "files")
+        check_no_templates({"path": "/data/{{ x }}"})
+
+
+def _art(name: str, artifact_id: str):  # noqa: ANN202 - a PackedArtifact stand-in
+    from reconciler.artifacts import PackedArtifact
+
+    version = artifact_id.split("-")[1]
+    return PackedArtifact(name, version, Path(f"/cache/{artifact_id}.tar.gz"), "0" * 64, "1" * 64)
 
 
 # --- removal -----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import networkx as nx
 import yaml
 
@@ -82,7 +84,8 @@ def test_joiner_seed_comes_from_the_observed_membership(lab_spec: ClusterSpec) -
     hv = host_vars(spec, _art("kafka"), _art("zookeeper"), obs.hosts, zk_members=obs.cluster.zookeeper_members)
     seed = hv[H[4]]["kf_zookeeper"]["seed_files"][0]
     assert seed["path"] == F.ZK_SEED
-    assert [x.split("=")[0] for x in seed["content"].splitlines()] == ["server.1", "server.2", "server.3", "server.4"]
+    content = base64.b64decode(seed["content_b64"]).decode()
+    assert [x.split("=")[0] for x in content.splitlines()] == ["server.1", "server.2", "server.3", "server.4"]
 
 
 def _art(name: str):  # noqa: ANN202
