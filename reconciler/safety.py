@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from reconciler.observe.model import ClusterState, PartitionState, Quorum
+from reconciler.observe.model import ClusterState, PartitionState, Quorum, QuorumMember
 
 
 @dataclass(frozen=True)
@@ -151,19 +151,23 @@ class QuorumVerdict:
             return f"{who}: {self.reason}"
         others = len(self.voters) - (self.node_id in self.voters)
         state = "safe" if self.ok else "unsafe"
-        return (f"{who}: {state}; {len(self.caught_up)} of the other {others} voter(s) are the leader or caught up "
-                f"with it ({', '.join(map(str, self.caught_up)) or 'none'}); the quorum needs {self.needed} "
+        return (f"{who}: {state}; {len(self.caught_up)} of the other {others} voter(s) are the leader or follow "
+                f"it ({', '.join(map(str, self.caught_up)) or 'none'}); the quorum needs {self.needed} "
                 f"of {len(self.voters)} (KafkaQuorumCheck)")
 
 
-def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int = 2000,
+def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int | None = 2000,
                       down: frozenset[int] = frozenset()) -> QuorumVerdict:
     """Strimzi's KafkaQuorumCheck: restarting voter `node_id` keeps the quorum when, among the other
     voters, those that are the leader or whose last-caught-up time is within
     controller.quorum.fetch.timeout.ms of the leader's number at least (N + 2) // 2 (a majority of
     the N voters without counting the one that goes down). A node that is not a voter (an
     observer) never affects the quorum. `down`: voters known to be stopped (their service is not
-    running), which never count, however recent their last fetch."""
+    running), which never count, however recent their last fetch.
+
+    `fetch_timeout_ms=None` is the plan's form of the check: a running voter that has fetched from
+    the leader counts even if it trails it right now (a follower that just restarted catches up in
+    seconds); the apply checks the strict form on live state before each stop, and waits."""
     if quorum is None or not quorum.voters:
         return QuorumVerdict(node_id, False, (), (), 0, None, reason="the quorum cannot be read")
     voters = quorum.voter_ids
@@ -175,9 +179,14 @@ def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int
     if leader is None or leader.last_caught_up_ms is None:
         return QuorumVerdict(node_id, False, voters, (), needed, quorum.leader_id,
                              reason="unsafe; the quorum has no leader with a last-caught-up time")
-    good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and v.node_id not in down and (
-        v.node_id == leader.node_id or (v.last_caught_up_ms is not None
-                                        and leader.last_caught_up_ms - v.last_caught_up_ms < fetch_timeout_ms)))
+    def caught_up(v: QuorumMember) -> bool:
+        if v.node_id == leader.node_id:
+            return True
+        if v.last_caught_up_ms is None:
+            return False
+        return fetch_timeout_ms is None or leader.last_caught_up_ms - v.last_caught_up_ms < fetch_timeout_ms
+
+    good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and v.node_id not in down and caught_up(v))
     return QuorumVerdict(node_id, len(good) >= needed, voters, good, needed, quorum.leader_id)
 
 

@@ -84,7 +84,7 @@ def _with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_is
                           f"restart of their brokers): {', '.join(v.rf_at_or_below_min_isr)}")
         unavailable += [r.name for r in v.unavailable]
     if c.voter:
-        q = can_restart_voter(observed.cluster.quorum, node, down=down)
+        q = can_restart_voter(observed.cluster.quorum, node, fetch_timeout_ms=None, down=down)
         texts.append(q.summary())
         if not q.ok:
             unavailable.append("the metadata quorum")

@@ -1,0 +1,150 @@
+"""The executor and the health gates against an in-memory twin of a KRaft cluster (tests/unit/twin.py):
+no host, no Ansible, no network. The twin fences restarted brokers for a while (or forever), lets
+a restarted voter lag, and runs an election when the quorum's leader restarts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler import pipeline
+from reconciler.apply import executor, gates
+from reconciler.apply.executor import ApplyFailed
+from reconciler.apply.state import Journal
+from reconciler.artifacts import PackedArtifact
+from reconciler.diff import ArtifactIds
+from reconciler.plan.model import Plan
+from reconciler.spec import ClusterSpec, parse_spec
+
+from .builders import Observed
+from .conftest import KRAFT_LAB_YAML
+from .twin import ClusterTwin, FakeRun
+
+IDS = ArtifactIds(kafka="kafka-4.4.0-0123456789ab")
+KAFKA = PackedArtifact("kafka", "4.4.0", Path("/cache/kafka.tar.gz"), "0123456789ab" + "0" * 52, "1" * 64)
+HOST_NODE = {"10.213.0.11": (1, 101), "10.213.0.12": (2, 102), "10.213.0.13": (3, 103)}
+
+
+class _Arts:
+    ids = IDS
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def step_started(self, steps: list[Any]) -> None:
+        pass
+
+    def host_done(self, step: Any, result: Any) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+@pytest.fixture
+def spec() -> ClusterSpec:
+    data = yaml.safe_load(KRAFT_LAB_YAML.read_text())
+    data["kafka"]["config"]["num.partitions"] = 4  # a setting brokers and controllers act on: both roll
+    return parse_spec(data)
+
+
+@pytest.fixture
+def twin(spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch) -> ClusterTwin:
+    t = ClusterTwin()
+    monkeypatch.setitem(gates.readers, f"{spec.name}:kraft", t)
+    monkeypatch.setattr(gates, "TIMEOUT_SCALE", 0.01)
+    monkeypatch.setattr(gates.time, "sleep", lambda s: None)
+    monkeypatch.setattr(gates, "_accepts", lambda host, port: True)
+    monkeypatch.setattr(gates, "elect_preferred_leaders", lambda spec: "stub")
+    monkeypatch.setattr(executor, "StepRun", FakeRun)
+    FakeRun.runs = []
+
+    def restarted(host: str, service: str) -> None:
+        broker, controller = HOST_NODE[host]
+        if service == "kafka":
+            t.restart_broker(broker)
+        else:
+            t.restart_voter(controller)
+
+    FakeRun.on_restart = restarted
+    return t
+
+
+def _plan(spec: ClusterSpec, leader: int = 101) -> tuple[Plan, Any]:
+    base = parse_spec(yaml.safe_load(KRAFT_LAB_YAML.read_text()))
+    observed = Observed.converged_cluster(base, IDS).quorum(leader=leader).partition("t", 0, replicas=(1, 2, 3))
+    observed = observed.build()
+    return pipeline.make_plan(spec, "/specs/lab.yaml", observed, _Arts()), observed  # type: ignore[arg-type]
+
+
+def _run(plan: Plan, spec: ClusterSpec, observed: Any) -> Hooks:
+    hooks = Hooks()
+    executor.execute(plan, spec, KAFKA, None, observed, hooks, Journal(spec.name))
+    return hooks
+
+
+def _journal(spec: ClusterSpec) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in Journal(spec.name).path.read_text().splitlines()]
+
+
+def test_roll_restarts_follower_controllers_then_the_leader_then_brokers(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    plan, observed = _plan(spec, leader=101)
+    hooks = _run(plan, spec, observed)
+    assert twin.restarted == ["controller.102", "controller.103", "controller.101", "broker.1", "broker.2", "broker.3"]
+    passed = [e["gate"] for e in _journal(spec) if e["event"] == "gate_passed"]
+    assert passed.count("controller 101 caught up") == 1 and passed.count("broker 3 registered") == 1
+    assert any("controller 102 safe to stop: ok" in m for m in hooks.messages)
+    assert _journal(spec)[-1]["event"] == "apply_done"
+
+
+def test_a_broker_that_never_rejoins_stops_the_apply(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    plan, observed = _plan(spec)
+    original = FakeRun.on_restart
+
+    def never_back(host: str, service: str) -> None:
+        assert original is not None
+        original(host, service)
+        if service == "kafka" and HOST_NODE[host][0] == 1:
+            twin.fenced[1] = -1  # fenced forever
+
+    FakeRun.on_restart = never_back
+    with pytest.raises(ApplyFailed, match="broker 1 registered: not reached after .*fenced"):
+        _run(plan, spec, observed)
+    assert [r for r in twin.restarted if r.startswith("broker")] == ["broker.1"], "the roll went on"
+    events = _journal(spec)
+    assert events[-1]["event"] == "apply_failed" and "broker 1 registered" in events[-1]["reason"]
+    assert not any(e["event"] == "step_started" and e["step"] == "restart:kafka@10.213.0.12" for e in events)
+
+
+def test_a_quorum_that_loses_its_leader_mid_roll_is_waited_out(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    plan, observed = _plan(spec, leader=101)
+    reads_before = twin.reads
+    _run(plan, spec, observed)
+    assert twin.leader != 101, "the leader's restart moved leadership"
+    assert twin.reads > reads_before
+    assert _journal(spec)[-1]["event"] == "apply_done"
+
+
+def test_pre_stop_check_waits_for_a_lagging_voter(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    twin.lagging[103] = 3  # behind the leader for three reads
+    r = gates.voter_safe_to_stop(spec, 102)
+    assert r.name == "controller 102 safe to stop" and "2 of the other 2" in r.detail
+    assert twin.reads >= 4
+
+
+def test_a_gate_that_times_out_says_what_it_last_saw(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    twin.lagging[103] = 10**9  # never catches up
+    with pytest.raises(gates.GateFailed, match=r"controller 102 safe to stop: not reached after .*KafkaQuorumCheck"):
+        gates.voter_safe_to_stop(spec, 102)
+
+
+def test_min_isr_pre_stop_in_kraft(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    twin.fenced[3] = -1  # broker 3 is down: stopping broker 1 would leave 1 of 3 in the ISR
+    with pytest.raises(gates.GateFailed, match="unavailable for acks=all writes"):
+        gates.safe_to_stop(spec, [1], default_min_isr=2)
