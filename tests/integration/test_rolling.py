@@ -320,7 +320,8 @@ def test_killed_apply_resumes_without_restarting_twice(cluster: Spec, cli: Cli, 
         time.sleep(0.1)
     proc.wait()
     assert killed_during, "the apply ended before its second restart"
-    time.sleep(8)  # the orphaned Ansible run may still be finishing that restart
+    time.sleep(3)  # the orphaned Ansible run may still be finishing that restart,
+    wait_in_sync(cluster)  # and the broker then catching up (a KRaft broker is fenced until it has)
     a = cli("apply", str(spec), "--auto-approve")
     assert a.returncode == 0, a.stdout + a.stderr
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
