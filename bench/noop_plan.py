@@ -2,9 +2,10 @@
 
 Baseline (same run, same hosts): `ansible-playbook playbooks/site.yml` with the inventory and
 host vars kafkaform generates, on a cluster that is already converged (so Ansible changes
-nothing). Goal: kafkaform's no-op `plan` takes <= 1/20 of that time.
+nothing). Goal: kafkaform's no-op `plan` takes <= 1/20 of that time. By default both labs in
+turn: the KRaft lab (3 controllers + 3 brokers, Kafka 4.4.0) and the ZooKeeper-mode lab (3.9.1).
 
-Usage (root): python3 bench/noop_plan.py [--runs N] [--keep]
+Usage (root): python3 bench/noop_plan.py [--runs N] [--keep] [--spec PATH ...]
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ from reconciler.apply.inventory import host_vars, inventory
 from reconciler.apply.runner import PLAYBOOKS, ansible_env
 from reconciler.spec import load_spec
 
-SPEC = REPO / "examples" / "lab.yaml"
+SPECS = [REPO / "examples" / "lab.yaml", REPO / "examples" / "lab-zookeeper.yaml"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    ap.add_argument("--keep", action="store_true", help="leave the (last) lab up afterwards")
+    ap.add_argument("--spec", type=Path, action="append", help="lab spec(s) to measure (default: both labs)")
     args = ap.parse_args()
+    specs = args.spec or SPECS
+    for i, path in enumerate(specs):
+        measure(path, args.runs, keep=args.keep and i == len(specs) - 1)
+
+
+def measure(SPEC: Path, runs: int, keep: bool) -> None:  # noqa: N803 - the spec this run measures
     home = tempfile.mkdtemp(prefix="kf-bench-home-")
     env = {"KAFKAFORM_HOME": home}
     cli = [sys.executable, "-m", "reconciler.cli"]
@@ -41,7 +49,7 @@ def main() -> None:
         p = run(cli + ["plan", str(SPEC), "--detailed-exitcode"], env)
         assert p.returncode == 0, "cluster not converged:\n" + p.stdout
 
-        t_plan, s_plan, _ = timed(lambda: run(cli + ["plan", str(SPEC), "--detailed-exitcode"], env), args.runs)
+        t_plan, s_plan, _ = timed(lambda: run(cli + ["plan", str(SPEC), "--detailed-exitcode"], env), runs)
 
         os.environ["KAFKAFORM_HOME"] = home
         arts = pipeline.resolve_artifacts(spec)
@@ -54,15 +62,16 @@ def main() -> None:
         def ansible() -> str:
             return run(pb, aenv).stdout
 
-        t_ans, s_ans, out = timed(ansible, args.runs)
+        t_ans, s_ans, out = timed(ansible, runs)
         recap = [line for line in out.splitlines() if "changed=" in line]
         assert all("changed=0" in line and "failed=0" in line for line in recap), "\n".join(recap)
 
+        print(f"== {SPEC.name}: {spec.kafka.metadata_mode} mode, Kafka {spec.kafka.version}")
         print(f"kafkaform plan (no-op, 3 hosts):       median {t_plan:6.2f} s  samples {fmt(s_plan)}")
         print(f"ansible-playbook site.yml (idempotent): median {t_ans:6.2f} s  samples {fmt(s_ans)}")
         print(f"ratio plan/ansible = {t_plan / t_ans:.3f}  = 1/{t_ans / t_plan:.1f} (goal <= 1/20)")
     finally:
-        if not args.keep:
+        if not keep:
             lab.down()
 
 

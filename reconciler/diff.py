@@ -20,7 +20,7 @@ from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
-from reconciler.versions import config_table, has, parse_version
+from reconciler.versions import config_table, has, metadata_version_name, parse_version
 
 LIVE_REASON = "can change on the running broker (Admin API, no restart)"
 
@@ -90,6 +90,10 @@ class Change(BaseModel):
     deletions: tuple[Deletion, ...] = ()
     # KRaft: the node's storage dirs are formatted before it first starts (a dir lacks meta.properties)
     format_storage: bool = False
+    # KRaft feature levels to finalize through UpdateFeatures, each named (address "features")
+    feature_levels: dict[str, int] = {}
+    # KRaft: registrations of brokers that left the spec, removed from the metadata (UnregisterBroker)
+    unregister: tuple[int, ...] = ()
     voter: bool = False  # KRaft: the node is a voter of the metadata quorum (controller or combined)
 
     @property
@@ -472,7 +476,61 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     leftover = throttles_change(observed)
     if leftover:
         changes.append(leftover)
+    features = features_change(spec, observed, errors)
+    if features:
+        changes.append(features)
+    registrations = unregister_change(spec, observed)
+    if registrations:
+        changes.append(registrations)
     return DiffResult(changes, errors)
+
+
+def unregister_change(spec: ClusterSpec, observed: ObservedCluster) -> Change | None:
+    """KRaft keeps a broker's registration after the broker is gone (fenced), and a stale
+    registration blocks feature upgrades: brokers that left the spec are unregistered once they
+    are drained and stopped (in this plan, or already)."""
+    if not spec.kraft:
+        return None
+    wanted = {b.id for b in spec.brokers}
+    gone = tuple(sorted(b for b in observed.cluster.broker_ids if b not in wanted))
+    if not gone:
+        return None
+    return Change(address="registrations", service="kafka", key="registrations", host="cluster",
+                  action=Action.UPDATE,
+                  reasons=(f"broker(s) {', '.join(map(str, gone))} left the spec but are still registered with the "
+                           "controllers (unregistered once drained and stopped; Kafka's ClusterTool)",),
+                  attrs=(AttrDiff(name="registered brokers", before=",".join(map(str, observed.cluster.broker_ids)),
+                                  after=",".join(str(b) for b in observed.cluster.broker_ids if b in wanted)),),
+                  unregister=gone)
+
+
+def features_change(spec: ClusterSpec, observed: ObservedCluster, errors: list[SpecIssue]) -> Change | None:
+    """KRaft: raise metadata.version to the spec's release once every node runs it (a version
+    upgrade's last step). Only metadata.version, named explicitly: kraft.version and the other
+    features are never raised as a side effect (raising kraft.version turns a static quorum dynamic
+    for good, KAFKA-21426). A release older than the cluster's metadata.version is refused."""
+    if not spec.kraft:
+        return None
+    table = config_table(spec.kafka.version)
+    current = observed.cluster.features.get("metadata.version")
+    if table is None or table.metadata_version is None or current is None:
+        return None  # a new cluster is formatted at its release's level
+    target = table.metadata_version
+    if current > target:
+        errors.append(SpecIssue(path="kafka.version", message=(
+            f"the cluster runs metadata.version {metadata_version_name(current)}, newer than Kafka "
+            f"{spec.kafka.version} supports ({metadata_version_name(target)}); kafkaform never downgrades "
+            "metadata.version")))
+        return None
+    if current == target:
+        return None
+    return Change(address="features", service="kafka", key="metadata.version", host="cluster", action=Action.UPDATE,
+                  reasons=(f"Kafka {spec.kafka.version} finalizes metadata.version {metadata_version_name(target)}; "
+                           "raised once every node runs it (UpdateFeatures; kraft.version and the other features "
+                           "are left as they are)",),
+                  attrs=(AttrDiff(name="metadata.version", before=metadata_version_name(current),
+                                  after=metadata_version_name(target)),),
+                  feature_levels={"metadata.version": target})
 
 
 def throttles_change(observed: ObservedCluster) -> Change | None:

@@ -58,7 +58,8 @@ def leaving_brokers(spec: ClusterSpec, observed: ObservedCluster) -> dict[int, s
         if not seen or not seen.content:
             continue
         props = parse_properties(seen.content)
-        raw = props.get("broker.id", "")
+        raw = props.get("broker.id") or (props.get("node.id", "") if "broker" in props.get("process.roles", "")
+                                         else "")
         if raw.isdigit() and int(raw) not in wanted:
             out[int(raw)] = props.get("broker.rack")
     for bid in observed.cluster.broker_ids:

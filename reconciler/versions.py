@@ -79,6 +79,8 @@ class ConfigTable:
     broker_configs: frozenset[str]
     dynamic_broker_configs: frozenset[str]
     password_configs: frozenset[str] = frozenset()  # type PASSWORD: values never shown
+    metadata_version: int | None = None  # KRaft: the metadata.version level this release finalizes
+    metadata_version_name: str | None = None  # e.g. 4.4-IV2
 
 
 @cache
@@ -94,7 +96,18 @@ def config_table(version: str) -> ConfigTable | None:
         broker_configs=frozenset(data["broker_configs"]),
         dynamic_broker_configs=frozenset(data.get("dynamic_broker_configs", ())),
         password_configs=frozenset(data.get("password_configs", ())),
+        metadata_version=(data.get("metadata_version") or {}).get("level"),
+        metadata_version_name=(data.get("metadata_version") or {}).get("name"),
     )
+
+
+def metadata_version_name(level: int) -> str:
+    """A metadata.version level as people know it (4.4-IV2), when a known release has it."""
+    for v in known_versions():
+        table = config_table(v)
+        if table is not None and table.metadata_version == level:
+            return f"{table.metadata_version_name} (level {level})"
+    return f"level {level}"
 
 
 @cache

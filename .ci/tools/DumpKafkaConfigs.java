@@ -21,8 +21,14 @@ public class DumpKafkaConfigs {
         for (org.apache.kafka.common.config.ConfigDef.ConfigKey k : def.configKeys().values()) {
             if (k.type == org.apache.kafka.common.config.ConfigDef.Type.PASSWORD) passwords.add(k.name);
         }
+        // The metadata.version this release formats new clusters with (and upgrades finalize to).
+        Object mv = call(null, "latestProduction", "org.apache.kafka.server.common.MetadataVersion");
+        short level = (Short) mv.getClass().getMethod("featureLevel").invoke(mv);
+        String mvName = (String) mv.getClass().getMethod("version").invoke(mv);
         StringBuilder out = new StringBuilder();
         out.append("{\n  \"version\": ").append(q(version)).append(",\n");
+        out.append("  \"metadata_version\": {\"level\": ").append(level).append(", \"name\": ").append(q(mvName))
+           .append("},\n");
         out.append("  \"broker_configs\": [");
         join(out, all);
         out.append("],\n  \"password_configs\": [");

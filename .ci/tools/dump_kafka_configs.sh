@@ -8,7 +8,7 @@ root="$(cd "$here/../.." && pwd)"
 for v in "$@"; do
   dir="$(cd "$root" && python3 -c "import sys; from reconciler.artifacts import resolve_maven; print(resolve_maven('kafka', sys.argv[1]))" "$v")"
   out="$root/reconciler/data/kafka-$v.json"
-  java -Dlog4j.configuration=file:/dev/null -Dlog4j2.configurationFile=/dev/null -cp "$dir/libs/*" "$here/DumpKafkaConfigs.java" > "$out.tmp"
+  java -Dlog4j.configuration=file:/dev/null -cp "$dir/libs/*" "$here/DumpKafkaConfigs.java" > "$out.tmp"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['version']==sys.argv[2], d['version']" "$out.tmp" "$v"
   mv "$out.tmp" "$out"
   echo "wrote $out"

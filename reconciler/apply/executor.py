@@ -160,6 +160,7 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
     except PlanFileError as e:
         raise PlanMismatch(str(e)) from None
     check_rendered(plan, spec, kafka, zookeeper)
+    _ARTIFACT["kafka"] = kafka.artifact_id
     started = time.monotonic()
     result = ApplyResult()
     hv = host_vars(spec, kafka, zookeeper, observed.hosts, zk_members=observed.cluster.zookeeper_members)
@@ -355,8 +356,30 @@ def _reassign(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> 
     return _api_step(step, move)
 
 
+def _update_features(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """Finalize the planned feature levels: validated first (the controller refuses a level some
+    registered node cannot support), then applied, then read back."""
+    return _api_step(step, lambda: hooks.message(gates.update_features(spec, step.feature_levels)))
+
+
+def _unregister_brokers(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """Kafka's ClusterTool on a broker host that stays; then the registrations are checked gone."""
+    from reconciler.apply import kafka_tools
+
+    def act() -> None:
+        hooks.message(kafka_tools.unregister_brokers(spec, _ARTIFACT["kafka"], step.unregister))
+        gates.brokers_unregistered(spec, step.unregister, progress=hooks.message)
+
+    return _api_step(step, act)
+
+
+_ARTIFACT: dict[str, str] = {}  # the build the cluster runs, for tool classes run on its hosts
+
+
 # Steps carried out by kafkaform itself (Admin API, kazoo); every other kind is an Ansible playbook.
 API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResult]] = {
+    StepKind.UNREGISTER_BROKERS: _unregister_brokers,
+    StepKind.UPDATE_FEATURES: _update_features,
     StepKind.ALTER_CONFIG: _alter_config,
     StepKind.CLEAR_THROTTLES: _clear_throttles,
     StepKind.ZK_RECONFIG: _zk_reconfig,

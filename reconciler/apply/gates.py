@@ -354,3 +354,41 @@ def voter_safe_to_stop(spec: ClusterSpec, node_id: int, timeout: float = 120, pr
         return v.ok, v.summary()
 
     return _poll(f"controller {node_id} safe to stop", check, timeout, progress)
+
+
+def update_features(spec: ClusterSpec, levels: dict[str, int], timeout: float = 60) -> str:
+    """UpdateFeatures with each feature named (never a release version, which would also raise
+    kraft.version): validate_only first, then for real, then wait until the levels are finalized."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=spec.bootstrap_brokers().split(","), client_id="kafkaform-apply")
+    try:
+        for validate in (True, False):
+            result = admin.update_features(dict(levels), validate_only=validate)
+            bad = {k: v for k, v in (result or {}).items() if v != "OK"}
+            if bad:
+                raise GateFailed(f"UpdateFeatures {'validation ' if validate else ''}refused: {bad}")
+    finally:
+        admin.close()
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        have = {k: st.features.get(k) for k in levels}
+        return have == levels, f"finalized {have}, planned {levels}"
+
+    r = _poll("feature levels finalized", check, timeout, None)
+    return f"{r.name}: {r.detail}"
+
+
+def brokers_unregistered(spec: ClusterSpec, brokers: tuple[int, ...], timeout: float = 60,
+                         progress: Progress = None) -> GateResult:
+    """DescribeCluster, fenced brokers included, no longer lists these brokers."""
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if not st.reachable:
+            return False, f"cluster unreachable: {st.error}"
+        left = sorted(set(brokers) & set(st.broker_ids))
+        return not left, f"registered brokers {sorted(st.broker_ids)}" + (f", still {left}" if left else "")
+
+    return _poll(f"broker(s) {', '.join(map(str, brokers))} unregistered", check, timeout, progress)

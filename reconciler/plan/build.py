@@ -11,7 +11,10 @@ Ordering rules, each one edge family below:
    executor can never run two at once;
 4. removal: brokers stop before the quorum's nodes, and every leaving service stops before any
    files go;
-5. partition reassignment after every broker start/restart, and before any broker stops.
+5. partition reassignment after every broker start/restart, and before any broker stops;
+6. KRaft: a new metadata.version is finalized after every start and restart (the whole upgrade
+   roll), never before;
+7. KRaft: a leaving broker is unregistered after it stopped (so after its drain).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class KRaftIds:
 
 RECONFIG_AVAILABILITY = ("ZooKeeper keeps its quorum: the new membership commits through the current quorum "
                          "and needs a quorum of the new ensemble serving; no server restarts")
+FEATURES_AVAILABILITY = ("no restart: the controller checks that every registered broker and controller supports "
+                         "the level (validated first), then finalizes it")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -136,7 +141,18 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     # voters whose service is not running now (stopped by hand, crashed): never part of a majority
     down_voters = frozenset(int(c.key) for c in changes if c.voter and c.start and c.key.isdigit())
     clear: str | None = None
+    features: str | None = None
+    unregister: str | None = None
     for c in changes:
+        if c.unregister:
+            unregister = add(Step(id=f"{StepKind.UNREGISTER_BROKERS.value}:kafka", kind=StepKind.UNREGISTER_BROKERS,
+                                  host=c.host, service="kafka", address=c.address, unregister=c.unregister))
+            continue
+        if c.feature_levels:
+            features = add(Step(id=f"{StepKind.UPDATE_FEATURES.value}:kafka", kind=StepKind.UPDATE_FEATURES,
+                                host=c.host, service="kafka", address=c.address, feature_levels=dict(c.feature_levels),
+                                availability=FEATURES_AVAILABILITY))
+            continue
         if c.throttled_topics or c.throttled_brokers:
             clear = add(Step(id=f"{StepKind.CLEAR_THROTTLES.value}:kafka", kind=StepKind.CLEAR_THROTTLES,
                              host=c.host, service="kafka", address=c.address, throttled_topics=c.throttled_topics,
@@ -302,6 +318,18 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
                 g.add_edge(n, reassign)
         for s in stops["kafka"]:
             g.add_edge(reassign, s)
+    # 7. KRaft: a leaving broker's registration goes once it is stopped (and drained, rule 5).
+    if unregister:
+        for s in stops["kafka"] + removes:
+            g.add_edge(s, unregister)
+        if features:
+            g.add_edge(unregister, features)  # a stale registration blocks a feature upgrade
+    # 6. A new metadata.version is finalized once every node has restarted onto the new build.
+    if features:
+        for n in list(g.nodes):
+            step = g.nodes[n]["step"]
+            if step.kind in (StepKind.START, StepKind.RESTART, StepKind.INSTALL_ARTIFACT) and n != features:
+                g.add_edge(n, features)
     # 4. Brokers stop before ZooKeeper does.
     for z in stops["zookeeper"] + stops["kafka-controller"]:
         for k in stops["kafka"]:

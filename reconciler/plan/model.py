@@ -34,6 +34,8 @@ class StepKind(StrEnum):
     REASSIGN = "reassign"  # partition reassignment through the Admin API (scale-out / drain for scale-in)
     CLEAR_THROTTLES = "clear_throttles"  # delete leftover replication throttles through the Admin API
     ZK_RECONFIG = "zk_reconfig"  # ZooKeeper ensemble membership change by dynamic reconfiguration
+    UPDATE_FEATURES = "update_features"  # KRaft: finalize feature levels (metadata.version) via UpdateFeatures
+    UNREGISTER_BROKERS = "unregister_brokers"  # KRaft: drop the registrations of brokers that left (ClusterTool)
 
 
 class Step(BaseModel):
@@ -63,11 +65,16 @@ class Step(BaseModel):
     cluster_id: str | None = None  # format_storage: the KRaft cluster id (made once at create)
     initial_controllers: str | None = None  # format_storage of an initial voter: id@host:port:dir,...
     voter: bool = False  # KRaft: the node is a voter of the metadata quorum (restarts need the quorum proof)
+    feature_levels: dict[str, int] = {}  # update_features: each feature named with its new level
+    unregister: tuple[int, ...] = ()  # unregister_brokers: the broker ids
 
     def describe(self) -> str:
         what = {
             StepKind.INSTALL_JAVA: "install Java",
             StepKind.INSTALL_ARTIFACT: f"install {self.artifact_id}",
+            StepKind.UPDATE_FEATURES: "finalize "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.feature_levels.items())) + " (UpdateFeatures)",
+            StepKind.UNREGISTER_BROKERS: f"unregister broker(s) {', '.join(map(str, self.unregister))} (ClusterTool)",
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"

@@ -89,6 +89,7 @@ class Observed:
         self._quorum_leader: int | None = None
         self._behind: dict[int, int] = {}
         self._fenced: set[int] = set()
+        self._features: dict[str, int] = {}
 
     # -- whole-cluster starting points ---------------------------------------------------------
     @classmethod
@@ -252,6 +253,11 @@ class Observed:
                                                (isr[0] if isr else None), reassigning=reassigning))
         return self
 
+    def features(self, **levels: int) -> Self:
+        """KRaft finalized feature levels (metadata_version=30 for metadata.version)."""
+        self._features.update({k.replace("_", "."): v for k, v in levels.items()})
+        return self
+
     def fenced(self, *brokers: int) -> Self:
         self._fenced |= set(brokers)
         return self
@@ -273,6 +279,7 @@ class Observed:
             kafka_reachable=brokers_up, partitions=tuple(self._partitions),
             topic_min_isr=dict(self._topic_min_isr), zookeeper_members=dict(self._zk_members),
             throttled_topics=self._throttles[0], throttled_brokers=self._throttles[1], quorum=quorum,
-            fenced_brokers=tuple(sorted(self._fenced)), cluster_id=CLUSTER_ID if quorum else None)
+            fenced_brokers=tuple(sorted(self._fenced)), cluster_id=CLUSTER_ID if quorum else None,
+            features=dict(self._features))
         return ObservedCluster(cluster_name=self.cluster_name,
                                hosts={h: b.build() for h, b in self._hosts.items()}, cluster=state)

@@ -163,3 +163,73 @@ def test_describe_quorum_response_is_read_with_directory_ids_as_kafka_writes_the
     raw = bytes.fromhex("1c9ecc8a5fb04686ac13aef31e6fd9c9")
     assert q.voters[0].directory_id == base64.urlsafe_b64encode(raw).decode().rstrip("=")  # as meta.properties
     assert q.endpoints == {101: "10.213.0.11:9093"}
+
+
+def test_upgrade_rolls_controllers_then_brokers_then_finalizes_metadata_version() -> None:
+    old = parse_spec({**yaml.safe_load(KRAFT_LAB_YAML.read_text()), "kafka": {
+        **yaml.safe_load(KRAFT_LAB_YAML.read_text())["kafka"], "version": "4.3.1"}})
+    new = kraft_lab()
+    old_ids = ArtifactIds(kafka="kafka-4.3.1-577b419932b7")
+    obs = Observed.converged_cluster(old, old_ids).quorum(leader=101).features(metadata_version=30)
+    plan = plan_for(new, obs)
+    restarts = [s.address for s in plan.steps if s.kind is StepKind.RESTART]
+    assert restarts == ["controller.102", "controller.103", "controller.101", "broker.1", "broker.2", "broker.3"]
+    (feat,) = [s for s in plan.steps if s.kind is StepKind.UPDATE_FEATURES]
+    assert feat.feature_levels == {"metadata.version": 33}  # named explicitly: never kraft.version
+    import networkx as nx
+
+    g = plan.graph()
+    assert all(nx.has_path(g, f"restart:{s.service}@{s.host}", feat.id) for s in plan.steps
+               if s.kind is StepKind.RESTART)
+    text = render_text(plan)
+    assert 'metadata.version = "4.3-IV0 (level 30)" -> "4.4-IV2 (level 33)"' in text
+    assert "finalize metadata.version 33 (UpdateFeatures)" in text
+
+
+def test_metadata_version_is_never_downgraded() -> None:
+    obs = Observed.converged_cluster(kraft_lab(), IDS).features(metadata_version=33)
+    older = parse_spec({**yaml.safe_load(KRAFT_LAB_YAML.read_text()), "kafka": {
+        **yaml.safe_load(KRAFT_LAB_YAML.read_text())["kafka"], "version": "4.3.1"}})
+    try:
+        plan_for(older, obs)
+    except pipeline.PlanRefused as e:
+        assert "kafka.version" in str(e) and "never downgrades metadata.version" in str(e)
+    else:
+        raise AssertionError("a downgrade below the cluster's metadata.version must be refused")
+
+
+def test_converged_cluster_at_its_metadata_version_plans_nothing() -> None:
+    assert plan_for(kraft_lab(), Observed.converged_cluster(kraft_lab(), IDS).features(metadata_version=33)).empty
+
+
+def _four_brokers() -> ClusterSpec:
+    data = kraft_lab().model_dump()
+    data["brokers"] = [*data["brokers"], {"id": 4, "host": "10.213.0.14", "rack": "rack-a",
+                                          "data_dirs": ["/var/lib/kafka/data"]}]
+    data["allow_uneven_racks"] = True
+    return parse_spec(data)
+
+
+def test_scale_in_drains_stops_then_unregisters_the_broker() -> None:
+    four = _four_brokers()
+    obs = Observed.converged_cluster(four, IDS)
+    for p in range(4):
+        obs = obs.partition("t", p, replicas=(4, 1, 2) if p % 2 else (1, 2, 4))
+    plan = plan_for(kraft_lab(), obs)
+    kinds = [s.kind for s in plan.steps]
+    assert StepKind.REASSIGN in kinds and StepKind.UNREGISTER_BROKERS in kinds
+    (unreg,) = [s for s in plan.steps if s.kind is StepKind.UNREGISTER_BROKERS]
+    assert unreg.unregister == (4,)
+    import networkx as nx
+
+    g = plan.graph()
+    assert nx.has_path(g, "reassign:partitions", "stop:kafka@10.213.0.14")
+    assert nx.has_path(g, "stop:kafka@10.213.0.14", unreg.id)
+    assert "unregister broker(s) 4 (ClusterTool)" in render_text(plan)
+
+
+def test_a_registration_left_behind_is_unregistered() -> None:
+    obs = Observed.converged_cluster(kraft_lab(), IDS)
+    obs._broker_ids.add(4)  # registered (fenced) while no host runs it any more
+    plan = plan_for(kraft_lab(), obs.fenced(4))
+    assert [(s.kind, s.unregister) for s in plan.steps] == [(StepKind.UNREGISTER_BROKERS, (4,))]

@@ -1,0 +1,193 @@
+"""The seed's load on the cluster kafkaform builds vs the same hosts running Kafka's stock setup.
+
+Kafka's own ProducerPerformance (from the kafka-tools jar of the same build, run on the control
+machine) at 10,000 records/s of 1,000 bytes with acks=all, to an RF 3 topic with min ISR 2:
+a 30 s warm-up, then 60 s measured (the tool's summary: avg, p50, p99). First against the default
+lab cluster as kafkaform builds it (3 KRaft controllers + 3 brokers, Kafka 4.4.0), then on the
+same hosts against brokers and controllers started the way Kafka's distribution does it: the
+stock `config/broker.properties` / `config/controller.properties` (only ids, addresses and the
+quorum filled in) and `kafka-server-start.sh`'s flags (-Xmx1G -Xms1G, the G1 flags). Goal:
+kafkaform / stock <= 1.0 (its configuration costs nothing).
+
+It also shows why the first run after a create is slow: the warm-up's first intervals, and the
+CPU seconds the brokers' JIT compiler threads spent during it.
+
+Usage (root): python3 bench/seed_load.py [--measure-s 60] [--warmup-s 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO
+
+from reconciler import artifacts, lab
+from reconciler.spec import load_spec
+from reconciler.workload import create_topic
+
+SPEC = REPO / "examples" / "lab.yaml"
+HOSTS = {"kf1": "10.213.0.11", "kf2": "10.213.0.12", "kf3": "10.213.0.13"}
+BOOTSTRAP = ",".join(f"{a}:9092" for a in HOSTS.values())
+RATE, SIZE = 10_000, 1_000
+SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max "
+                     r"latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max")
+
+STOCK_COMMON = """num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+"""
+STOCK_FLAGS = ["-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+               "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15",
+               "-Djava.awt.headless=true"]
+
+
+def perf(libs: Path, seconds: int) -> tuple[dict[str, float], list[str]]:
+    """ProducerPerformance for `seconds` at the seed's rate; (summary, interval lines)."""
+    cmd = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
+           "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", "seed",
+           "--num-records", str(RATE * seconds), "--record-size", str(SIZE), "--throughput", str(RATE),
+           "--command-property", "acks=all", f"bootstrap.servers={BOOTSTRAP}"]
+    out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds * 4 + 120)
+    lines = out.stdout.splitlines()
+    m = next((SUMMARY.search(x) for x in reversed(lines) if SUMMARY.search(x)), None)
+    if m is None:
+        raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return ({"records": float(m[1]), "rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]),
+             "p50": float(m[5]), "p95": float(m[6]), "p99": float(m[7])},
+            [x for x in lines if INTERVAL.search(x) and x is not lines[-1]])
+
+
+def jit_cpu_s(unit: str) -> float:
+    """CPU seconds the JIT compiler threads of each host's `unit` process used, summed over hosts."""
+    total = 0.0
+    for name in HOSTS:
+        script = (f"p=$(systemctl show -p MainPID --value {unit}); for t in /proc/$p/task/*; do "
+                  "case \"$(cat $t/comm)\" in C1*|C2*) awk '{print $14+$15}' $t/stat;; esac; done")
+        out = lab.exec_in(name, ["sh", "-c", script]).stdout.split()
+        total += sum(int(x) for x in out) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measure(label: str, libs: Path, warmup: int, seconds: int, unit: str) -> dict[str, float]:
+    create_topic(BOOTSTRAP, "seed", partitions=6, replication_factor=3, min_insync_replicas=2)
+    jit0 = jit_cpu_s(unit)
+    t0 = time.monotonic()
+    warm, intervals = perf(libs, warmup)
+    jit1 = jit_cpu_s(unit)
+    print(f"-- {label}: warm-up {warmup} s: avg {warm['avg']:.1f} ms, max {warm['max']:.0f} ms; "
+          f"brokers' JIT compiler threads used {jit1 - jit0:.1f} CPU s of {time.monotonic() - t0:.0f} s")
+    for line in intervals[:4]:
+        print(f"     {line.strip()}")
+    result, _ = perf(libs, seconds)
+    print(f"   measured {seconds} s: {result['rate']:.0f} rec/s, avg {result['avg']:.2f} ms, "
+          f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, "
+          f"max {result['max']:.0f} ms; "
+          f"JIT CPU since: {jit_cpu_s(unit) - jit1:.1f} s")
+    return result
+
+
+def stock_cluster(libs_on_host: str) -> None:
+    """Kafka's stock controller and broker setup on the same hosts (kafkaform's units stopped)."""
+    cluster_id = subprocess.run(["java", "-cp", f"{libs_on_host_local()}/*", "kafka.tools.StorageTool",
+                                 "random-uuid"], text=True, capture_output=True, check=True).stdout.strip()
+    from reconciler.pipeline import new_kafka_uuid
+
+    voters = ",".join(f"{100 + i}@{a}:9093:{new_kafka_uuid()}" for i, a in enumerate(HOSTS.values(), 1))
+    quorum = ",".join(f"{a}:9093" for a in HOSTS.values())
+    for i, (name, addr) in enumerate(HOSTS.items(), 1):
+        lab.exec_in(name, ["systemctl", "stop", "kafka.service", "kafka-controller.service"], check=True)
+        ctrl = (f"process.roles=controller\nnode.id={100 + i}\ncontroller.quorum.bootstrap.servers={quorum}\n"
+                f"listeners=CONTROLLER://{addr}:9093\nadvertised.listeners=CONTROLLER://{addr}:9093\n"
+                "controller.listener.names=CONTROLLER\nlog.dirs=/var/lib/stock/controller\n"
+                "num.recovery.threads.per.data.dir=1\n" + STOCK_COMMON)
+        broker = (f"process.roles=broker\nnode.id={i}\ncontroller.quorum.bootstrap.servers={quorum}\n"
+                  f"listeners=PLAINTEXT://{addr}:9092\ninter.broker.listener.name=PLAINTEXT\n"
+                  f"advertised.listeners=PLAINTEXT://{addr}:9092\ncontroller.listener.names=CONTROLLER\n"
+                  "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,"
+                  "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL\nlog.dirs=/var/lib/stock/broker\n"
+                  "num.recovery.threads.per.data.dir=2\n" + STOCK_COMMON)
+        script = f"""set -e
+mkdir -p /var/lib/stock /etc/stock
+cat > /etc/stock/controller.properties <<'EOF'
+{ctrl}EOF
+cat > /etc/stock/broker.properties <<'EOF'
+{broker}EOF
+cp /etc/kafka/log4j2.properties /etc/stock/log4j2.properties
+java -cp '{libs_on_host}/*' kafka.tools.StorageTool format -c /etc/stock/controller.properties -t {cluster_id} \
+  --initial-controllers '{voters}' >/dev/null
+java -cp '{libs_on_host}/*' kafka.tools.StorageTool format -c /etc/stock/broker.properties -t {cluster_id} >/dev/null
+chown -R kafka:kafka /var/lib/stock
+for role in controller broker; do
+  systemd-run --unit=stock-$role -p User=kafka /usr/bin/java {' '.join(STOCK_FLAGS)} \
+    -Dkafka.logs.dir=/var/lib/stock/logs-$role -Dlog4j2.configurationFile=/etc/stock/log4j2.properties \
+    -cp '{libs_on_host}/*' kafka.Kafka /etc/stock/$role.properties
+done
+"""
+        lab.exec_in(name, ["sh", "-c", script], check=True, timeout=300)
+    wait_brokers()
+
+
+def libs_on_host_local() -> Path:
+    return artifacts.resolve_maven("kafka", load_spec(SPEC).kafka.version) / "libs"
+
+
+def wait_brokers(timeout: float = 180) -> None:
+    from reconciler.observe import kraft
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = kraft.read_cluster(BOOTSTRAP.split(","), [f"{a}:9093" for a in HOSTS.values()])
+        if len(st.unfenced_brokers) == 3 and st.quorum and st.quorum.leader_id:
+            return
+        time.sleep(1)
+    raise SystemExit("the stock cluster did not come up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--measure-s", type=int, default=60)
+    ap.add_argument("--warmup-s", type=int, default=30)
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="kf-bench-seed-")
+    env = {**os.environ, "KAFKAFORM_HOME": home}
+    cli = [sys.executable, "-m", "reconciler.cli"]
+    libs = libs_on_host_local()
+    (libs.parent / "tools-log4j2.properties").write_text("rootLogger.level = warn\n")
+    try:
+        for args_ in (["lab", "up", str(SPEC)], ["apply", str(SPEC), "--auto-approve"]):
+            p = subprocess.run(cli + args_, env=env, text=True, capture_output=True)
+            if p.returncode != 0:
+                raise SystemExit(p.stdout[-2000:] + p.stderr[-2000:])
+        home_on_host = lab.exec_in("kf1", ["sh", "-c", "ls -d /opt/kafka/kafka-*"], check=True).stdout.strip()
+        ours = measure("kafkaform's cluster (just created)", libs, args.warmup_s, args.measure_s, "kafka")
+        stock_cluster(f"{home_on_host}/libs")
+        stock = measure("stock setup on the same hosts (just started)", libs, args.warmup_s, args.measure_s,
+                        "stock-broker")
+        print(f"avg {ours['avg']:.2f} ms vs {stock['avg']:.2f} ms: ratio {ours['avg'] / stock['avg']:.2f}; "
+              f"p50 {ours['p50']:.0f} vs {stock['p50']:.0f} ms; p99 {ours['p99']:.0f} vs {stock['p99']:.0f} ms: "
+              f"ratio {ours['p99'] / max(stock['p99'], 1):.2f} (goal <= 1.0)")
+    finally:
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()

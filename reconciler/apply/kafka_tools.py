@@ -1,0 +1,45 @@
+"""Kafka's own tool classes, run on a cluster host over SSH, for the calls no Python client has
+(kafka-python 3.0 lacks UnregisterBroker and Add/RemoveRaftVoter): `ClusterTool unregister`, and
+`MetadataQuorumCommand` for voters. The tool comes from the same jars the cluster runs; every
+argument is shell-quoted; the output is parsed by the caller."""
+
+from __future__ import annotations
+
+from reconciler.observe.ssh import CommandResult, ParamikoTransport
+from reconciler.observe.targets import ssh_settings
+from reconciler.render import formats
+from reconciler.render.kafka import kafka_home
+from reconciler.spec import ClusterSpec
+
+
+class ToolFailed(Exception):
+    pass
+
+
+def run_tool(spec: ClusterSpec, host: str, artifact_id: str, main_class: str, args: list[str],
+             timeout: float = 120) -> CommandResult:
+    """`java -cp <home>/libs/* <main_class> <args>` on `host` (through sudo for other logins)."""
+    argv = ["java", "-Dlog4j2.configurationFile=/etc/kafka/log4j2.properties", "-Dkafka.logs.dir=/tmp",
+            "-cp", f"{kafka_home(spec, artifact_id)}/libs/*", main_class, *args]
+    cmd = " ".join(formats.sh(a) for a in argv)
+    if spec.ssh.user != "root":
+        cmd = "sudo -n " + cmd
+    transport = ParamikoTransport.connect(host, ssh_settings(spec))
+    try:
+        res = transport.run(cmd, timeout)
+    finally:
+        transport.close()
+    if res.rc != 0:
+        raise ToolFailed(f"{main_class} on {host} exited {res.rc}: {(res.stderr or res.stdout).strip()[-800:]}")
+    return res
+
+
+def unregister_brokers(spec: ClusterSpec, artifact_id: str, brokers: tuple[int, ...]) -> str:
+    """`ClusterTool unregister --id N` for each broker, from a broker host that stays."""
+    leaving = set(brokers)
+    host = next(b.host for b in spec.brokers if b.id not in leaving)
+    bootstrap = f"{host}:{spec.kafka.listeners[0].port}"
+    for b in brokers:
+        run_tool(spec, host, artifact_id, "org.apache.kafka.tools.ClusterTool",
+                 ["unregister", "--bootstrap-server", bootstrap, "--id", str(b)])
+    return f"unregistered broker(s) {', '.join(map(str, brokers))} through {host}"

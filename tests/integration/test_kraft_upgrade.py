@@ -1,0 +1,145 @@
+"""A KRaft version upgrade on real lab hosts: a cluster of 3 controllers and 3 brokers on Kafka
+4.3.1 (formatted by 4.3.1, so at metadata.version 4.3-IV0) upgraded to 4.4.0 under a continuous
+acks=all producer. kafkaform is killed during the second controller restart and run again: it
+resumes there (no node restarts twice), rolls the rest (controllers before brokers, the active
+controller last), and only then finalizes metadata.version 4.4-IV2 through UpdateFeatures, naming
+the feature (kraft.version stays as it was). Nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler import lab
+from reconciler.observe import kraft
+from reconciler.safety import can_restart_voter
+from reconciler.workload import NumberedProducer, create_topic, read_numbers
+from tests.integration.conftest import KRAFT_LAB_SPEC, Cli, lab_for
+
+pytestmark = pytest.mark.integration
+
+BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
+CONTROLLERS = ["10.213.0.11:9093", "10.213.0.12:9093", "10.213.0.13:9093"]
+HOST_OF = {101: "10.213.0.11", 102: "10.213.0.12", 103: "10.213.0.13"}
+
+
+def _spec(d: Path, version: str) -> Path:
+    data = yaml.safe_load(KRAFT_LAB_SPEC.read_text())
+    data["name"] = "kupgrade"
+    data["kafka"]["version"] = version
+    p = d / f"kupgrade-{version}.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def _quorum_healthy(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = kraft.read_cluster(BOOTSTRAP.split(","), CONTROLLERS)
+        q = st.quorum
+        if q and q.leader_id and all(can_restart_voter(q, v.node_id).ok for v in q.voters) \
+                and len(st.unfenced_brokers) == 3 and all(set(p.isr) == set(p.replicas) for p in st.partitions):
+            return
+        time.sleep(1)
+    raise AssertionError("the cluster did not get healthy again")
+
+
+@pytest.fixture(scope="module")
+def old_spec(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    spec = _spec(tmp_path_factory.mktemp("kupgrade"), "4.3.1")
+    with lab_for(cli, spec, "kupgrade") as path:
+        a = cli("apply", str(path), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+        yield path
+
+
+def test_upgrade_431_to_440_killed_mid_roll_resumes_then_finalizes_metadata_version(
+        old_spec: Path, cli: Cli, kf_home: Path) -> None:
+    before = json.loads(cli("describe-cluster", str(old_spec), "--json", check=True).stdout)
+    assert before["MetadataVersion"] == 30 and before["FinalizedFeatures"]["kraft.version"] == 1
+    leader_before = before["Quorum"]["LeaderId"]
+    create_topic(BOOTSTRAP, "kupgrade", partitions=12, replication_factor=3, min_insync_replicas=2)
+    producer = NumberedProducer(BOOTSTRAP, "kupgrade", rate_per_s=150).start()
+    leaders: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # the active controller, as DescribeQuorum reports it during the upgrade
+        while not stop.is_set():
+            try:
+                q = kraft.describe_quorum(CONTROLLERS, timeout=1.0)
+                if q.leader_id is not None and (not leaders or leaders[-1] != q.leader_id):
+                    leaders.append(q.leader_id)
+            except kraft.QuorumUnreadable:
+                pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    journal = kf_home / "clusters" / "kupgrade" / "journal.jsonl"
+    mark = len(journal.read_text().splitlines())
+    new_spec = _spec(old_spec.parent, "4.4.0")
+    try:
+        plan = cli("plan", str(new_spec)).stdout
+        assert "finalize metadata.version 33 (UpdateFeatures)" in plan and "kraft.version" in plan
+        order = [line.split(":")[0].strip("- ") for line in plan.splitlines() if ": restart " in line]
+        assert order[-4] == f"controller.{leader_before}" and order[-3:] == ["broker.1", "broker.2", "broker.3"]
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", str(new_spec), "--auto-approve"],
+                                env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        killed = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            started = [json.loads(x) for x in journal.read_text().splitlines()[mark:]
+                       if '"step_started"' in x and "restart:kafka-controller" in x]
+            if len(started) == 2:
+                time.sleep(0.25)
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = started[-1]["step"]
+                break
+            time.sleep(0.1)
+        proc.wait()
+        assert killed, "the apply ended before its second controller restart"
+        mid = json.loads(cli("describe-cluster", str(new_spec), "--json").stdout or "{}")
+        assert mid.get("MetadataVersion") == 30, "metadata.version was raised before every node ran 4.4.0"
+        time.sleep(3)
+        _quorum_healthy()
+        a = cli("apply", str(new_spec), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+    finally:
+        stop.set()
+        watcher.join()
+        report = producer.stop()
+    entries = [json.loads(x) for x in journal.read_text().splitlines()[mark:]]
+    done = [e["step"] for e in entries if e["event"] == "step_done" and e["step"].startswith("restart:")]
+    assert sorted(done) == sorted([f"restart:kafka-controller@{h}" for h in HOST_OF.values()]
+                                  + [f"restart:kafka@{h}" for h in HOST_OF.values()]), done
+    started = [e["step"] for e in entries if e["event"] == "step_started" and e["step"].startswith("restart:")]
+    assert started.count(killed) == 1, f"the interrupted restart was repeated: {started}"
+    # the active controller went last: leadership moved once during the controllers' roll (at most
+    # once more if an election followed the kill)
+    assert leaders[0] == leader_before and len(leaders) <= 3, leaders
+    # metadata.version finalized after every restart, and only it
+    done_at = [(i, e["step"]) for i, e in enumerate(entries) if e["event"] == "step_done"]
+    feat = next(i for i, step in done_at if step == "update_features:kafka")
+    last_restart = max(i for i, step in done_at if step.startswith("restart:"))
+    assert feat > last_restart
+    after = json.loads(cli("describe-cluster", str(new_spec), "--json", check=True).stdout)
+    assert after["MetadataVersion"] == 33 and after["FinalizedFeatures"]["kraft.version"] == 1
+    for name in ("kf1", "kf2", "kf3"):
+        for unit in ("kafka", "kafka-controller"):
+            cmd = lab.exec_in(name, ["sh", "-c", f"tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value "
+                                                 f"{unit}.service)/cmdline"], check=True).stdout
+            assert "/kafka-4.4.0-" in cmd, (name, unit, cmd)
+    assert cli("plan", str(new_spec), "--detailed-exitcode").returncode == 0
+    assert report.sent > 1000 and not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(BOOTSTRAP, "kupgrade", report.acked)
+    assert not missing, f"{len(missing)} acknowledged messages lost"
