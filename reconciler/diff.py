@@ -94,6 +94,12 @@ class Change(BaseModel):
     feature_levels: dict[str, int] = {}
     # KRaft: registrations of brokers that left the spec, removed from the metadata (UnregisterBroker)
     unregister: tuple[int, ...] = ()
+    # KRaft quorum membership change (address "controllers.quorum"): voters added / removed, with the
+    # directory id each leaving voter is removed by
+    voters_join: tuple[int, ...] = ()
+    voters_leave: tuple[int, ...] = ()
+    voter_dirs: dict[int, str] = {}
+    voter_hosts: dict[int, str] = {}  # joiners: their hosts; leavers: a staying voter's host to run the tool on
     voter: bool = False  # KRaft: the node is a voter of the metadata quorum (controller or combined)
 
     @property
@@ -152,6 +158,29 @@ def _dynamic_keys(desired: F.ServiceDesired, facts: HostFacts, dynamic: frozense
     if not changed or any(k not in dynamic or is_sensitive(k) for k in changed):
         return None
     return changed
+
+
+# Read only when a KRaft node starts (it finds the quorum through them, then follows the voters the
+# quorum itself records): a change is written without a restart, so adding or removing a voter
+# restarts nothing.
+START_ONLY_KEYS = frozenset({"controller.quorum.bootstrap.servers"})
+
+
+def _start_only_change(desired: F.ServiceDesired, facts: HostFacts) -> bool:
+    """Whether the only difference is in keys a running node never reads again."""
+    if desired.service == "zookeeper":
+        return False
+    props = desired.file(desired.config_path)
+    for f in desired.files:
+        seen = facts.files.get(f.path)
+        if f is not props and (seen is None or seen.sha256 != f.sha256):
+            return False
+    seen = facts.files.get(desired.config_path)
+    if seen is None or seen.content is None or seen.sha256 == props.sha256:
+        return False
+    old, new = F.parse_properties(seen.content), F.parse_properties(props.content)
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    return bool(changed) and changed <= START_ONLY_KEYS
 
 
 def running_kafka_version(facts: HostFacts, artifact_id: str) -> str | None:
@@ -236,6 +265,11 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
         return None
     configure = any(facts.files.get(f.path) is None or facts.files[f.path].sha256 != f.sha256
                     for f in desired.files)
+    if running and not need_install and not stale and _start_only_change(desired, facts):
+        reasons.append("controller.quorum.bootstrap.servers is read only at start: written, no restart")
+        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
+                      action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                      install_java=need_java, configure=True, file_hashes=hashes)
     dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install and not stale else None
     if dyn:
         reasons.append(f"{', '.join(dyn)} {LIVE_REASON}")
@@ -482,7 +516,57 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     registrations = unregister_change(spec, observed)
     if registrations:
         changes.append(registrations)
+    voters = voters_change(spec, observed, changes, errors)
+    if voters:
+        changes.append(voters)
     return DiffResult(changes, errors)
+
+
+def voters_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],
+                  errors: list[SpecIssue]) -> Change | None:
+    """KRaft controllers to add to or remove from the quorum (AddRaftVoter / RemoveRaftVoter, one
+    at a time; no running controller restarts). Compared with the quorum's own voters
+    (DescribeQuorum), not with files. Refused while the quorum cannot be read and a controller
+    would go, and when most of the new quorum would be controllers that are not voters yet."""
+    if not spec.kraft:
+        return None
+    quorum = observed.cluster.quorum
+    want = {i for i, _ in spec.voters()}
+    leaving_nodes = [c for c in changes if c.action is Action.DELETE and c.service == "kafka-controller"]
+    if quorum is None or not quorum.voters:
+        if leaving_nodes:
+            errors.append(SpecIssue(path="controllers", message=(
+                f"{', '.join(c.address for c in leaving_nodes)} would be removed, but the quorum's voters cannot be "
+                f"read ({observed.cluster.error or 'no leader'}); not removing a controller that may still vote")))
+        return None
+    have = set(quorum.voter_ids)
+    join = tuple(sorted(want - have))
+    leave = tuple(sorted(have - want))
+    if not join and not leave:
+        return None
+    staying = len(want & have)
+    if staying * 2 <= len(want):
+        errors.append(SpecIssue(path="controllers", message=(
+            f"the new quorum ({len(want)} voters) would have only {staying} current voter(s); a majority of it must "
+            "already vote so it holds the metadata. Change fewer controllers per apply.")))
+        return None
+    reasons = []
+    if join:
+        reasons.append(f"controller(s) {', '.join(map(str, join))} join the quorum (started as observers, "
+                       "then added as voters)")
+    if leave:
+        reasons.append(f"controller(s) {', '.join(map(str, leave))} leave the quorum (removed as voters, "
+                       "then stopped)")
+    dirs = {v.node_id: v.directory_id or "" for v in quorum.voters if v.node_id in leave}
+    hosts = dict(spec.voters())
+    anchor = next(hosts[i] for i in sorted(want & have))
+    return Change(address="controllers.quorum", service="kafka-controller", key="quorum", host="cluster",
+                  action=Action.UPDATE, reasons=(*reasons, "one voter at a time; no running controller restarts"),
+                  attrs=(AttrDiff(name="voters", before=",".join(map(str, sorted(have))),
+                                  after=",".join(map(str, sorted(want)))),
+                         AttrDiff(name="majority", before=str(len(have) // 2 + 1), after=str(len(want) // 2 + 1))),
+                  voters_join=join, voters_leave=leave, voter_dirs=dirs,
+                  voter_hosts={**{i: hosts[i] for i in join}, **dict.fromkeys(leave, anchor)})
 
 
 def unregister_change(spec: ClusterSpec, observed: ObservedCluster) -> Change | None:

@@ -373,12 +373,39 @@ def _unregister_brokers(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Jo
     return _api_step(step, act)
 
 
+def _add_voter(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    from reconciler.apply import kafka_tools
+
+    def act() -> None:
+        node = step.voter_id or 0
+        if node not in gates.voters(spec):  # (a resumed apply: it may have been added already)
+            hooks.message(kafka_tools.add_voter(spec, _ARTIFACT["kafka"], step.host))
+        gates.voter_set(spec, node, present=True, progress=hooks.message)
+        gates.controller_caught_up(spec, node, progress=hooks.message)
+
+    return _api_step(step, act)
+
+
+def _remove_voter(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    from reconciler.apply import kafka_tools
+
+    def act() -> None:
+        node = step.voter_id or 0
+        if node in gates.voters(spec):
+            hooks.message(kafka_tools.remove_voter(spec, _ARTIFACT["kafka"], step.host, node, step.voter_dir or ""))
+        gates.voter_set(spec, node, present=False, progress=hooks.message)
+
+    return _api_step(step, act)
+
+
 _ARTIFACT: dict[str, str] = {}  # the build the cluster runs, for tool classes run on its hosts
 
 
 # Steps carried out by kafkaform itself (Admin API, kazoo); every other kind is an Ansible playbook.
 API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResult]] = {
     StepKind.UNREGISTER_BROKERS: _unregister_brokers,
+    StepKind.ADD_VOTER: _add_voter,
+    StepKind.REMOVE_VOTER: _remove_voter,
     StepKind.UPDATE_FEATURES: _update_features,
     StepKind.ALTER_CONFIG: _alter_config,
     StepKind.CLEAR_THROTTLES: _clear_throttles,

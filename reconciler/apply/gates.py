@@ -76,9 +76,10 @@ def reader_for(spec: ClusterSpec) -> ClusterReader:
     key = f"{spec.name}:{spec.kafka.metadata_mode}"
     if key not in readers:
         if spec.kraft:
+            from reconciler.modes.kraft import quorum_endpoints
             from reconciler.observe import kraft
 
-            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","), spec.quorum_bootstrap().split(","))
+            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","), quorum_endpoints(spec))
         else:
             readers[key] = zookeeper.SessionReader(_zk(spec))
     return readers[key]
@@ -392,3 +393,23 @@ def brokers_unregistered(spec: ClusterSpec, brokers: tuple[int, ...], timeout: f
         return not left, f"registered brokers {sorted(st.broker_ids)}" + (f", still {left}" if left else "")
 
     return _poll(f"broker(s) {', '.join(map(str, brokers))} unregistered", check, timeout, progress)
+
+
+def voters(spec: ClusterSpec) -> tuple[int, ...]:
+    st = cluster_state(spec)
+    return st.quorum.voter_ids if st.quorum else ()
+
+
+def voter_set(spec: ClusterSpec, node: int, present: bool, timeout: float = 120, progress: Progress = None
+              ) -> GateResult:
+    """The quorum's voters (DescribeQuorum) include, or no longer include, this controller."""
+
+    def check() -> tuple[bool, str]:
+        st = cluster_state(spec)
+        if st.quorum is None:
+            return False, f"quorum unreadable: {st.error}"
+        have = st.quorum.voter_ids
+        return (node in have) == present, f"voters {list(have)}"
+
+    what = "a voter" if present else "no longer a voter"
+    return _poll(f"controller {node} {what}", check, timeout, progress)

@@ -34,6 +34,27 @@ def run_tool(spec: ClusterSpec, host: str, artifact_id: str, main_class: str, ar
     return res
 
 
+def add_voter(spec: ClusterSpec, artifact_id: str, host: str) -> str:
+    """`MetadataQuorumCommand add-controller` on the joining controller's host: it reads the node
+    id, directory id and endpoints from that controller's own config and storage."""
+    from reconciler.render.common import CONTROLLER_PROPERTIES
+
+    port = spec.kafka.controller_listener.port
+    res = run_tool(spec, host, artifact_id, "org.apache.kafka.tools.MetadataQuorumCommand",
+                   ["--bootstrap-controller", f"{host}:{port}", "--command-config", CONTROLLER_PROPERTIES,
+                    "add-controller"])
+    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"added the controller on {host}"
+
+
+def remove_voter(spec: ClusterSpec, artifact_id: str, host: str, node: int, directory_id: str) -> str:
+    """`MetadataQuorumCommand remove-controller` through a controller that stays."""
+    port = spec.kafka.controller_listener.port
+    res = run_tool(spec, host, artifact_id, "org.apache.kafka.tools.MetadataQuorumCommand",
+                   ["--bootstrap-controller", f"{host}:{port}", "remove-controller", "--controller-id", str(node),
+                    "--controller-directory-id", directory_id])
+    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"removed controller {node}"
+
+
 def unregister_brokers(spec: ClusterSpec, artifact_id: str, brokers: tuple[int, ...]) -> str:
     """`ClusterTool unregister --id N` for each broker, from a broker host that stays."""
     leaving = set(brokers)

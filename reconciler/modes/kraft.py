@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from reconciler.spec import ClusterSpec
 
 
+def quorum_endpoints(spec: ClusterSpec) -> list[str]:
+    """Where DescribeQuorum can be asked: the spec's voters, then the hosts of the last applied
+    revision (a controller that is leaving the spec may still lead the quorum)."""
+    from reconciler.apply.state import known_hosts_of
+
+    port = spec.kafka.controller_listener.port
+    out = [f"{h}:{port}" for _, h in spec.voters()]
+    return out + [f"{h}:{port}" for h in known_hosts_of(spec.name) if f"{h}:{port}" not in out]
+
+
 class KRaftMode:
     name = "kraft"
     quorum_service = CONTROLLER_SERVICE
@@ -29,7 +39,7 @@ class KRaftMode:
     def read_cluster(self, spec: ClusterSpec, timeout: float) -> ClusterState:
         from reconciler.observe import kraft
 
-        return kraft.read_cluster(spec.bootstrap_brokers().split(","), spec.quorum_bootstrap().split(","), timeout)
+        return kraft.read_cluster(spec.bootstrap_brokers().split(","), quorum_endpoints(spec), timeout)
 
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         leader = cluster.quorum.leader_id if cluster.quorum else None

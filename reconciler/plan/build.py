@@ -14,7 +14,9 @@ Ordering rules, each one edge family below:
 5. partition reassignment after every broker start/restart, and before any broker stops;
 6. KRaft: a new metadata.version is finalized after every start and restart (the whole upgrade
    roll), never before;
-7. KRaft: a leaving broker is unregistered after it stopped (so after its drain).
+7. KRaft: a leaving broker is unregistered after it stopped (so after its drain);
+8. KRaft: quorum voters change one at a time, joins before leaves; a joining controller becomes a
+   voter once it runs, a leaving one stops only once it no longer votes.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class KRaftIds:
 
 RECONFIG_AVAILABILITY = ("ZooKeeper keeps its quorum: the new membership commits through the current quorum "
                          "and needs a quorum of the new ensemble serving; no server restarts")
+VOTER_AVAILABILITY = ("the quorum keeps a majority throughout: one voter is added or removed at a time, through "
+                      "the current quorum; no running controller restarts")
 FEATURES_AVAILABILITY = ("no restart: the controller checks that every registered broker and controller supports "
                          "the level (validated first), then finalizes it")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
@@ -50,6 +54,12 @@ REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the 
 
 def _sid(kind: StepKind, host: str, service: str | None) -> str:
     return f"{kind.value}:{service or 'host'}@{host}"
+
+
+def _in_initial(kraft: KRaftIds, node: str) -> bool:
+    """Whether the node is one of the quorum's initial voters (a voter added later joins as an
+    observer: formatted without initial controllers, then added)."""
+    return any(v.split("@", 1)[0] == node for v in (kraft.initial_controllers or "").split(",") if v)
 
 
 def _restart_order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
@@ -143,7 +153,21 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     clear: str | None = None
     features: str | None = None
     unregister: str | None = None
+    voter_steps: list[tuple[str, Step]] = []  # ("join" | "leave", step)
     for c in changes:
+        if c.voters_join or c.voters_leave:
+            for node in c.voters_join:
+                voter_steps.append(("join", Step(id=f"{StepKind.ADD_VOTER.value}:controller.{node}",
+                                                 kind=StepKind.ADD_VOTER, host=c.voter_hosts[node],
+                                                 service="kafka-controller", address=f"controller.{node}",
+                                                 voter_id=node, availability=VOTER_AVAILABILITY)))
+            for node in c.voters_leave:
+                voter_steps.append(("leave", Step(id=f"{StepKind.REMOVE_VOTER.value}:controller.{node}",
+                                                  kind=StepKind.REMOVE_VOTER, host=c.voter_hosts[node],
+                                                  service="kafka-controller", address=f"controller.{node}",
+                                                  voter_id=node, voter_dir=c.voter_dirs.get(node),
+                                                  availability=VOTER_AVAILABILITY)))
+            continue
         if c.unregister:
             unregister = add(Step(id=f"{StepKind.UNREGISTER_BROKERS.value}:kafka", kind=StepKind.UNREGISTER_BROKERS,
                                   host=c.host, service="kafka", address=c.address, unregister=c.unregister))
@@ -201,9 +225,10 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
         if c.format_storage:
             if kraft is None:
                 raise ValueError(f"{c.address}: storage to format but no KRaft cluster id")
+            initial = kraft.initial_controllers if c.voter and _in_initial(kraft, c.key) else None
             s = add(Step(id=_sid(StepKind.FORMAT_STORAGE, c.host, c.service), kind=StepKind.FORMAT_STORAGE,
                          host=c.host, service=c.service, address=c.address, cluster_id=kraft.cluster_id,
-                         initial_controllers=kraft.initial_controllers if c.voter else None))
+                         initial_controllers=initial, voter=c.voter))
             if prev:
                 g.add_edge(prev, s)
             prev = s
@@ -318,6 +343,22 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
                 g.add_edge(n, reassign)
         for s in stops["kafka"]:
             g.add_edge(reassign, s)
+    # 8. KRaft quorum membership: one voter change at a time, joins before leaves; a joiner once it
+    #    runs (as an observer), a leaver before it stops.
+    prev_voter: str | None = None
+    for what, step in voter_steps:
+        sid = add(step)
+        if prev_voter:
+            g.add_edge(prev_voter, sid)
+        prev_voter = sid
+        node_steps = [n for n in g.nodes if g.nodes[n]["step"].address == step.address and n != sid]
+        for n in node_steps:
+            kind = g.nodes[n]["step"].kind
+            if what == "join" and kind in (StepKind.START, StepKind.RESTART, StepKind.FORMAT_STORAGE,
+                                           StepKind.CONFIGURE, StepKind.INSTALL_ARTIFACT):
+                g.add_edge(n, sid)
+            elif what == "leave" and kind in (StepKind.STOP, StepKind.REMOVE):
+                g.add_edge(sid, n)
     # 7. KRaft: a leaving broker's registration goes once it is stopped (and drained, rule 5).
     if unregister:
         for s in stops["kafka"] + removes:

@@ -36,6 +36,8 @@ class StepKind(StrEnum):
     ZK_RECONFIG = "zk_reconfig"  # ZooKeeper ensemble membership change by dynamic reconfiguration
     UPDATE_FEATURES = "update_features"  # KRaft: finalize feature levels (metadata.version) via UpdateFeatures
     UNREGISTER_BROKERS = "unregister_brokers"  # KRaft: drop the registrations of brokers that left (ClusterTool)
+    ADD_VOTER = "add_voter"  # KRaft: a started controller (an observer) becomes a voter (MetadataQuorumCommand)
+    REMOVE_VOTER = "remove_voter"  # KRaft: a controller stops voting, before it is stopped
 
 
 class Step(BaseModel):
@@ -67,6 +69,8 @@ class Step(BaseModel):
     voter: bool = False  # KRaft: the node is a voter of the metadata quorum (restarts need the quorum proof)
     feature_levels: dict[str, int] = {}  # update_features: each feature named with its new level
     unregister: tuple[int, ...] = ()  # unregister_brokers: the broker ids
+    voter_id: int | None = None  # add_voter / remove_voter: the controller
+    voter_dir: str | None = None  # remove_voter: its metadata directory id
 
     def describe(self) -> str:
         what = {
@@ -75,6 +79,8 @@ class Step(BaseModel):
             StepKind.UPDATE_FEATURES: "finalize "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.feature_levels.items())) + " (UpdateFeatures)",
             StepKind.UNREGISTER_BROKERS: f"unregister broker(s) {', '.join(map(str, self.unregister))} (ClusterTool)",
+            StepKind.ADD_VOTER: f"add controller {self.voter_id} to the quorum's voters",
+            StepKind.REMOVE_VOTER: f"remove controller {self.voter_id} from the quorum's voters",
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"

@@ -269,7 +269,8 @@ class Observed:
             leader = self._quorum_leader if self._quorum_leader is not None else self._voters[0]
             now = 1_800_000_000_000
             quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=3, high_watermark=100, voters=tuple(
-                QuorumMember(node_id=v, log_end_offset=100, last_caught_up_ms=now - self._behind.get(v, 0))
+                QuorumMember(node_id=v, directory_id=f"DIR{v}x0", log_end_offset=100,
+                             last_caught_up_ms=now - self._behind.get(v, 0))
                 for v in sorted(self._voters)))
         state = ClusterState(
             mode="kraft" if quorum else "zookeeper",

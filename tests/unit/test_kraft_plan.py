@@ -233,3 +233,57 @@ def test_a_registration_left_behind_is_unregistered() -> None:
     obs._broker_ids.add(4)  # registered (fenced) while no host runs it any more
     plan = plan_for(kraft_lab(), obs.fenced(4))
     assert [(s.kind, s.unregister) for s in plan.steps] == [(StepKind.UNREGISTER_BROKERS, (4,))]
+
+
+def _five_controllers() -> ClusterSpec:
+    data = kraft_lab().model_dump()
+    data["controllers"] = [*data["controllers"], {"id": 104, "host": "10.213.0.14"}, {"id": 105, "host": "10.213.0.15"}]
+    return parse_spec(data)
+
+
+def test_quorum_grows_by_adding_voters_without_restarting_anyone() -> None:
+    five = _five_controllers()
+    plan = plan_for(five, Observed.converged_cluster(kraft_lab(), IDS).host("10.213.0.14").bare()
+                    .host("10.213.0.15").bare())
+    assert not [s for s in plan.steps if s.kind is StepKind.RESTART], "no running node restarts"
+    fmt = {s.address: s for s in plan.steps if s.kind is StepKind.FORMAT_STORAGE}
+    assert set(fmt) == {"controller.104", "controller.105"}
+    assert all(s.initial_controllers is None and s.voter for s in fmt.values())  # join as observers
+    adds = [s for s in plan.steps if s.kind is StepKind.ADD_VOTER]
+    assert [(s.voter_id, s.host) for s in adds] == [(104, "10.213.0.14"), (105, "10.213.0.15")]
+    import networkx as nx
+
+    g = plan.graph()
+    assert nx.has_path(g, "start:kafka-controller@10.213.0.14", adds[0].id) and g.has_edge(adds[0].id, adds[1].id)
+    configured = {s.address for s in plan.steps if s.kind is StepKind.CONFIGURE}
+    assert {"controller.101", "broker.1"} <= configured  # the new bootstrap servers, written without a restart
+    assert "read only at start: written, no restart" in render_text(plan)
+
+
+def test_quorum_shrinks_by_removing_voters_before_they_stop() -> None:
+    five = _five_controllers()
+    obs = Observed.converged_cluster(five, IDS)
+    plan = plan_for(kraft_lab(), obs)
+    removes = [s for s in plan.steps if s.kind is StepKind.REMOVE_VOTER]
+    assert [s.voter_id for s in removes] == [104, 105]
+    assert all(s.voter_dir and s.host in ("10.213.0.11", "10.213.0.12", "10.213.0.13") for s in removes)
+    import networkx as nx
+
+    g = plan.graph()
+    assert nx.has_path(g, removes[0].id, "stop:kafka-controller@10.213.0.14")
+    assert nx.has_path(g, removes[1].id, "stop:kafka-controller@10.213.0.15")
+    assert not [s for s in plan.steps if s.kind is StepKind.RESTART]
+
+
+def test_most_of_a_new_quorum_must_already_vote() -> None:
+    data = kraft_lab().model_dump()
+    data["controllers"] = [{"id": 104, "host": "10.213.0.14"}, {"id": 105, "host": "10.213.0.15"},
+                           {"id": 101, "host": "10.213.0.11"}]
+    spec = parse_spec(data)
+    try:
+        plan_for(spec, Observed.converged_cluster(kraft_lab(), IDS).host("10.213.0.14").bare()
+                 .host("10.213.0.15").bare())
+    except pipeline.PlanRefused as e:
+        assert "Change fewer controllers per apply" in str(e)
+    else:
+        raise AssertionError("replacing most voters at once must be refused")

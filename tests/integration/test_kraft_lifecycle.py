@@ -1,9 +1,13 @@
-"""A KRaft version upgrade on real lab hosts: a cluster of 3 controllers and 3 brokers on Kafka
-4.3.1 (formatted by 4.3.1, so at metadata.version 4.3-IV0) upgraded to 4.4.0 under a continuous
-acks=all producer. kafkaform is killed during the second controller restart and run again: it
-resumes there (no node restarts twice), rolls the rest (controllers before brokers, the active
-controller last), and only then finalizes metadata.version 4.4-IV2 through UpdateFeatures, naming
-the feature (kraft.version stays as it was). Nothing acknowledged is lost."""
+"""A KRaft cluster's life on real lab hosts (one lab of 5 hosts, one cluster), under acks=all load:
+
+1. Version upgrade: 3 controllers and 3 brokers on Kafka 4.3.1 (formatted by 4.3.1, so at
+   metadata.version 4.3-IV0) upgraded to 4.4.0. kafkaform is killed during the second controller
+   restart and run again: it resumes there (no node restarts twice), rolls the rest (controllers
+   before brokers, the active controller last), and only then finalizes metadata.version 4.4-IV2
+   through UpdateFeatures, naming the feature (kraft.version stays as it was).
+2. Controller quorum 3 -> 5 -> 3, one plan each: two controllers on hosts of their own join as
+   observers and are added as voters, then removed as voters and stopped; no running node restarts.
+Nothing acknowledged is lost."""
 
 from __future__ import annotations
 
@@ -29,15 +33,17 @@ from tests.integration.conftest import KRAFT_LAB_SPEC, Cli, lab_for
 pytestmark = pytest.mark.integration
 
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
-CONTROLLERS = ["10.213.0.11:9093", "10.213.0.12:9093", "10.213.0.13:9093"]
+CONTROLLERS = [f"10.213.0.1{i}:9093" for i in range(1, 6)]  # 104 and 105 vote during the quorum test
 HOST_OF = {101: "10.213.0.11", 102: "10.213.0.12", 103: "10.213.0.13"}
 
 
-def _spec(d: Path, version: str) -> Path:
+def _spec(d: Path, version: str, controllers: int = 3) -> Path:
     data = yaml.safe_load(KRAFT_LAB_SPEC.read_text())
     data["name"] = "kupgrade"
     data["kafka"]["version"] = version
-    p = d / f"kupgrade-{version}.yaml"
+    for i in range(4, controllers + 1):
+        data["controllers"].append({"id": 100 + i, "host": f"10.213.0.1{i}"})
+    p = d / f"kupgrade-{version}-{controllers}.yaml"
     p.write_text(yaml.safe_dump(data, sort_keys=False))
     return p
 
@@ -56,11 +62,12 @@ def _quorum_healthy(timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def old_spec(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    spec = _spec(tmp_path_factory.mktemp("kupgrade"), "4.3.1")
-    with lab_for(cli, spec, "kupgrade") as path:
-        a = cli("apply", str(path), "--auto-approve")
+    d = tmp_path_factory.mktemp("kupgrade")
+    spec = _spec(d, "4.3.1")
+    with lab_for(cli, _spec(d, "4.3.1", controllers=5), "kupgrade"):  # 5 hosts; the cluster starts on 3
+        a = cli("apply", str(spec), "--auto-approve")
         assert a.returncode == 0, a.stdout + a.stderr
-        yield path
+        yield spec
 
 
 def test_upgrade_431_to_440_killed_mid_roll_resumes_then_finalizes_metadata_version(
@@ -141,5 +148,42 @@ def test_upgrade_431_to_440_killed_mid_roll_resumes_then_finalizes_metadata_vers
             assert "/kafka-4.4.0-" in cmd, (name, unit, cmd)
     assert cli("plan", str(new_spec), "--detailed-exitcode").returncode == 0
     assert report.sent > 1000 and not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(BOOTSTRAP, "kupgrade", report.acked)
+    assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def _pids() -> dict[str, str]:
+    out = {}
+    for name in ("kf1", "kf2", "kf3"):
+        for unit in ("kafka", "kafka-controller"):
+            out[f"{name}/{unit}"] = lab.exec_in(name, ["systemctl", "show", "-p", "MainPID", "--value",
+                                                       f"{unit}.service"], check=True).stdout.strip()
+    return out
+
+
+def test_controller_quorum_grows_to_five_and_back_to_three(old_spec: Path, cli: Cli) -> None:
+    five, three = _spec(old_spec.parent, "4.4.0", controllers=5), _spec(old_spec.parent, "4.4.0")
+    producer = NumberedProducer(BOOTSTRAP, "kupgrade", rate_per_s=150).start()
+    try:
+        before = _pids()
+        plan = cli("plan", str(five)).stdout
+        assert "add controller 104 to the quorum's voters" in plan and "add controller 105" in plan
+        assert ": restart " not in plan, "adding voters restarts nothing"
+        a = cli("apply", str(five), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+        q = kraft.describe_quorum(CONTROLLERS)
+        assert q.voter_ids == (101, 102, 103, 104, 105) and q.leader_id is not None
+        assert cli("plan", str(five), "--detailed-exitcode").returncode == 0
+        a = cli("apply", str(three), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+        assert "remove controller 104 from the quorum's voters" in a.stdout
+        assert kraft.describe_quorum(CONTROLLERS).voter_ids == (101, 102, 103)
+        for name in ("kf4", "kf5"):
+            assert lab.exec_in(name, ["systemctl", "is-active", "kafka-controller.service"]).stdout.strip() != "active"
+        assert _pids() == before, "a running controller or broker restarted"
+        assert cli("plan", str(three), "--detailed-exitcode").returncode == 0
+    finally:
+        report = producer.stop()
+    assert report.sent > 500 and not report.errors, report.errors[:5]
     missing = report.acked - read_numbers(BOOTSTRAP, "kupgrade", report.acked)
     assert not missing, f"{len(missing)} acknowledged messages lost"
