@@ -53,6 +53,28 @@ class ReplicaMove(BaseModel):
     bytes: int = 0
 
 
+class RestartReason(StrEnum):
+    """Why a service restarts, as the plan and the journal say it."""
+
+    CONFIG = "config"
+    UNIT = "unit"
+    NEW_BUILD = "new_build"
+    OTHER_BUILD_RUNNING = "other_build_running"
+    SECOND_ROLL = "second_roll"
+    OWED = "owed"
+
+    @property
+    def text(self) -> str:
+        return {
+            "config": "its configuration changed and the change needs a restart",
+            "unit": "its service unit changed (JVM options, heap, build path)",
+            "new_build": "a new build is installed",
+            "other_build_running": "the running process is another build than the unit starts",
+            "second_roll": "second roll of an upgrade: inter.broker.protocol.version raised",
+            "owed": "a restart an interrupted apply did not finish (journal)",
+        }[self.value]
+
+
 class Change(BaseModel):
     """One resource's change. `restart`/`start`/... say which steps apply must run."""
 
@@ -70,6 +92,7 @@ class Change(BaseModel):
     file_hashes: dict[str, str] = {}
     start: bool = False
     restart: bool = False
+    restart_reasons: tuple[RestartReason, ...] = ()  # why `restart` is set
     dynamic_keys: tuple[str, ...] = ()  # broker configs applied live through the Admin API
     # Two-phase upgrade: first roll with inter.broker.protocol.version pinned to the old release
     # (files hashed in pinned_hashes), then a second roll with the final files.
@@ -245,12 +268,20 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
             attrs.append(AttrDiff(name="version", before=versions_have, after=desired.version))
         attrs.append(AttrDiff(name="artifact", before=have, after=artifact_id))
     restart_files = False
+    why: list[RestartReason] = []
+    if stale:
+        why.append(RestartReason.OTHER_BUILD_RUNNING)
+    if need_install:
+        why.append(RestartReason.NEW_BUILD)
     for f in desired.files:
         seen = facts.files.get(f.path)
         if seen is not None and seen.sha256 == f.sha256:
             continue
         reasons.append(f"{f.path} {'is missing' if seen is None else 'differs from the spec'}")
         restart_files = restart_files or f.restart_on_change
+        if f.restart_on_change:
+            kind = RestartReason.UNIT if f.path.endswith(".service") else RestartReason.CONFIG
+            why += [kind] if kind not in why else []
         if f.path.endswith((".properties", ".cfg")) and not f.path.endswith(("log4j.properties", "log4j2.properties")):
             attrs += _properties_diff(seen.content if seen else None, f.content)
         elif f.path in (F.KAFKA_UNIT, F.ZK_UNIT, F.CONTROLLER_UNIT):
@@ -280,7 +311,8 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
                   action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
                   install_java=need_java, install_artifact=artifact_id if need_install else None,
                   configure=configure, file_hashes=hashes, start=not running,
-                  restart=running and (restart_files or need_install or stale))
+                  restart=running and (restart_files or need_install or stale),
+                  restart_reasons=tuple(why) if running else ())
 
 
 def _pinned(c: Change, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, artifact_id: str,
@@ -294,6 +326,7 @@ def _pinned(c: Change, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, 
         "ibp_pin": pin, "pinned_hashes": {f.path: f.sha256 for f in pinned.files},
         "install_artifact": first.install_artifact if first else None,
         "configure": bool(first and first.configure), "restart": bool(first and first.restart),
+        "restart_reasons": first.restart_reasons if first else (),
         "start": bool(first and first.start),
         "reasons": (*c.reasons, f"upgrade in two rolls: inter.broker.protocol.version stays {pin} "
                                 f"until every broker runs {spec.kafka.version}, then it is raised"),
@@ -680,11 +713,13 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
             continue  # this plan's second roll restarts it anyway, after every broker runs the build
         if c is None:
             c = Change(address=p.address, service=p.service, key=p.address.split(".", 1)[1], host=p.host,
-                       action=Action.UPDATE, reasons=(reason,), restart=True)
+                       action=Action.UPDATE, reasons=(reason,), restart=True,
+                       restart_reasons=(RestartReason.OWED,))
             out.append(c)
         elif c.action is Action.UPDATE and not c.restart and not c.start:
             # A live update folded into the owed restart no longer happens live: drop its reason.
             kept = tuple(r for r in c.reasons if not r.endswith(LIVE_REASON))
             out[out.index(c)] = c.model_copy(update={"restart": True, "dynamic_keys": (),
+                                                     "restart_reasons": (RestartReason.OWED,),
                                                      "reasons": (*kept, reason)})
     return out, confirmed

@@ -24,7 +24,7 @@ from reconciler.diff import ArtifactIds
 from reconciler.files import ServiceDesired, broker_desired, parse_properties, server_properties
 from reconciler.modes import mode_of
 from reconciler.observe.model import ObservedCluster
-from reconciler.plan.model import Plan, Step, StepKind
+from reconciler.plan.model import GateKind, Plan, Step, StepKind
 from reconciler.spec import ClusterSpec
 
 PLAYBOOK = {
@@ -95,7 +95,7 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
     Before stopping a drained broker: it holds no replica."""
     if step.kind is StepKind.STOP and step.drain:
         return gates.broker_empty(spec, step.drain[0], progress=progress)
-    if step.kind is StepKind.STOP and step.gate == "left_ensemble":
+    if step.kind is StepKind.STOP and step.gate and step.gate.kind is GateKind.LEFT_ENSEMBLE:
         return gates.zookeeper_not_member(spec, step.host, progress=progress)
     if step.kind is StepKind.ZK_RECONFIG:
         return gates.zookeeper_quorum(spec, progress=progress, members_too=True)
@@ -111,10 +111,9 @@ def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str
         if step.service != "kafka":
             return quorum
         progress(f"{quorum.name}: ok after {quorum.seconds:.1f}s ({quorum.detail})")
-    is_broker = step.service == "kafka" and step.gate and step.gate.startswith("broker_registered:")
-    if is_broker:
-        broker = int(step.gate.split(":", 1)[1])  # type: ignore[union-attr]
-        together = list(step.restart_group) or [broker]  # a rack roll checks the rack as a whole
+    gate = step.gate
+    if step.service == "kafka" and gate and gate.kind is GateKind.BROKER_REGISTERED and gate.node is not None:
+        together = list(step.restart_group) or [gate.node]  # a rack roll checks the rack as a whole
         return gates.safe_to_stop(spec, together, plan.min_isr, progress=progress)
     return None
 
@@ -127,12 +126,13 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
         return [gates.zookeeper_members(spec, progress=progress), gates.zookeeper_quorum(spec, progress=progress)]
     if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
         return []
-    if step.gate == "zookeeper_quorum":
+    gate = step.gate
+    if gate.kind is GateKind.ZOOKEEPER_QUORUM:
         return [gates.zookeeper_quorum(spec, progress=progress)]
-    if step.gate.startswith("controller_caught_up:"):
-        return [gates.controller_caught_up(spec, int(step.gate.split(":", 1)[1]), progress=progress)]
-    if step.gate.startswith("broker_registered:"):
-        broker = int(step.gate.split(":", 1)[1])
+    if gate.kind is GateKind.CONTROLLER_CAUGHT_UP and gate.node is not None:
+        return [gates.controller_caught_up(spec, gate.node, progress=progress)]
+    if gate.kind is GateKind.BROKER_REGISTERED and gate.node is not None:
+        broker = gate.node
         out = [gates.controller_caught_up(spec, broker, progress=progress)] if step.voter else []
         out.append(gates.broker_registered(spec, broker, progress=progress))
         if step.kind is StepKind.RESTART:

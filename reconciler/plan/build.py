@@ -29,7 +29,7 @@ from reconciler import __version__
 from reconciler.diff import Action, Change
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan import roll
-from reconciler.plan.model import Plan, Step, StepKind
+from reconciler.plan.model import Gate, GateKind, Plan, RestartReason, Step, StepKind
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -65,8 +65,17 @@ def _in_initial(kraft: KRaftIds, node: str) -> bool:
     return any(v.split("@", 1)[0] == node for v in (kraft.initial_controllers or "").split(",") if v)
 
 
-GATES = {"kafka": "broker_registered:{key}", "kafka-controller": "controller_caught_up:{key}",
-         "zookeeper": "zookeeper_quorum"}
+GATES = {"kafka": GateKind.BROKER_REGISTERED, "kafka-controller": GateKind.CONTROLLER_CAUGHT_UP,
+         "zookeeper": GateKind.ZOOKEEPER_QUORUM}
+
+
+def _gate(c: Change) -> Gate:
+    kind = GATES[c.service]
+    return Gate(kind=kind, node=None if kind is GateKind.ZOOKEEPER_QUORUM else int(c.key))
+
+
+def _restart_reasons(c: Change) -> tuple[RestartReason, ...]:
+    return c.restart_reasons or (RestartReason.CONFIG,)
 
 
 @dataclass
@@ -130,7 +139,8 @@ class _Graph:
         elif c.zk_join or c.zk_leave:
             self.reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG,
                                  host=c.host, service="zookeeper", address=c.address, zk_join=c.zk_join,
-                                 zk_leave=c.zk_leave, gate="zookeeper_members", availability=RECONFIG_AVAILABILITY)
+                                 zk_leave=c.zk_leave, gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
+                                 availability=RECONFIG_AVAILABILITY)
             self.add(self.reconfig)
         elif c.moves:
             self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
@@ -185,7 +195,8 @@ class _Graph:
         if c.restart or c.start:
             kind = StepKind.RESTART if c.restart else StepKind.START
             step = Step(id=_sid(kind, c.host, c.service), kind=kind, host=c.host, service=c.service,
-                        address=c.address, gate=GATES[c.service].format(key=c.key), voter=c.voter)
+                        address=c.address, gate=_gate(c), voter=c.voter,
+                        restart_reasons=_restart_reasons(c) if kind is StepKind.RESTART else ())
             if kind is StepKind.RESTART and c.key.isdigit():
                 step = roll.with_proof(step, c, self.observed, self.min_isr, self.down)
             last = self.after(prev, self.add(step))
@@ -217,7 +228,8 @@ class _Graph:
             for s in self.stops["zookeeper"]:
                 self.g.add_edge(self.reconfig.id, s)
                 if self.reconfig.zk_leave:  # the server stops only once it is out of the ensemble
-                    self.g.nodes[s]["step"] = self.step(s).model_copy(update={"gate": "left_ensemble"})
+                    self.g.nodes[s]["step"] = self.step(s).model_copy(
+                        update={"gate": Gate(kind=GateKind.LEFT_ENSEMBLE)})
         zk_only = [z for z in done if self.step(z).service == "zookeeper"]
         for k in self.broker_starts:
             for z in zk_only:
@@ -266,7 +278,8 @@ class _Graph:
                 self.g.add_edge(end, cf)
             rs = self.add(roll.with_proof(Step(id=_sid(StepKind.RESTART, c.host, c.service) + "#final",
                                                kind=StepKind.RESTART, host=c.host, service=c.service,
-                                               address=c.address, gate=f"broker_registered:{c.key}"),
+                                               address=c.address, gate=_gate(c),
+                                               restart_reasons=(RestartReason.SECOND_ROLL,)),
                                           c, self.observed, self.min_isr, self.down))
             self.g.add_edge(cf, rs)
             prev = self.after(prev, rs)

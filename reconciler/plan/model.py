@@ -12,13 +12,44 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler.diff import Action, Change, ReplicaMove
+from reconciler.diff import Action, Change, ReplicaMove, RestartReason
 from reconciler.removal import Deletion
 
 if TYPE_CHECKING:  # networkx costs ~75 ms to import; a no-op plan never builds a graph
     import networkx as nx
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed gates, restart reasons
+
+
+class GateKind(StrEnum):
+    """What must hold after a step (and, for some, before it): each one gate of apply/gates.py."""
+
+    BROKER_REGISTERED = "broker_registered"  # registered (KRaft: unfenced), listener up; restarts: back in sync
+    CONTROLLER_CAUGHT_UP = "controller_caught_up"  # a KRaft controller caught up with the quorum's leader
+    ZOOKEEPER_QUORUM = "zookeeper_quorum"  # every server serves, one leader
+    ZOOKEEPER_MEMBERS = "zookeeper_members"  # ZooKeeper's membership is the spec's
+    LEFT_ENSEMBLE = "left_ensemble"  # before a stop: the server no longer votes
+
+
+class Gate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: GateKind
+    node: int | None = None  # the broker or controller the gate is about
+
+    def __str__(self) -> str:
+        return self.kind.value + (f":{self.node}" if self.node is not None else "")
+
+    @property
+    def text(self) -> str:
+        """What apply waits for, in words for the plan's reader."""
+        n = self.node
+        return {
+            GateKind.BROKER_REGISTERED: f"broker {n} registered and serving; after a restart its replicas back in sync",
+            GateKind.CONTROLLER_CAUGHT_UP: f"controller {n} caught up with the quorum leader",
+            GateKind.ZOOKEEPER_QUORUM: "every ZooKeeper server serving, one leader",
+            GateKind.ZOOKEEPER_MEMBERS: "ZooKeeper's ensemble membership equal to the spec's",
+            GateKind.LEFT_ENSEMBLE: "(before the stop) the server no longer votes in the ensemble",
+        }[self.kind]
 
 
 class StepKind(StrEnum):
@@ -49,7 +80,8 @@ class Step(BaseModel):
     address: str | None = None  # resource address the step belongs to
     artifact_id: str | None = None
     file_hashes: dict[str, str] = {}
-    gate: str | None = None  # health check after the step, e.g. "broker_registered:1"
+    gate: Gate | None = None  # health check after the step (and some before it)
+    restart_reasons: tuple[RestartReason, ...] = ()  # restart steps: why
     availability: str | None = None  # restart steps: what stopping this broker does to acks=all writes
     unavailable: tuple[str, ...] = ()  # partitions that would reject acks=all writes during this step
     dynamic_keys: tuple[str, ...] = ()  # alter_config: keys set live; values come from the spec at apply

@@ -99,6 +99,10 @@ def render_text(plan: Plan) -> str:
             lines.append(f"  stage {g + 1}:")
             prev = g
         lines.append(f"    - {s.describe()} on {s.host}")
+        if s.restart_reasons:
+            lines.append(f"        because: {'; '.join(r.text for r in s.restart_reasons)}")
+        if s.gate is not None:
+            lines.append(f"        waits for: {s.gate.text}")
         if s.availability:
             lines.append(f"        availability: {s.availability}")
         for d in s.deletions:

@@ -15,7 +15,7 @@ from reconciler.diff import Action, ArtifactIds, Change, DiffResult, diff
 from reconciler.observe.model import ObservedCluster
 from reconciler.pipeline import destroy_changes
 from reconciler.plan.build import build_plan
-from reconciler.plan.model import Plan, Step, StepKind
+from reconciler.plan.model import Gate, GateKind, Plan, RestartReason, Step, StepKind
 from reconciler.plan.planfile import spec_digest
 from reconciler.plan.render import NO_CHANGES, render_json, render_text
 from reconciler.spec import ClusterSpec, parse_spec
@@ -96,7 +96,7 @@ def test_bare_hosts_steps(bare_plan: Plan) -> None:
     configure = steps_of(bare_plan, StepKind.CONFIGURE, "kafka")[0]
     markers = {F.owner_marker(d) for d in ("/etc/kafka", "/var/log/kafka", "/var/lib/kafka/data")}
     assert set(configure.file_hashes) == {F.SERVER_PROPERTIES, "/etc/kafka/log4j.properties", F.KAFKA_UNIT, *markers}
-    assert {s.gate for s in steps_of(bare_plan, StepKind.START, "kafka")} == {
+    assert {str(s.gate) for s in steps_of(bare_plan, StepKind.START, "kafka")} == {
         "broker_registered:1", "broker_registered:2", "broker_registered:3"}
     assert_order_respects_edges(bare_plan)
 
@@ -168,6 +168,10 @@ def test_config_change_rolls_brokers_one_at_a_time_controller_last(lab_spec: Clu
 
     restarts = steps_of(plan, StepKind.RESTART)
     assert [s.address for s in restarts] == ["broker.2", "broker.3", "broker.1"]  # controller (1) last
+    assert {s.restart_reasons for s in restarts} == {(RestartReason.CONFIG,)}
+    assert [s.gate for s in restarts] == [Gate(kind=GateKind.BROKER_REGISTERED, node=n) for n in (2, 3, 1)]
+    assert text.count("because: its configuration changed and the change needs a restart") == 3
+    assert "waits for: broker 2 registered and serving; after a restart its replicas back in sync" in text
     ids = [s.id for s in restarts]
     for a, b in itertools.pairwise(ids):
         assert (a, b) in plan.edges
@@ -282,6 +286,16 @@ def test_heap_too_large_for_host_is_an_error(lab_spec: ClusterSpec) -> None:
     assert [(e.path, H3 in e.message) for e in result.errors] == [("kafka.heap", True)]
 
 
+def test_heap_change_restarts_because_the_unit_changed(lab_spec: ClusterSpec) -> None:
+    obs = Observed.converged_cluster(lab_spec, ARTS).controller(1).build()
+    data = yaml.safe_load(LAB_YAML.read_text())
+    data["kafka"]["heap"] = "640m"
+    plan = make_plan(parse_spec(data), obs)
+    restarts = steps_of(plan, StepKind.RESTART)
+    assert len(restarts) == 3 and {s.restart_reasons for s in restarts} == {(RestartReason.UNIT,)}
+    assert "because: its service unit changed (JVM options, heap, build path)" in render_text(plan)
+
+
 # --- removal -----------------------------------------------------------------------------------
 
 
@@ -350,6 +364,8 @@ def test_kafka_upgrade_installs_and_rolls(lab_spec: ClusterSpec) -> None:
     restarts = steps_of(plan, StepKind.RESTART)
     assert [s.address for s in restarts] == ["broker.1", "broker.2", "broker.3"] * 2
     assert [s.id.endswith("#final") for s in restarts] == [False] * 3 + [True] * 3
+    assert all(RestartReason.NEW_BUILD in s.restart_reasons for s in restarts[:3])
+    assert {s.restart_reasons for s in restarts[3:]} == {(RestartReason.SECOND_ROLL,)}
     configures = steps_of(plan, StepKind.CONFIGURE)
     assert {s.ibp_pin for s in configures if not s.id.endswith("#final")} == {"3.8"}
     assert {s.ibp_pin for s in configures if s.id.endswith("#final")} == {None}
@@ -412,6 +428,7 @@ def test_process_on_an_old_build_is_restarted(lab_spec: ClusterSpec) -> None:
     (c,) = ok_diff(lab_spec, obs)
     assert c.address == "broker.2" and c.restart and not c.configure
     assert "the running process is kafka-3.9.1-bbbbbbbbbbbb" in c.reasons[0]
+    assert c.restart_reasons == (RestartReason.OTHER_BUILD_RUNNING,)
 
 
 def test_same_version_new_build_is_installed(lab_spec: ClusterSpec) -> None:

@@ -193,7 +193,7 @@ def test_wrong_magic_on_real_plan(bare_plan: Plan, tmp_path: Path) -> None:
         load(p)
 
 
-@pytest.mark.parametrize(("version", "shown"), [(2, "2"), (0, "0"), ("1", "'1'")])
+@pytest.mark.parametrize(("version", "shown"), [(1, "1"), (3, "3"), (0, "0"), ("2", "'2'")])
 def test_wrong_format_version(bare_plan: Plan, tmp_path: Path, version: object, shown: str) -> None:
     p = _write_doc(tmp_path / "p.plan", bare_plan, format_version=version)
     with pytest.raises(PlanFileError) as info:
