@@ -361,6 +361,7 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
     """State, version, configuration revision, brokers, and the ZooKeeper connect string or the KRaft quorum."""
     from reconciler import pipeline
     from reconciler.apply.state import revisions
+    from reconciler.versions import metadata_version_name
 
     s = _load(spec, json_out)
     out = Printer(json_out)
@@ -405,6 +406,8 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
                            for v in q.voters],
                 "Observers": [{"Id": v.node_id, "LogEndOffset": v.log_end_offset} for v in q.observers]},
             "MetadataVersion": cl.features.get("metadata.version"),
+            "MetadataVersionName": (metadata_version_name(cl.features["metadata.version"])
+                                    if "metadata.version" in cl.features else None),
             "FinalizedFeatures": dict(sorted(cl.features.items())),
             "ControllerQuorumBootstrapServers": s.quorum_bootstrap(),
         })

@@ -1,6 +1,7 @@
 """The smallest KRaft cluster on a real lab host: one combined node (process.roles=broker,controller
-in one JVM, Kafka 4.4.0) from a bare host; it comes up, serves, converges, and a restart of its
-only voter is refused (it would take the quorum down) unless the operator accepts the outage."""
+in one JVM) from a bare host, on Kafka 4.4.0 and on 3.9.1 (the last 3.x line: KRaft with log4j 1).
+It comes up, serves, converges, and a restart of its only voter is refused (it would take the
+quorum down) unless the operator accepts the outage."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reconciler.demo import produce_consume
 from tests.integration.conftest import REPO, Cli, lab_for, tinfra, write_spec
@@ -18,9 +20,10 @@ pytestmark = pytest.mark.integration
 SOLO = REPO / "examples" / "lab-combined.yaml"
 
 
-@pytest.fixture(scope="module")
-def solo(cli: Cli) -> Iterator[Path]:
-    with lab_for(cli, SOLO, "solo") as spec:
+@pytest.fixture(scope="module", params=["4.4.0", "3.9.1"])
+def solo(request: pytest.FixtureRequest, cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    spec = write_spec(SOLO, tmp_path_factory.mktemp("solo") / "solo.yaml", **{"kafka/version": request.param})
+    with lab_for(cli, spec, "solo") as spec:
         yield spec
 
 
@@ -40,6 +43,8 @@ def test_combined_node_from_a_bare_host_serves_and_converges(solo: Path, cli: Cl
     d = json.loads(cli("describe-cluster", str(solo), "--json", check=True).stdout)
     assert d["MetadataMode"] == "KRAFT" and d["RegisteredBrokers"] == [1]
     assert [v["Id"] for v in d["Quorum"]["Voters"]] == [1] and d["Quorum"]["LeaderId"] == 1
+    version = yaml.safe_load(solo.read_text())["kafka"]["version"]
+    assert d["MetadataVersionName"].startswith(version.rsplit(".", 1)[0] + "-IV"), d["MetadataVersionName"]
     assert cli("plan", str(solo), "--detailed-exitcode").returncode == 0
 
 
