@@ -507,14 +507,14 @@ class SpecArtifacts:
         return [self.kafka, *([self.zookeeper] if self.zookeeper else [])]
 
 
-def _resolve_one(name: str, version: str, art: Artifact, progress: Progress | None,
+def _resolve_one(name: ArtifactName, version: str, art: Artifact, progress: Progress | None,
                  full_verify: bool) -> PackedArtifact:
     if art.maven:
-        d = resolve_maven(name, version, progress=progress)  # type: ignore[arg-type]
+        d = resolve_maven(name, version, progress=progress)
     elif art.libs:
-        d = from_libs_dir(art.libs, name, version)  # type: ignore[arg-type]
+        d = from_libs_dir(art.libs, name, version)
     else:
-        d = from_tarball(art.url or art.path or "", art.sha512 or "", name)  # type: ignore[arg-type]
+        d = from_tarball(art.url or art.path or "", art.sha512 or "", name)
     packed = pack(d, full_verify=full_verify)
     if packed.version != version:
         raise ArtifactError(

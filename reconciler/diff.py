@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -247,9 +248,9 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
     need_java = facts.java_version is None
 
     if not exists:
-        attrs = tuple(AttrDiff(name=k, after=v) for k, v in desired.attributes.items())
+        created = tuple(AttrDiff(name=k, after=v) for k, v in desired.attributes.items())
         return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
-                      action=Action.CREATE, reasons=("not installed on the host",), attrs=attrs,
+                      action=Action.CREATE, reasons=("not installed on the host",), attrs=created,
                       install_java=need_java, install_artifact=artifact_id, configure=True,
                       file_hashes=hashes, start=True)
 
@@ -258,7 +259,7 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
     need_install = not any(a.artifact_id == artifact_id for a in installed)
     stale = (svc is not None and svc.active == "active" and svc.running_artifact is not None
              and svc.running_artifact != artifact_id and not need_install)
-    if stale:  # e.g. an apply stopped between writing the new unit and restarting onto it
+    if stale and svc is not None:  # e.g. an apply stopped between writing the new unit and restarting onto it
         reasons.append(f"the running process is {svc.running_artifact}; the service starts {artifact_id}")
     if need_install:
         have = ", ".join(sorted(a.artifact_id for a in installed)) or "none"
@@ -434,6 +435,7 @@ def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_
                   for m in p.moves)
     eta = p.bytes_to_move / rate if rate else 0.0
     b, a = scale.before, scale.after
+    spans = cast("dict[int, int]", a["racks_per_partition"])  # balance_report: racks spanned -> partitions
     attrs = (
         AttrDiff(name="replicas per broker", before=_counts(b["replicas"]), after=_counts(a["replicas"])),
         AttrDiff(name="leaders per broker", before=_counts(b["leaders"]), after=_counts(a["leaders"])),
@@ -442,7 +444,7 @@ def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_
         AttrDiff(name="data to copy", after=f"{_mib(p.bytes_to_move)}, about {eta:.0f}s at {_mib(rate)}/s"
                                             f" (throttled to {r.throttle_mib_per_s:g} MiB/s per broker)"),
         AttrDiff(name="racks per partition", after=", ".join(f"{k}: {v}" for k, v in
-                                                             a["racks_per_partition"].items())),  # type: ignore[union-attr]
+                                                             spans.items())),
     )
     return Change(address="partitions", service="kafka", key="reassignment", host="cluster", action=Action.UPDATE,
                   reasons=(scale.reason, *(n for n in p.notes if not _summary_note(n))), attrs=attrs,
@@ -456,7 +458,7 @@ def _summary_note(note: str) -> bool:
 
 
 def _counts(d: object) -> str:
-    return " ".join(f"{k}:{v}" for k, v in dict(d).items())  # type: ignore[call-overload]
+    return " ".join(f"{k}:{v}" for k, v in dict(cast("dict[int, int]", d)).items())  # balance_report: broker -> count
 
 
 def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,

@@ -65,7 +65,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.observe.model import PartitionState
@@ -156,12 +156,12 @@ def rack_aware_assignment(brokers: Iterable[BrokerInfo], n_partitions: int, rf: 
         for _ in range(rf - 1):
             while True:
                 idx = (first + 1 + (shift * n_racks + k) % (n - 1)) % n if n > 1 else first
-                b = arranged[idx]
+                cand = arranged[idx]
                 k += 1
-                if ((rack_of[b] not in racks or len(racks) == n_racks)
-                        and (b not in replicas or len(replicas) == n)):
-                    replicas.append(b)
-                    racks.add(rack_of[b])
+                if ((rack_of[cand] not in racks or len(racks) == n_racks)
+                        and (cand not in replicas or len(replicas) == n)):
+                    replicas.append(cand)
+                    racks.add(rack_of[cand])
                     break
         out.append(tuple(replicas))
     return out
@@ -239,7 +239,7 @@ def _names(topics: Iterable[str]) -> str:
     return ", ".join(ts[:10]) + (f" and {len(ts) - 10} more" if len(ts) > 10 else "")
 
 
-def _water_fill(total: float, weights: list[float], lows: list[float], highs: list[float]) -> list[float]:
+def _water_fill(total: float, weights: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> list[float]:
     """x_i = clamp(lam * w_i, low_i, high_i) with sum x_i = total (proportional share under caps)."""
     if not weights:
         return []
@@ -308,8 +308,8 @@ class _Layout:
                     else:
                         unknown.setdefault(r, set()).add(topic)
         if unknown:
-            b, ts = sorted(unknown.items())[0]
-            raise PlacementError(f"broker {b} holds replicas of topics {_names(ts)} but is not among the brokers "
+            bid, ts = sorted(unknown.items())[0]
+            raise PlacementError(f"broker {bid} holds replicas of topics {_names(ts)} but is not among the brokers "
                                  "given (add it, or list it in remove)")
         gone = sorted(self.removed - set(self.rack))
         if gone:
@@ -517,7 +517,8 @@ class _State:
     def excess_phase(self, budget: list[float]) -> None:
         """Move replicas off brokers above their band (removed brokers first) to the most under-target."""
         lay = self.lay
-        srcs = [(self._src_key(b, lay.hi), b) for b in lay.ids if self.count[b] > lay.hi[b]]
+        srcs: list[tuple[tuple[int, ...], int]] = [(self._src_key(b, lay.hi), b) for b in lay.ids
+                                                   if self.count[b] > lay.hi[b]]
         heapq.heapify(srcs)
         dsts: dict[str, list[tuple[tuple[int, ...], int]]] = {r: [] for r in lay.racks}
         for b in lay.eligible:
@@ -529,9 +530,10 @@ class _State:
             key, s = heapq.heappop(srcs)
             if self.count[s] <= lay.hi[s] or key != self._src_key(s, lay.hi):
                 continue
-            found = self._feed_floor(s, key, srcs, dsts) if self.deficit > 0 else None
-            if found is not None:
-                s, found = found
+            fed = self._feed_floor(s, key, srcs, dsts) if self.deficit > 0 else None
+            found: tuple[int, int] | None
+            if fed is not None:
+                s, found = fed
             else:
                 found = self._best_dest(s, dsts)
             if found is None and s in lay.removed:  # must leave even if everyone is at ceiling
@@ -613,7 +615,8 @@ class _State:
         """Fill brokers still below their floor from the most loaded brokers above theirs."""
         lay = self.lay
         dsts = [(self._dst_key(b), b) for b in lay.eligible if self.count[b] < lay.lo[b]]
-        srcs = [(self._src_key(s, lay.lo), s) for s in lay.ids if self.count[s] > lay.lo[s]]
+        srcs: list[tuple[tuple[int, ...], int]] = [(self._src_key(s, lay.lo), s) for s in lay.ids
+                                                   if self.count[s] > lay.lo[s]]
         heapq.heapify(dsts)
         heapq.heapify(srcs)
         while dsts and budget[0] > 0:

@@ -179,12 +179,14 @@ def can_restart_voter(quorum: Quorum | None, node_id: int, fetch_timeout_ms: int
     if leader is None or leader.last_caught_up_ms is None:
         return QuorumVerdict(node_id, False, voters, (), needed, quorum.leader_id,
                              reason="unsafe; the quorum has no leader with a last-caught-up time")
+    leader_ms: int = leader.last_caught_up_ms  # not None (checked above); a closure cannot see that narrowing
+
     def caught_up(v: QuorumMember) -> bool:
         if v.node_id == leader.node_id:
             return True
         if v.last_caught_up_ms is None:
             return False
-        return fetch_timeout_ms is None or leader.last_caught_up_ms - v.last_caught_up_ms < fetch_timeout_ms
+        return fetch_timeout_ms is None or leader_ms - v.last_caught_up_ms < fetch_timeout_ms
 
     good = tuple(v.node_id for v in quorum.voters if v.node_id != node_id and v.node_id not in down and caught_up(v))
     return QuorumVerdict(node_id, len(good) >= needed, voters, good, needed, quorum.leader_id)

@@ -574,7 +574,8 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
         else:
             counts: dict[str, int] = {}
             for r in racks:
-                counts[r] = counts.get(r, 0) + 1  # type: ignore[index]
+                if r is not None:  # always, in this branch
+                    counts[r] = counts.get(r, 0) + 1
             if len(set(counts.values())) > 1 and not spec.allow_uneven_racks:
                 spread = ", ".join(f"{r}={n}" for r, n in sorted(counts.items()))
                 add("brokers", f"brokers are not spread evenly across racks ({spread}); "
@@ -767,7 +768,7 @@ class _SpecLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
             except TypeError:
@@ -776,7 +777,7 @@ class _SpecLoader(yaml.SafeLoader):
             if key in seen:
                 raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
             seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call]
+        return super().construct_mapping(node, deep)
 
 
 class _DuplicateKey(Exception):
@@ -834,14 +835,14 @@ def load_spec(path: str | Path) -> ClusterSpec:
     try:
         loader = _SpecLoader(text)
         try:
-            node = loader.get_single_node()  # type: ignore[no-untyped-call]
+            node = loader.get_single_node()
             if node is not None and _count_nodes(node, MAX_SPEC_NODES) > MAX_SPEC_NODES:
                 raise SpecError([SpecIssue(path="", message=(
                     f"the spec expands to more than {MAX_SPEC_NODES} YAML nodes (through aliases?); refused"))],
                     str(p))
-            data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call]
+            data = loader.construct_document(node) if node is not None else None
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
     except _DuplicateKey as e:
         raise SpecError([SpecIssue(path="", message=str(e))], str(p)) from None
     except yaml.YAMLError as e:

@@ -437,7 +437,7 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
         hv = dict(new_hosts[s.host])
         var = svc_var(s.service) if s.service else None
         hv["kf_step_services"] = [*hv.get("kf_step_services", []), *([var[3:]] if var else [])]
-        if var is None:
+        if var is None or s.service is None:  # var is None exactly when the step has no service
             new_hosts[s.host] = hv
             continue
         svc = dict(hv[var])

@@ -128,6 +128,8 @@ def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress
 
 def zookeeper_members(spec: ClusterSpec, timeout: float = 60, progress: Progress = None) -> GateResult:
     """ZooKeeper's membership (/zookeeper/config) is exactly the spec's servers."""
+    if spec.zookeeper is None:
+        raise ValueError(f"cluster {spec.name} has no zookeeper section")
     want = sorted(n.myid for n in spec.zookeeper.nodes)
 
     def check() -> tuple[bool, str]:
@@ -162,6 +164,8 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
     members = cluster_state(spec).zookeeper_members
     if not members:
         raise GateFailed("cannot read ZooKeeper's membership (/zookeeper/config)")
+    if spec.zookeeper is None:
+        raise ValueError(f"cluster {spec.name} has no zookeeper section")
     todo_join = [n for n in spec.zookeeper.nodes if n.myid in join and n.myid not in members]
     todo_leave = [i for i in leave if i in members]
     if not todo_join and not todo_leave:

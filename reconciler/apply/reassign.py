@@ -11,9 +11,9 @@ Refuses to start while another reassignment is running.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 Progress = Callable[[str], None] | None
 
@@ -23,13 +23,20 @@ class ReassignError(Exception):
 
 
 class MoveLike(Protocol):
-    """A partition's new replica list: placement.Move (rebalance) or a plan's ReplicaMove (apply)."""
+    """A partition's new replica list: placement.Move (rebalance) or a plan's ReplicaMove (apply).
 
-    topic: str
-    partition: int
-    before: tuple[int, ...]
-    after: tuple[int, ...]
-    bytes: int
+    Read-only members, so frozen dataclasses and frozen models satisfy it."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def before(self) -> tuple[int, ...]: ...
+    @property
+    def after(self) -> tuple[int, ...]: ...
+    @property
+    def bytes(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,14 @@ def partition_sizes(bootstrap: list[str]) -> dict[tuple[str, int], int]:
     finally:
         admin.close()
     sizes: dict[tuple[str, int], int] = {}
+    # kafka-python decodes DescribeLogDirs as lists of results/topics/partitions with int fields
     for resp in raw if isinstance(raw, list) else [raw]:
-        for d in _get(resp, "results", "log_dirs") or []:
-            for t in _get(d, "topics") or []:
+        for d in cast("Iterable[object]", _get(resp, "results", "log_dirs") or []):
+            for t in cast("Iterable[object]", _get(d, "topics") or []):
                 name = _get(t, "name", "topic")
-                for p in _get(t, "partitions") or []:
-                    key = (str(name), int(_get(p, "partition_index", "partition")))
-                    sizes[key] = max(sizes.get(key, 0), int(_get(p, "partition_size", "size") or 0))
+                for p in cast("Iterable[object]", _get(t, "partitions") or []):
+                    key = (str(name), int(cast(int, _get(p, "partition_index", "partition"))))
+                    sizes[key] = max(sizes.get(key, 0), int(cast(int, _get(p, "partition_size", "size") or 0)))
     return sizes
 
 
@@ -117,9 +125,9 @@ def execute(bootstrap: list[str], moves: Sequence[MoveLike], *, throttle_bytes_p
     topic_cfg, brokers = _throttle_configs(data_moves)
     try:
         if throttle_bytes_per_s and data_moves:
-            rate = str(throttle_bytes_per_s)
+            throttle = str(throttle_bytes_per_s)
             _alter(admin, [ConfigResource(ConfigResourceType.BROKER, str(b), configs={
-                "leader.replication.throttled.rate": rate, "follower.replication.throttled.rate": rate})
+                "leader.replication.throttled.rate": throttle, "follower.replication.throttled.rate": throttle})
                 for b in sorted(brokers)])
             _alter(admin, [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in topic_cfg.items()])
             say(f"throttle {throttle_bytes_per_s / 2**20:.0f} MiB/s on brokers {sorted(brokers)}")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from . import kafka_admin, zookeeper
 from .facts import artifacts, cpus, dir_usage, files, java, memory, os_release, ports, services
@@ -54,7 +55,7 @@ def host_script(target: HostTarget, nonce: str) -> str:
 def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
     """Run every parser on its section. Any fact that cannot be read makes the host untrusted."""
     secs = split_output(stdout, nonce)
-    parsed: dict[str, object] = {}
+    parsed: dict[str, Any] = {}  # fact NAME -> what its parser returns, one type per HostFacts field
     name = ""
     try:
         for fact in _FACTS:

@@ -7,7 +7,8 @@ endpoints, so observing a cluster whose brokers are not up yet costs nothing.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 from .model import ClusterState, PartitionState
 
@@ -60,14 +61,15 @@ def to_partitions(topics: list[dict]) -> tuple[PartitionState, ...]:
     for t in topics:
         name = _get(t, "name", "topic")
         for p in t.get("partitions") or []:
-            leader = _get(p, "leader_id", "leader", default=-1)
+            # kafka-python decodes these fields as int, list[int] and int (or None)
+            leader = cast("int | None", _get(p, "leader_id", "leader", default=-1))
             out.append(
                 PartitionState(
                     topic=str(name),
-                    partition=int(_get(p, "partition_index", "partition")),  # type: ignore[arg-type]
-                    replicas=tuple(_get(p, "replica_nodes", "replicas", default=()) or ()),  # type: ignore[arg-type]
-                    isr=tuple(_get(p, "isr_nodes", "isr", default=()) or ()),  # type: ignore[arg-type]
-                    leader=None if leader is None or int(leader) < 0 else int(leader),  # type: ignore[arg-type]
+                    partition=int(cast(int, _get(p, "partition_index", "partition"))),
+                    replicas=tuple(cast("Iterable[int]", _get(p, "replica_nodes", "replicas", default=()) or ())),
+                    isr=tuple(cast("Iterable[int]", _get(p, "isr_nodes", "isr", default=()) or ())),
+                    leader=None if leader is None or int(leader) < 0 else int(leader),
                 )
             )
     return tuple(sorted(out, key=lambda p: (p.topic, p.partition)))

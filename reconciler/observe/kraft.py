@@ -59,7 +59,7 @@ def _members(items: list[dict[str, Any]]) -> tuple[QuorumMember, ...]:
 
 
 def _ms(v: object) -> int | None:
-    return int(v) if isinstance(v, int) and v >= 0 else None  # type: ignore[arg-type]
+    return int(v) if isinstance(v, int) and v >= 0 else None
 
 
 def to_quorum(doc: dict[str, Any]) -> Quorum:

@@ -14,13 +14,17 @@ import json
 import logging
 import re
 import socket
+from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.retry import KazooRetry
 
 from .model import ClusterState, PartitionState
+
+_K = TypeVar("_K", bound=Hashable)
 
 log = logging.getLogger(__name__)
 # kazoo logs every dropped connection attempt; the outcome is already in zookeeper_error.
@@ -109,10 +113,10 @@ TOPIC_THROTTLES = ("leader.replication.throttled.replicas", "follower.replicatio
 BROKER_THROTTLES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
 
 
-def _configs(client: KazooClient, paths: dict[object, str]) -> dict[object, dict[str, str]]:
+def _configs(client: KazooClient, paths: Mapping[_K, str]) -> dict[_K, dict[str, str]]:
     """Dynamic config overrides (`/config/...` znodes), pipelined; missing znodes are skipped."""
     pending = {k: client.get_async(p) for k, p in paths.items()}
-    out: dict[object, dict[str, str]] = {}
+    out: dict[_K, dict[str, str]] = {}
     for k, res in pending.items():
         try:
             raw, _ = res.get()

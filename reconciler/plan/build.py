@@ -110,7 +110,7 @@ class _Graph:
         return then
 
     def step(self, node: str) -> Step:
-        return self.g.nodes[node]["step"]  # type: ignore[no-any-return]
+        return self.g.nodes[node]["step"]
 
     # --- the steps of each change -------------------------------------------------------------
     def cluster_step(self, c: Change) -> bool:

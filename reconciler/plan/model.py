@@ -157,7 +157,7 @@ class Plan(BaseModel):
     def graph(self) -> nx.DiGraph:
         import networkx as nx
 
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         for s in self.steps:
             g.add_node(s.id, step=s)
         g.add_edges_from(self.edges)

@@ -95,12 +95,12 @@ def rack_stages(ordered: list[Change], observed: ObservedCluster, default_min_is
     racks = {int(c.key): broker_racks.get(int(c.key)) for c in brokers}
     if rack_groups(racks, observed.cluster, default_min_isr) is None:
         return None
-    names: list[str] = []
+    names: list[str | None] = []
     for c in brokers:  # keeps the safe order: the controller's rack comes last
         r = racks[int(c.key)]
         if r in names:
             names.remove(r)
-        names.append(r)  # type: ignore[arg-type]
+        names.append(r)
     return [[c.address for c in brokers if racks[int(c.key)] == r] for r in names]
 
 

@@ -35,7 +35,8 @@ CONTROLLER_SERVICE = "kafka-controller"
 
 def _listeners(spec: ClusterSpec, host: str, controller: bool, broker: bool) -> list[tuple[str, str, str]]:
     """(name, protocol, host:port) of the listeners a node serves."""
-    out = [(lst.name, lst.protocol, f"{host}:{lst.port}") for lst in spec.kafka.listeners] if broker else []
+    out: list[tuple[str, str, str]] = (
+        [(lst.name, lst.protocol, f"{host}:{lst.port}") for lst in spec.kafka.listeners] if broker else [])
     if controller:
         c = spec.kafka.controller_listener
         out.append((c.name, c.protocol, f"{host}:{c.port}"))
@@ -111,7 +112,7 @@ CONTROLLER_KEY_PREFIXES = ("controller.", "metadata.", "authorizer.", "sasl.", "
 def controller_config(spec: ClusterSpec) -> dict[str, object]:
     """What a dedicated controller gets: the controller's share of the cluster-wide settings, then
     kafka.controller_config on top."""
-    merged = {k: v for k, v in broker_config(spec).items()
+    merged: dict[str, object] = {k: v for k, v in broker_config(spec).items()
               if k in CONTROLLER_KEYS or k.startswith(CONTROLLER_KEY_PREFIXES)}
     merged.update(spec.kafka.controller_config)
     return merged
@@ -223,7 +224,7 @@ def kafka_home(spec: ClusterSpec, artifact_id: str) -> str:
 def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
                    ibp_pin: str | None = None) -> ServiceDesired:
     home = kafka_home(spec, artifact_id)
-    files = (
+    files: tuple[DesiredFile, ...] = (
         DesiredFile(SERVER_PROPERTIES, server_properties(spec, broker, ibp_pin), "0600", "kafka"),
         log_config(spec, KAFKA_ETC)[0],
         DesiredFile(KAFKA_UNIT, kafka_unit(spec, broker, home)),
@@ -251,7 +252,7 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
 
 def controller_desired(spec: ClusterSpec, controller: ControllerSpec, artifact_id: str) -> ServiceDesired:
     home = kafka_home(spec, artifact_id)
-    files = (
+    files: tuple[DesiredFile, ...] = (
         DesiredFile(CONTROLLER_PROPERTIES, controller_properties(spec, controller), "0600", "kafka"),
         log_config(spec, CONTROLLER_ETC)[0],
         DesiredFile(CONTROLLER_UNIT, controller_unit(spec, controller, home)),

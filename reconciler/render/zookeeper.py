@@ -139,7 +139,7 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
     # zoo.cfg is read by the unit's ExecStartPre as the zookeeper user; with a secret in it, only
     # that user may read it
     secret = any(is_sensitive(k) for k in zk.config)
-    files = (
+    files: tuple[DesiredFile, ...] = (
         DesiredFile(ZOO_CFG, zoo_cfg(spec), *(("0600", "zookeeper") if secret else ("0644", "root"))),
         DesiredFile(f"{ZK_ETC}/logback.xml", ZK_LOGBACK),
         DesiredFile(f"{zk.data_dir}/myid", f"{node.myid}\n", "0644", "zookeeper"),
