@@ -32,8 +32,8 @@ import yaml
 from _common import REPO
 
 from reconciler import lab
+from reconciler.lab.workload import create_topic
 from reconciler.observe import zookeeper
-from reconciler.workload import create_topic
 
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
 ZK = ["10.213.0.11:2181"]

@@ -35,10 +35,10 @@ import yaml
 from _common import REPO
 
 from reconciler import lab
+from reconciler.lab.workload import NumberedProducer, create_topic
 from reconciler.modes import mode_of
 from reconciler.safety import can_restart_voter
 from reconciler.spec import ClusterSpec, load_spec
-from reconciler.workload import NumberedProducer, create_topic
 
 BOOTSTRAP = "10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
 HOSTS = {"10.213.0.11": "kf1", "10.213.0.12": "kf2", "10.213.0.13": "kf3"}

@@ -29,8 +29,8 @@ from pathlib import Path
 from _common import REPO
 
 from reconciler import artifacts, lab
+from reconciler.lab.workload import create_topic
 from reconciler.spec import load_spec
-from reconciler.workload import create_topic
 
 SPEC = REPO / "examples" / "lab.yaml"
 HOSTS = {"kf1": "10.213.0.11", "kf2": "10.213.0.12", "kf3": "10.213.0.13"}

@@ -593,7 +593,7 @@ def lab_status(json_out: bool = JsonOpt) -> None:
 def demo(spec: Path = typer.Argument(DEFAULT_LAB_SPEC), keep: bool = typer.Option(
         True, "--keep/--down", help="Keep the lab running afterwards (default) or take it down.")) -> None:
     """Lab up, apply the cluster, produce and consume a message, print the bootstrap brokers."""
-    from reconciler import demo as demo_mod
+    from reconciler.lab import demo as demo_mod
 
     raise typer.Exit(demo_mod.run(spec, keep=keep))
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from reconciler import lab
-from reconciler.demo import produce_consume
+from reconciler.lab.demo import produce_consume
 from reconciler.spec import load_spec
 from tests.integration.conftest import Cli, tinfra, write_spec
 
@@ -356,8 +356,8 @@ def test_rebalance_evens_a_skewed_cluster(lab3: Path, cli: Cli) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from reconciler.lab.workload import NumberedProducer
     from reconciler.observe import zookeeper
-    from reconciler.workload import NumberedProducer
 
     admin = KafkaAdminClient(bootstrap_servers=["10.213.0.11:9092"], request_timeout_ms=30000)
     try:  # every leader on broker 1, and a RF 2 topic living only on brokers 1 and 2

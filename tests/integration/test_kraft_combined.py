@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.demo import produce_consume
+from reconciler.lab.demo import produce_consume
 from tests.integration.conftest import REPO, Cli, lab_for, tinfra, write_spec
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from reconciler import lab
+from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
 from reconciler.observe import kraft
 from reconciler.safety import can_restart_voter
-from reconciler.workload import NumberedProducer, create_topic, read_numbers
 from tests.integration.conftest import KRAFT_LAB_SPEC, Cli, lab_for
 
 pytestmark = pytest.mark.integration

@@ -16,6 +16,7 @@ import paramiko
 import pytest
 
 from reconciler import lab
+from reconciler.lab import hosts as lab_hosts
 
 pytestmark = [
     pytest.mark.integration,
@@ -215,7 +216,7 @@ def test_up_rejects_bad_count(lab_env: Path) -> None:
 
 def test_up_failure_names_host_and_tears_down(lab_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.down()
-    monkeypatch.setattr(lab, "SSH_TIMEOUT_S", 0.0)
+    monkeypatch.setattr(lab_hosts, "SSH_TIMEOUT_S", 0.0)  # read by hosts._wait_ssh
     with pytest.raises(lab.LabError, match=r"lab host kf1 \(10\.213\.0\.11\) did not accept SSH"):
         lab.up(1)
     assert lab_traces(lab_env) == []

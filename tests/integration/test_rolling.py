@@ -25,11 +25,11 @@ import pytest
 import yaml
 
 from reconciler import lab
+from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
 from reconciler.modes import mode_of
 from reconciler.observe.model import ClusterState
 from reconciler.safety import can_restart_voter
 from reconciler.spec import load_spec
-from reconciler.workload import NumberedProducer, create_topic, read_numbers
 from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from reconciler import lab
-from reconciler.workload import NumberedProducer, create_topic, read_numbers
+from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
 from tests.integration.conftest import LAB_SPEC, Cli, lab_for
 
 pytestmark = pytest.mark.integration

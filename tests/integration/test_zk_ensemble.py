@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from reconciler import lab
+from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
 from reconciler.observe import zookeeper
-from reconciler.workload import NumberedProducer, create_topic, read_numbers
 from tests.integration.conftest import LAB_SPEC, Cli, lab_for
 
 pytestmark = pytest.mark.integration
