@@ -219,7 +219,10 @@ def _run_apply(p: Plan, s: ClusterSpec, arts: artifacts.SpecArtifacts, observed:
     try:
         result = pipeline.apply_plan(p, s, arts, observed, out)
     except ApplyFailed as e:
-        raise _fail(f"apply failed: {e}", json_out, events=out.events) from None
+        if json_out:
+            raise _fail(f"apply failed: {e}", json_out, events=out.events, failure=e.kind.value,
+                        advice=e.kind.advice) from None
+        raise _fail(f"apply failed: {e}\n  {e.kind.advice}", json_out) from None
     counts = p.counts()
     verb = "Destroy" if p.destroy else "Apply"
     summary = (f"{verb} complete! Resources: {counts['add']} added, {counts['change']} changed, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import networkx as nx
@@ -46,12 +47,26 @@ class Hooks(Protocol):
     def message(self, text: str) -> None: ...
 
 
+class FailureKind(StrEnum):
+    """What an operator does after a failed apply."""
+
+    RETRY = "retry"  # a host, a gate or Kafka failed a step: rerunning apply re-plans and resumes
+    ABORT = "abort"  # the plan no longer fits the spec or the hosts (nothing ran): plan again
+
+    @property
+    def advice(self) -> str:
+        if self is FailureKind.RETRY:
+            return ("rerun `kafkaform apply` with the spec once the cause is fixed: it reads the hosts again, "
+                    "keeps what is done (journal) and resumes")
+        return "nothing was changed by this apply; run `kafkaform plan` again and review the new plan"
+
+
 class ApplyFailed(Exception):
-    pass
+    kind = FailureKind.RETRY
 
 
 class PlanMismatch(ApplyFailed):
-    pass
+    kind = FailureKind.ABORT
 
 
 @dataclass
@@ -138,7 +153,7 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
         if step.kind is StepKind.RESTART:
             out.append(gates.replicas_in_sync(spec, progress=progress, broker_id=broker))
         return out
-    raise ApplyFailed(f"unknown gate {step.gate!r} in plan")
+    raise PlanMismatch(f"unknown gate {step.gate!r} in plan")
 
 
 def execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: ArtifactRef | None,
@@ -201,7 +216,7 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
                 try:
                     pre = _pre_gate(s, spec, plan, hooks.message)
                 except gates.GateFailed as e:
-                    journal.record(event="apply_failed", reason=str(e), step=s.id)
+                    journal.record(event="apply_failed", reason=str(e), step=s.id, failure=FailureKind.RETRY.value)
                     raise ApplyFailed(f"{s.describe()} not started: {e}") from None
                 if pre:
                     hooks.message(f"{pre.name}: ok after {pre.seconds:.1f}s ({pre.detail})")
@@ -226,12 +241,6 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
             pending.cancel()
         if run is not None:
             run.close()
-    if any(s.kind is StepKind.RESTART and s.service == "kafka" for s in plan.steps):
-        try:
-            hooks.message(f"preferred leaders: {gates.elect_preferred_leaders(spec)}")
-        except Exception as e:  # noqa: BLE001 - the controller's auto rebalance will still do it
-            hooks.message(f"preferred leader election not done ({type(e).__name__}: {e}); "
-                          "auto.leader.rebalance will move leaders back")
     result.seconds = time.monotonic() - started
     journal.record(event="apply_done", steps=result.steps_done, seconds=round(result.seconds, 1))
     return result
@@ -266,7 +275,7 @@ def _record_results(group: list[Step], res: dict[str, HostResult], hooks: Hooks,
         if not r.ok:
             failed.append(f"{s.describe()} on {s.host}: {r.message}")
     if failed:
-        journal.record(event="apply_failed", reason=failed[0])
+        journal.record(event="apply_failed", reason=failed[0], failure=FailureKind.RETRY.value)
         raise ApplyFailed("; ".join(failed))
 
 
@@ -281,7 +290,7 @@ def _run_post_gates(group: list[Step], spec: ClusterSpec, hooks: Hooks, journal:
         try:
             post = _post_gate(s, spec, hooks.message)
         except gates.GateFailed as e:
-            journal.record(event="apply_failed", reason=str(e), step=s.id)
+            journal.record(event="apply_failed", reason=str(e), step=s.id, failure=FailureKind.RETRY.value)
             raise ApplyFailed(str(e)) from None
         for gr in post:
             hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
@@ -398,6 +407,20 @@ def _remove_voter(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal)
     return _api_step(step, act)
 
 
+def _elect_leaders(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """Best effort, as the plan says: a failed election leaves leaders where the roll put them,
+    which auto.leader.rebalance corrects; it never fails an apply whose roll succeeded."""
+    def act() -> None:
+        try:
+            hooks.message(f"preferred leaders: {gates.elect_preferred_leaders(spec)}")
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            hooks.message(f"preferred leader election not done ({type(e).__name__}: {e}); "
+                          "auto.leader.rebalance will move leaders back")
+            journal.record(event="step_note", step=step.id, message=f"election not done: {type(e).__name__}")
+
+    return _api_step(step, act)
+
+
 _ARTIFACT: dict[str, str] = {}  # the build the cluster runs, for tool classes run on its hosts
 
 
@@ -411,6 +434,7 @@ API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResu
     StepKind.CLEAR_THROTTLES: _clear_throttles,
     StepKind.ZK_RECONFIG: _zk_reconfig,
     StepKind.REASSIGN: _reassign,
+    StepKind.ELECT_LEADERS: _elect_leaders,
 }
 
 

@@ -16,7 +16,9 @@ Ordering rules, each one method of `_Graph` below (the restart order itself: pla
    roll), never before;
 7. KRaft: a leaving broker is unregistered after it stopped (so after its drain);
 8. KRaft: quorum voters change one at a time, joins before leaves; a joining controller becomes a
-   voter once it runs, a leaving one stops only once it no longer votes.
+   voter once it runs, a leaving one stops only once it no longer votes;
+9. after a broker roll, one preferred-leader election, once every broker restart (both rolls of
+   an upgrade) is done: leadership goes back where the roll moved it away from.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ VOTER_AVAILABILITY = ("the quorum keeps a majority throughout: one voter is adde
                       "the current quorum; no running controller restarts")
 FEATURES_AVAILABILITY = ("no restart: the controller checks that every registered broker and controller supports "
                          "the level (validated first), then finalizes it")
+ELECT_AVAILABILITY = ("no restart: each partition's leadership moves to its preferred replica where that replica "
+                      "is in sync (a leader change clients follow); best effort: if it fails, "
+                      "auto.leader.rebalance moves leaders back later")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -330,6 +335,17 @@ class _Graph:
             if self.step(n).kind in before and n != self.features:
                 self.g.add_edge(n, self.features)
 
+    def leaders_back(self) -> None:
+        """Rule 9: one preferred-leader election after the last broker restart."""
+        restarts = [n for n in self.g.nodes
+                    if self.step(n).kind is StepKind.RESTART and self.step(n).service == "kafka"]
+        if not restarts:
+            return
+        elect = self.add(Step(id=f"{StepKind.ELECT_LEADERS.value}:kafka", kind=StepKind.ELECT_LEADERS,
+                              host="cluster", service="kafka", availability=ELECT_AVAILABILITY))
+        for n in restarts:
+            self.g.add_edge(n, elect)
+
     def removal_order(self) -> None:
         """Rule 4: brokers stop before the quorum's nodes; files go only once every leaving service
         has stopped (two Kafka services on a host share a build: its jars never go under a running JVM)."""
@@ -364,6 +380,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     b.voter_changes()
     b.unregister_after_stop()
     b.features_last()
+    b.leaders_back()
     b.removal_order()
     assert nx.is_directed_acyclic_graph(b.g), "plan graph has a cycle"
     steps = [b.step(n) for gen in nx.topological_generations(b.g) for n in sorted(gen)]

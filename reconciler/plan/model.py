@@ -69,6 +69,7 @@ class StepKind(StrEnum):
     UNREGISTER_BROKERS = "unregister_brokers"  # KRaft: drop the registrations of brokers that left (ClusterTool)
     ADD_VOTER = "add_voter"  # KRaft: a started controller (an observer) becomes a voter (MetadataQuorumCommand)
     REMOVE_VOTER = "remove_voter"  # KRaft: a controller stops voting, before it is stopped
+    ELECT_LEADERS = "elect_leaders"  # preferred-leader election after a broker roll (Admin API)
 
 
 class Step(BaseModel):
@@ -113,6 +114,7 @@ class Step(BaseModel):
             StepKind.UNREGISTER_BROKERS: f"unregister broker(s) {', '.join(map(str, self.unregister))} (ClusterTool)",
             StepKind.ADD_VOTER: f"add controller {self.voter_id} to the quorum's voters",
             StepKind.REMOVE_VOTER: f"remove controller {self.voter_id} from the quorum's voters",
+            StepKind.ELECT_LEADERS: "move leadership back to the preferred replicas (ElectLeaders)",
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"

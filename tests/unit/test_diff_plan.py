@@ -172,6 +172,9 @@ def test_config_change_rolls_brokers_one_at_a_time_controller_last(lab_spec: Clu
     assert [s.gate for s in restarts] == [Gate(kind=GateKind.BROKER_REGISTERED, node=n) for n in (2, 3, 1)]
     assert text.count("because: its configuration changed and the change needs a restart") == 3
     assert "waits for: broker 2 registered and serving; after a restart its replicas back in sync" in text
+    (elect,) = steps_of(plan, StepKind.ELECT_LEADERS)  # planned, shown, after the whole roll
+    assert all(nx.has_path(plan.graph(), s.id, elect.id) for s in restarts)
+    assert "move leadership back to the preferred replicas (ElectLeaders) on cluster" in text
     ids = [s.id for s in restarts]
     for a, b in itertools.pairwise(ids):
         assert (a, b) in plan.edges

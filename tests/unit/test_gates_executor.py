@@ -13,7 +13,7 @@ import yaml
 
 from reconciler import pipeline
 from reconciler.apply import executor, gates
-from reconciler.apply.executor import ApplyFailed
+from reconciler.apply.executor import ApplyFailed, FailureKind, PlanMismatch
 from reconciler.apply.state import Journal
 from reconciler.artifacts import PackedArtifact
 from reconciler.diff import ArtifactIds
@@ -114,12 +114,25 @@ def test_a_broker_that_never_rejoins_stops_the_apply(spec: ClusterSpec, twin: Cl
             twin.fenced[1] = -1  # fenced forever
 
     FakeRun.on_restart = never_back
-    with pytest.raises(ApplyFailed, match="broker 1 registered: not reached after .*fenced"):
+    with pytest.raises(ApplyFailed, match="broker 1 registered: not reached after .*fenced") as info:
         _run(plan, spec, observed)
+    assert info.value.kind is FailureKind.RETRY and "resumes" in info.value.kind.advice
     assert [r for r in twin.restarted if r.startswith("broker")] == ["broker.1"], "the roll went on"
     events = _journal(spec)
     assert events[-1]["event"] == "apply_failed" and "broker 1 registered" in events[-1]["reason"]
+    assert events[-1]["failure"] == "retry"
     assert not any(e["event"] == "step_started" and e["step"] == "restart:kafka@10.213.0.12" for e in events)
+
+
+def test_a_plan_the_spec_no_longer_matches_aborts_before_any_step(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    plan, observed = _plan(spec)
+    data = yaml.safe_load(KRAFT_LAB_YAML.read_text())
+    data["kafka"]["config"]["num.partitions"] = 5  # edited after the plan was made
+    with pytest.raises(PlanMismatch, match="differ from the plan") as info:
+        _run(plan, parse_spec(data), observed)
+    assert info.value.kind is FailureKind.ABORT and "plan` again" in info.value.kind.advice
+    assert FakeRun.runs == [] and twin.restarted == []
+    assert not Journal(spec.name).path.exists() or "apply_started" not in Journal(spec.name).path.read_text()
 
 
 def test_a_quorum_that_loses_its_leader_mid_roll_is_waited_out(spec: ClusterSpec, twin: ClusterTwin) -> None:
