@@ -435,74 +435,66 @@ def _bootstrap(s: ClusterSpec) -> list[str]:
 @app.command()
 def rebalance(
     spec: Path = typer.Argument(..., help="Cluster spec (YAML)."),
+    out_file: Path | None = typer.Option(None, "-out", "--out", help="Save the plan to this file for apply."),
     max_moves: int | None = typer.Option(None, "--max-moves", min=0, help="Move at most this many replicas."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the proposal only."),
-    throttle_mib: float = typer.Option(50.0, "--throttle", min=0.1, help="Replication throttle in MiB/s."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan only."),
+    throttle_mib: float | None = typer.Option(None, "--throttle", min=0.1, help="Replication throttle in MiB/s "
+                                              "(default: the spec's kafka.reassignment.throttle_mib_per_s)."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Even out replicas and leaders over the spec's brokers with the fewest replica moves."""
-    from reconciler import pipeline
-    from reconciler.apply import reassign
-    from reconciler.observe.targets import observe
-    from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
+    """Even out replicas and leaders over the spec's brokers with the fewest replica moves: an
+    ordinary plan, shown, saved with -out (then `kafkaform apply FILE`) or applied here."""
+    from reconciler.plan import planfile, render
 
     s = _load(spec, json_out)
     out = Printer(json_out)
-    observed = observe(s, progress=out.host_observed)
-    if not observed.cluster.reachable:
-        raise _fail(f"cannot read the cluster's assignments: {observed.cluster.error}", json_out)
-    brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in s.brokers]
-    sizes = pipeline.partition_sizes(s, out.message)
-    try:
-        proposal = plan_reassignment(brokers, observed.cluster.partitions, sizes, max_moves=max_moves)
-    except PlacementError as e:
-        raise _fail(str(e), json_out) from None
-    current = {(p.topic, p.partition): p.replicas for p in observed.cluster.partitions}
-    before, after = balance_report(brokers, current), balance_report(brokers, proposal.target)
-    rate = throttle_mib * 2**20
-    doc = {"moves": [{"topic": m.topic, "partition": m.partition, "before": m.before, "after": m.after,
-                      "bytes": m.bytes} for m in proposal.moves],
-           "replica_moves": proposal.replica_moves, "lower_bound": proposal.lower_bound,
-           "leader_only_changes": proposal.reorders, "bytes_to_move": proposal.bytes_to_move,
-           "eta_seconds": round(proposal.bytes_to_move / rate, 1), "before": before, "after": after,
-           "notes": list(proposal.notes)}
-    if json_out and dry_run:
-        _emit(doc)
-        return
-    if not json_out:
-        print(f"Rebalance of cluster {s.name!r}: {proposal.replica_moves} replica move(s) "
-              f"(lower bound {proposal.lower_bound}), {proposal.reorders} leader-only change(s), "
-              f"{proposal.bytes_to_move / 2**20:.1f} MiB to copy, about {doc['eta_seconds']:.0f}s at "
-              f"{throttle_mib:g} MiB/s")
-        for label, rep in (("now  ", before), ("after", after)):
-            print(f"  {label}: replicas per broker {rep['replicas']}, leaders {rep['leaders']}")
-        for m in proposal.moves[:20]:
-            print(f"  ~ {m.topic}-{m.partition}: {list(m.before)} -> {list(m.after)}")
-        if len(proposal.moves) > 20:
-            print(f"  ... and {len(proposal.moves) - 20} more")
-        for n in proposal.notes:
-            print(f"  note: {n}")
-    if dry_run or not proposal.moves:
-        if not proposal.moves and not json_out:
-            print("No changes. Replicas and leaders are balanced.")
-        return
-    if not auto_approve:
-        if not sys.stdin.isatty():
-            raise _fail("rebalance needs confirmation; no terminal to ask on. Use --auto-approve.", json_out)
-        if input("Do you want to move these partitions? Only 'yes' will be accepted: ").strip() != "yes":
-            raise typer.Exit(1)
-    with _cluster_lock(s.name, json_out):
+
+    def make(for_apply: bool) -> tuple[Plan, dict[str, Any], artifacts.SpecArtifacts, Any]:
+        from reconciler import pipeline
+
+        arts = _resolve(s, out, json_out, full_verify=for_apply)
+        observed = pipeline.observe(s, progress=out.host_observed)
         try:
-            result = reassign.execute(_bootstrap(s), proposal.moves, throttle_bytes_per_s=int(rate),
-                                      progress=out.message)
-        except reassign.ReassignError as e:
-            raise _fail(str(e), json_out) from None
-    if json_out:
-        _emit({**doc, "ok": True, "seconds": round(result.seconds, 1), "bytes_moved": result.bytes_moved})
-    else:
-        print(f"Rebalance complete: {result.partitions} partitions, {result.bytes_moved / 2**20:.1f} MiB "
-              f"in {result.seconds:.1f}s.")
+            p, doc = pipeline.make_rebalance_plan(s, str(spec), observed, arts, max_moves=max_moves,
+                                                  throttle_mib_per_s=throttle_mib, progress=out.message)
+        except pipeline.PlanRefused as e:
+            if json_out:
+                _emit({"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
+            else:
+                print("Error: cannot rebalance:", file=sys.stderr)
+                for i in e.issues:
+                    print(f"  - {i}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        return p, doc, arts, observed
+
+    def show(p: Plan, doc: dict[str, Any]) -> None:
+        if json_out:
+            _emit({**doc, "plan": render.render_json(p)})
+        elif p.empty:
+            print("No changes. Replicas and leaders are balanced.")
+        else:
+            _print_plan(render.render_text(p))
+
+    if dry_run or out_file:
+        p, doc, _, _ = make(for_apply=False)
+        if out_file:
+            try:
+                planfile.save(p, out_file)
+            except planfile.PlanFileError as e:
+                raise _fail(str(e), json_out) from None
+        show(p, doc)
+        if out_file and not p.empty and not json_out:
+            print(f"Saved the plan to {out_file}. To perform exactly these actions, run: kafkaform apply {out_file}")
+        return
+    with _cluster_lock(s.name, json_out):
+        p, doc, arts, observed = make(for_apply=True)
+        if p.empty or not json_out:
+            show(p, doc)
+        if p.empty:
+            return
+        _confirm(p, auto_approve, "rebalance")
+        _run_apply(p, s, arts, observed, out, json_out)
 
 
 @reassign_app.command("status")

@@ -420,14 +420,16 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_s: float | None = None) -> Change:
-    """The partition reassignment a broker-set change needs, as one reviewable change.
+def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_s: float | None = None,
+                        throttle_mib_per_s: float | None = None) -> Change:
+    """The partition reassignment a broker-set change (or a rebalance) needs, as one reviewable change.
 
     The time estimate divides the bytes to copy by the throttle, or by the throughput measured in
     this cluster's last reassignment when that was lower.
     """
     r = spec.kafka.reassignment
-    rate = r.throttle_mib_per_s * 2**20
+    throttle = throttle_mib_per_s or r.throttle_mib_per_s
+    rate = throttle * 2**20
     if measured_bytes_per_s:
         rate = min(rate, measured_bytes_per_s)
     p = scale.proposal
@@ -442,14 +444,14 @@ def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_
         AttrDiff(name="replica moves", after=f"{p.replica_moves} (lower bound {p.lower_bound}); "
                                              f"{p.reorders} leader-only change(s)"),
         AttrDiff(name="data to copy", after=f"{_mib(p.bytes_to_move)}, about {eta:.0f}s at {_mib(rate)}/s"
-                                            f" (throttled to {r.throttle_mib_per_s:g} MiB/s per broker)"),
+                                            f" (throttled to {throttle:g} MiB/s per broker)"),
         AttrDiff(name="racks per partition", after=", ".join(f"{k}: {v}" for k, v in
                                                              spans.items())),
     )
     return Change(address="partitions", service="kafka", key="reassignment", host="cluster", action=Action.UPDATE,
                   reasons=(scale.reason, *(n for n in p.notes if not _summary_note(n))), attrs=attrs,
                   moves=moves, drain=scale.removed,
-                  throttle_bytes_per_s=int(r.throttle_mib_per_s * 2**20), per_broker=r.max_partitions_per_broker)
+                  throttle_bytes_per_s=int(throttle * 2**20), per_broker=r.max_partitions_per_broker)
 
 
 def _summary_note(note: str) -> bool:

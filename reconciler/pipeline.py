@@ -167,6 +167,49 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
                                    "confirmed_restarts": tuple(confirmed) if not destroy else ()})
 
 
+def make_rebalance_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts, *,
+                        max_moves: int | None = None, throttle_mib_per_s: float | None = None,
+                        progress: Progress | None = None) -> tuple[Plan, dict[str, object]]:
+    """`kafkaform rebalance`: an ordinary plan (saved, stale-checked, locked, journaled like any
+    other) whose one change is a minimal-movement reassignment over the spec's brokers, and the
+    balance figures for people and scripts. Made only for a cluster that matches its spec: the
+    spec's own plan comes first (it may add or drain brokers, which moves data itself)."""
+    from reconciler.diff import reassignment_change
+    from reconciler.placement import BrokerInfo, PlacementError, balance_report, plan_reassignment
+
+    pending = make_plan(spec, spec_path, observed, arts, progress=progress)
+    if not pending.empty:
+        n = len(pending.changes)
+        raise PlanRefused([SpecIssue(path="cluster", message=(
+            f"cluster {spec.name!r} differs from its spec ({n} change(s): "
+            f"{', '.join(c.address for c in pending.changes[:5])}); run kafkaform plan/apply first, then rebalance"))])
+    if not observed.cluster.reachable:
+        raise PlanRefused([SpecIssue(path="cluster", message=f"cannot read the partition assignments: "
+                                                               f"{observed.cluster.error}")])
+    brokers = [BrokerInfo(id=b.id, rack=b.rack) for b in spec.brokers]
+    try:
+        proposal = plan_reassignment(brokers, observed.cluster.partitions, partition_sizes(spec, progress),
+                                     max_moves=max_moves)
+    except PlacementError as e:
+        raise PlanRefused([SpecIssue(path="rebalance", message=str(e))]) from None
+    current = {(p.topic, p.partition): p.replicas for p in observed.cluster.partitions}
+    scale = scaling.ScalePlan(proposal=proposal, added=(), removed=(), before=balance_report(brokers, current),
+                              after=balance_report(brokers, proposal.target))
+    changes = ([reassignment_change(spec, scale, measured_reassign_rate(spec.name), throttle_mib_per_s)]
+               if proposal.moves else [])
+    plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
+                      spec_digest=planfile.spec_digest(spec), default_min_isr=effective_min_isr(spec, observed))
+    rate = (throttle_mib_per_s or spec.kafka.reassignment.throttle_mib_per_s) * 2**20
+    doc: dict[str, object] = {
+        "moves": [{"topic": m.topic, "partition": m.partition, "before": list(m.before), "after": list(m.after),
+                   "bytes": m.bytes} for m in proposal.moves],
+        "replica_moves": proposal.replica_moves, "lower_bound": proposal.lower_bound,
+        "leader_only_changes": proposal.reorders, "bytes_to_move": proposal.bytes_to_move,
+        "eta_seconds": round(proposal.bytes_to_move / rate, 1), "before": scale.before, "after": scale.after,
+        "notes": list(proposal.notes)}
+    return plan, doc
+
+
 def destroy_changes(observed: ObservedCluster) -> list[Change]:
     """Delete every kafka and zookeeper service found (no drain: destroy removes the data too)."""
     out: list[Change] = []

@@ -45,7 +45,7 @@ class ScalePlan:
             parts.append(f"broker(s) {', '.join(map(str, self.added))} hold no replicas yet")
         if self.removed:
             parts.append(f"broker(s) {', '.join(map(str, self.removed))} leave the spec and must be drained")
-        return "; ".join(parts)
+        return "; ".join(parts) or "rebalance: replicas and leaders even out over the spec's brokers"
 
 
 def leaving_brokers(spec: ClusterSpec, observed: ObservedCluster) -> dict[int, str | None]:

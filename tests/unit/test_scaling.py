@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from reconciler import files as F
@@ -200,3 +201,52 @@ def test_leftover_throttles_go_before_this_plans_own_reassignment(lab_spec: Clus
     obs = scale_out_observed(lab_spec).throttles(("t3",), ()).build()
     plan = plan_of(four_broker_spec(), obs)
     assert ("clear_throttles:kafka", "reassign:partitions") in plan.edges
+
+
+# --- rebalance: an ordinary plan ----------------------------------------------------------------
+
+
+class _Arts:
+    ids = ARTS
+
+
+def test_rebalance_is_an_ordinary_saved_plan_with_one_reassignment(lab_spec: ClusterSpec, tmp_path,  # noqa: ANN001
+                                                                    monkeypatch) -> None:  # noqa: ANN001
+    from reconciler import pipeline
+
+    monkeypatch.setattr(pipeline, "partition_sizes", lambda spec, progress=None: {})
+    obs = Observed.converged_cluster(lab_spec, ARTS).controller(1)
+    for p in range(12):  # every leader on broker 1, a RF 2 topic only on brokers 1 and 2
+        obs.partition("skew-leaders", p, (1, 2, 3)).partition("skew-replicas", p, (1, 2))
+    observed = obs.build()
+    plan, doc = pipeline.make_rebalance_plan(lab_spec, "/specs/lab.yaml", observed, _Arts(),  # type: ignore[arg-type]
+                                             throttle_mib_per_s=5)
+    (reassign,) = [s for s in plan.steps if s.kind is StepKind.REASSIGN]
+    assert [s.kind for s in plan.steps] == [StepKind.REASSIGN] and reassign.throttle_bytes_per_s == 5 * 2**20
+    assert doc["replica_moves"] == doc["lower_bound"] == sum(
+        len(set(m.after) - set(m.before)) for m in reassign.moves) > 0
+    assert plan.fingerprint == observed.fingerprint() and plan.counts() == {"add": 0, "change": 1, "destroy": 0}
+    text = render_text(plan)
+    assert "rebalance: replicas and leaders even out over the spec's brokers" in text
+    assert "throttled to 5 MiB/s per broker" in text
+    path = tmp_path / "rebalance.plan"
+    save(plan, path)
+    assert load(path) == plan  # saved, signed and loaded like any plan: apply FILE runs it
+
+
+def test_rebalance_refused_while_the_cluster_differs_from_its_spec(lab_spec: ClusterSpec, monkeypatch) -> None:  # noqa: ANN001
+    from reconciler import pipeline
+
+    monkeypatch.setattr(pipeline, "partition_sizes", lambda spec, progress=None: {})
+    obs = Observed.converged_cluster(lab_spec, ARTS).controller(1).on(H2).file(F.SERVER_PROPERTIES, "hand edited\n")
+    with pytest.raises(pipeline.PlanRefused, match=r"differs from its spec \(1 change\(s\): broker.2\)"):
+        pipeline.make_rebalance_plan(lab_spec, "/specs/lab.yaml", obs.build(), _Arts())  # type: ignore[arg-type]
+
+
+def test_balanced_cluster_rebalance_plan_is_empty(lab_spec: ClusterSpec, monkeypatch) -> None:  # noqa: ANN001
+    from reconciler import pipeline
+
+    monkeypatch.setattr(pipeline, "partition_sizes", lambda spec, progress=None: {})
+    observed = rf3_layout(Observed.converged_cluster(lab_spec, ARTS).controller(1), topics=1, partitions=3).build()
+    plan, doc = pipeline.make_rebalance_plan(lab_spec, "/specs/lab.yaml", observed, _Arts())  # type: ignore[arg-type]
+    assert plan.empty and doc["moves"] == []
