@@ -308,9 +308,21 @@ def _cluster_lock(cluster: str, json_mode: bool) -> Iterator[None]:
     except LockHeld as e:
         raise _fail(str(e), json_mode) from None
     try:
+        _wait_for_orphans(cluster, json_mode)
         yield
     finally:
         lock.__exit__(None, None, None)
+
+
+def _wait_for_orphans(cluster: str, json_mode: bool) -> None:
+    """A killed apply's Ansible run may still be finishing its step (a restart): the hosts are read
+    only once it ended, so what it did counts as done instead of being done again."""
+    from reconciler.apply.runner import OrphanedRunStillRunning, wait_for_orphans
+
+    try:
+        wait_for_orphans(cluster, progress=Printer(json_mode).message)
+    except OrphanedRunStillRunning as e:
+        raise _fail(str(e), json_mode) from None
 
 
 def _is_planfile(path: Path) -> bool:

@@ -199,7 +199,7 @@ def _execute(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper: Artif
 
     def start_run(kind: StepKind, group: list[Step]) -> StepRun:
         return StepRun(PLAYBOOK[kind], _group_inventory(inv, group, spec, kafka),
-                       sorted({s.host for s in group}), None, on_task)
+                       sorted({s.host for s in group}), None, on_task, cluster=spec.name)
 
     held: dict[int, StepRun] = {}  # restart runs started ahead, waiting for their go-ahead
     run: StepRun | None = None

@@ -87,20 +87,85 @@ def check_no_templates(inventory: Any) -> None:
         raise TemplatedDataError(f"{inventory[:80]!r} would be evaluated by Ansible as a template; refusing to run")
 
 
+def _run_processes(run_dir: Path) -> list[int]:
+    """Processes (ansible-playbook and its workers) working in a run dir: their argv names it."""
+    needle = str(run_dir).encode() + b"/"
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                out.append(int(proc.name))
+        except OSError:
+            continue
+    return out
+
+
+def _owner_alive(run_dir: Path) -> bool | None:
+    """True/False for a run dir of ours; None when it is not ours to judge (no owner file)."""
+    try:
+        pid = int((run_dir / "owner.pid").read_text())
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return None
+    return True
+
+
+def orphaned_runs(cluster: str | None = None) -> dict[Path, list[int]]:
+    """Ansible runs still going whose kafkaform was killed (of `cluster`, when given): each is
+    finishing the step it had been let go on, e.g. a restart, and changes hosts until it ends."""
+    out: dict[Path, list[int]] = {}
+    for d in Path(tempfile.gettempdir()).glob(f"{PDD_PREFIX}*"):
+        if _owner_alive(d) is not False:
+            continue
+        if cluster is not None:
+            try:
+                if (d / "cluster").read_text() != cluster:
+                    continue
+            except OSError:
+                pass  # a run dir of an older kafkaform: it may be this cluster's
+        pids = _run_processes(d)
+        if pids:
+            out[d] = pids
+    return out
+
+
+class OrphanedRunStillRunning(RuntimeError):
+    pass
+
+
+def wait_for_orphans(cluster: str, timeout_s: float = 300, progress: Callable[[str], None] | None = None) -> None:
+    """Before a new apply observes the hosts: let the Ansible runs a killed apply left behind end,
+    so the hosts are read after their step, not halfway (a restart then counts once, not twice)."""
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while runs := orphaned_runs(cluster):
+        if not said and progress:
+            progress(f"waiting for {len(runs)} Ansible run(s) an interrupted apply left running "
+                     f"(pids {', '.join(str(p) for ps in runs.values() for p in ps[:1])}) to finish their step")
+            said = True
+        if time.monotonic() > deadline:
+            pids = ", ".join(str(p) for ps in runs.values() for p in ps)
+            raise OrphanedRunStillRunning(
+                f"an Ansible run left by an interrupted apply of cluster {cluster!r} is still running after "
+                f"{timeout_s:.0f}s (pids {pids}); wait for it or stop it, then apply again")
+        time.sleep(0.2)
+
+
 def sweep_orphans(min_age_s: float = 120) -> None:
     """Delete run dirs left by a kafkaform process that was killed (they may hold rendered secrets).
-    A younger one is kept: an orphaned Ansible run may still be finishing its step in there."""
+    A younger one is kept, and one an orphaned Ansible run still works in."""
     for d in Path(tempfile.gettempdir()).glob(f"{PDD_PREFIX}*"):
+        if _owner_alive(d) is not False:
+            continue  # its kafkaform still runs, or not ours to judge (another user's, no owner file)
         try:
-            age = time.time() - d.stat().st_mtime
-            pid = int((d / "owner.pid").read_text())
-            os.kill(pid, 0)
-            continue  # its kafkaform still runs
-        except ProcessLookupError:
-            if age < min_age_s:
+            if time.time() - d.stat().st_mtime < min_age_s or _run_processes(d):
                 continue
-        except (OSError, ValueError):
-            continue  # not ours to judge (another user's, or no owner file)
+        except OSError:
+            continue
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -109,7 +174,7 @@ class StepRun:
 
     def __init__(self, playbook: str, inventory: dict[str, Any], hosts: list[str],
                  extravars: dict[str, Any] | None = None,
-                 on_task: Callable[[str, str, str], None] | None = None) -> None:
+                 on_task: Callable[[str, str, str], None] | None = None, cluster: str | None = None) -> None:
         self.hosts = list(hosts)
         self.results = {h: HostResult(host=h, ok=True) for h in hosts}
         self._on_task = on_task
@@ -122,6 +187,8 @@ class StepRun:
         self._pdd = tempfile.mkdtemp(prefix=PDD_PREFIX)
         os.chmod(self._pdd, 0o700)
         (Path(self._pdd) / "owner.pid").write_text(str(os.getpid()))
+        if cluster is not None:
+            (Path(self._pdd) / "cluster").write_text(cluster)
         self._go_file = Path(self._pdd) / "go"
         self._final: dict[str, HostResult] | None = None
         try:

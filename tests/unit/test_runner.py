@@ -39,3 +39,33 @@ def test_sweep_removes_old_dirs_of_dead_owners_only(tmp_path: Path, monkeypatch:
     runner.sweep_orphans()
     assert not gone.exists()
     assert young.exists() and live.exists() and other.exists()
+
+
+def test_a_new_apply_waits_for_the_ansible_run_a_killed_apply_left(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The killed apply's run is finishing a step (say a restart): the next apply must read the
+    hosts after it, or it would restart the same service again."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    d = make_run_dir(tmp_path, "orphan", dead_pid(), 600)
+    (d / "cluster").write_text("lab")
+    other = make_run_dir(tmp_path, "other-cluster", dead_pid(), 600)
+    (other / "cluster").write_text("elsewhere")
+    # stand-ins for ansible-playbook: their argv names the run dir, as Ansible's does
+    mine = subprocess.Popen(["sh", "-c", "sleep 0.6", f"{d}/inventory/hosts.json"])
+    theirs = subprocess.Popen(["sh", "-c", "sleep 30", f"{other}/inventory/hosts.json"])
+    try:
+        assert list(runner.orphaned_runs("lab")) == [d]
+        runner.sweep_orphans()
+        assert d.exists() and other.exists(), "a run dir in use is never swept"
+        said: list[str] = []
+        t0 = time.monotonic()
+        runner.wait_for_orphans("lab", timeout_s=20, progress=said.append)
+        assert mine.poll() is not None and time.monotonic() - t0 < 10
+        assert len(said) == 1 and "interrupted apply" in said[0]
+        with pytest.raises(runner.OrphanedRunStillRunning, match=f"still running after 0s .*pids {theirs.pid}"):
+            runner.wait_for_orphans("elsewhere", timeout_s=0)
+    finally:
+        mine.kill()
+        theirs.kill()
+        mine.wait()
+        theirs.wait()

@@ -80,7 +80,7 @@ class FakeRun:
     on_restart: Callable[[str, str], None] | None = None  # (host, service) of a restart
 
     def __init__(self, playbook: str, inventory: dict[str, Any], hosts: list[str],
-                 extravars: dict[str, Any] | None = None, on_task: Any = None) -> None:
+                 extravars: dict[str, Any] | None = None, on_task: Any = None, cluster: str | None = None) -> None:
         self.playbook, self.inventory, self.hosts = playbook, inventory, hosts
         FakeRun.runs.append((playbook, list(hosts)))
 
