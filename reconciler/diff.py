@@ -3,6 +3,12 @@
 A change is per resource (a ZooKeeper node or a broker), Terraform style: create, update in place
 or delete, with the reasons that explain it and the attribute-level differences people review.
 Reasons explain; they never steer apply — the step list built from the change does.
+
+`Change` is a closed set of kinds (a tagged union on `kind`): a service on a host
+(`ServiceChange`), or one change of the cluster as a whole (reassignment, ZooKeeper ensemble,
+leftover throttles, KRaft features, registrations, quorum voters). Each kind has only its own
+fields, so nothing reads, say, `moves` off a broker restart, and plan/build.py picks a change's
+steps by its kind, not by which optional fields happen to be set.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import cast
+from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import files as F
 from reconciler.apply.state import PendingRestart
@@ -76,17 +82,25 @@ class RestartReason(StrEnum):
         }[self.value]
 
 
-class Change(BaseModel):
-    """One resource's change. `restart`/`start`/... say which steps apply must run."""
+class _ChangeBase(BaseModel):
+    """What every change has, and all that plan/render.py shows: the resource, the action, the
+    reasons (for people) and the attribute-level differences people review."""
 
     model_config = ConfigDict(frozen=True)
-    address: str  # e.g. broker.1, zookeeper.2
-    service: str  # kafka | zookeeper
+    address: str  # e.g. broker.1, zookeeper.2, partitions
+    service: str  # kafka | zookeeper | kafka-controller
     key: str
-    host: str
+    host: str  # the host, or "cluster" for a change of the cluster as a whole
     action: Action
     reasons: tuple[str, ...]
     attrs: tuple[AttrDiff, ...] = ()
+
+
+class ServiceChange(_ChangeBase):
+    """One service on one host: created, updated in place or deleted. `restart`/`start`/... say
+    which steps apply must run (plan/build.py rule 1)."""
+
+    kind: Literal["service"] = "service"
     install_java: bool = False
     install_artifact: str | None = None  # artifact id to install
     configure: bool = False
@@ -99,36 +113,74 @@ class Change(BaseModel):
     # (files hashed in pinned_hashes), then a second roll with the final files.
     ibp_pin: str | None = None
     pinned_hashes: dict[str, str] = {}
-    # Partition reassignment (address "partitions"): moves computed from the observed placement.
-    moves: tuple[ReplicaMove, ...] = ()
-    drain: tuple[int, ...] = ()  # brokers that must hold nothing once the moves are done
-    throttle_bytes_per_s: int | None = None
-    per_broker: int = 4
-    # ZooKeeper membership change (address "zookeeper.ensemble"): myids to add / remove by reconfig
-    zk_join: tuple[int, ...] = ()
-    zk_leave: tuple[int, ...] = ()
-    # Leftover replication throttles to delete (address "throttles")
-    throttled_topics: tuple[str, ...] = ()
-    throttled_brokers: tuple[int, ...] = ()
     # Removal: every path deleted on the host, each with the proof it needs there
     deletions: tuple[Deletion, ...] = ()
     # KRaft: the node's storage dirs are formatted before it first starts (a dir lacks meta.properties)
     format_storage: bool = False
-    # KRaft feature levels to finalize through UpdateFeatures, each named (address "features")
-    feature_levels: dict[str, int] = {}
-    # KRaft: registrations of brokers that left the spec, removed from the metadata (UnregisterBroker)
-    unregister: tuple[int, ...] = ()
-    # KRaft quorum membership change (address "controllers.quorum"): voters added / removed, with the
-    # directory id each leaving voter is removed by
-    voters_join: tuple[int, ...] = ()
-    voters_leave: tuple[int, ...] = ()
-    voter_dirs: dict[int, str] = {}
-    voter_hosts: dict[int, str] = {}  # joiners: their hosts; leavers: a staying voter's host to run the tool on
     voter: bool = False  # KRaft: the node is a voter of the metadata quorum (controller or combined)
 
     @property
     def rolling_restart(self) -> bool:
         return self.action is Action.UPDATE and self.restart
+
+
+class ReassignChange(_ChangeBase):
+    """Partition reassignment (address "partitions"): moves computed from the observed placement."""
+
+    kind: Literal["reassign"] = "reassign"
+    moves: tuple[ReplicaMove, ...] = ()
+    drain: tuple[int, ...] = ()  # brokers that must hold nothing once the moves are done
+    throttle_bytes_per_s: int | None = None
+    per_broker: int = 4
+
+
+class EnsembleChange(_ChangeBase):
+    """ZooKeeper membership change (address "zookeeper.ensemble"): myids to add / remove by reconfig."""
+
+    kind: Literal["zk_ensemble"] = "zk_ensemble"
+    zk_join: tuple[int, ...] = ()
+    zk_leave: tuple[int, ...] = ()
+
+
+class ThrottleChange(_ChangeBase):
+    """Leftover replication throttles to delete (address "throttles")."""
+
+    kind: Literal["throttles"] = "throttles"
+    throttled_topics: tuple[str, ...] = ()
+    throttled_brokers: tuple[int, ...] = ()
+
+
+class FeatureChange(_ChangeBase):
+    """KRaft feature levels to finalize through UpdateFeatures, each named (address "features")."""
+
+    kind: Literal["features"] = "features"
+    feature_levels: dict[str, int] = {}
+
+
+class UnregisterChange(_ChangeBase):
+    """KRaft: registrations of brokers that left the spec, removed from the metadata (UnregisterBroker)."""
+
+    kind: Literal["unregister"] = "unregister"
+    unregister: tuple[int, ...] = ()
+
+
+class VoterChange(_ChangeBase):
+    """KRaft quorum membership change (address "controllers.quorum"): voters added / removed, with
+    the directory id each leaving voter is removed by."""
+
+    kind: Literal["voters"] = "voters"
+    voters_join: tuple[int, ...] = ()
+    voters_leave: tuple[int, ...] = ()
+    voter_dirs: dict[int, str] = {}
+    voter_hosts: dict[int, str] = {}  # joiners: their hosts; leavers: a staying voter's host to run the tool on
+
+
+# A closed set of change kinds, told apart by `kind` (in saved plans and --json too): each kind
+# carries only its own fields, and a consumer narrows with isinstance/match instead of guessing
+# from which optional fields are set. An unknown kind in a saved plan fails validation.
+Change = Annotated[ServiceChange | ReassignChange | EnsembleChange | ThrottleChange | FeatureChange
+                   | UnregisterChange | VoterChange, Field(discriminator="kind")]
+ClusterChange = ReassignChange | EnsembleChange | ThrottleChange | FeatureChange | UnregisterChange | VoterChange
 
 
 @dataclass(frozen=True)
@@ -238,7 +290,7 @@ def cluster_ibp_pin(spec: ClusterSpec, observed: ObservedCluster, artifact_id: s
 
 
 def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: str,
-                    dynamic: frozenset[str] = frozenset()) -> Change | None:
+                    dynamic: frozenset[str] = frozenset()) -> ServiceChange | None:
     svc = facts.services.get(desired.service)
     installed = [a for a in facts.artifacts if a.name == F.artifact_name(desired.service)]
     have_files = {p: m for p, m in facts.files.items() if p in {f.path for f in desired.files}}
@@ -249,10 +301,10 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
 
     if not exists:
         created = tuple(AttrDiff(name=k, after=v) for k, v in desired.attributes.items())
-        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
-                      action=Action.CREATE, reasons=("not installed on the host",), attrs=created,
-                      install_java=need_java, install_artifact=artifact_id, configure=True,
-                      file_hashes=hashes, start=True)
+        return ServiceChange(address=address, service=desired.service, key=desired.key, host=desired.host,
+                             action=Action.CREATE, reasons=("not installed on the host",), attrs=created,
+                             install_java=need_java, install_artifact=artifact_id, configure=True,
+                             file_hashes=hashes, start=True)
 
     reasons: list[str] = []
     attrs: list[AttrDiff] = []
@@ -299,25 +351,25 @@ def _service_change(desired: F.ServiceDesired, facts: HostFacts, artifact_id: st
                     for f in desired.files)
     if running and not need_install and not stale and _start_only_change(desired, facts):
         reasons.append("controller.quorum.bootstrap.servers is read only at start: written, no restart")
-        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
-                      action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
-                      install_java=need_java, configure=True, file_hashes=hashes)
+        return ServiceChange(address=address, service=desired.service, key=desired.key, host=desired.host,
+                             action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                             install_java=need_java, configure=True, file_hashes=hashes)
     dyn = _dynamic_keys(desired, facts, dynamic) if running and not need_install and not stale else None
     if dyn:
         reasons.append(f"{', '.join(dyn)} {LIVE_REASON}")
-        return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
-                      action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
-                      install_java=need_java, configure=True, file_hashes=hashes, dynamic_keys=dyn)
-    return Change(address=address, service=desired.service, key=desired.key, host=desired.host,
-                  action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
-                  install_java=need_java, install_artifact=artifact_id if need_install else None,
-                  configure=configure, file_hashes=hashes, start=not running,
-                  restart=running and (restart_files or need_install or stale),
-                  restart_reasons=tuple(why) if running else ())
+        return ServiceChange(address=address, service=desired.service, key=desired.key, host=desired.host,
+                             action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                             install_java=need_java, configure=True, file_hashes=hashes, dynamic_keys=dyn)
+    return ServiceChange(address=address, service=desired.service, key=desired.key, host=desired.host,
+                         action=Action.UPDATE, reasons=tuple(reasons), attrs=tuple(attrs),
+                         install_java=need_java, install_artifact=artifact_id if need_install else None,
+                         configure=configure, file_hashes=hashes, start=not running,
+                         restart=running and (restart_files or need_install or stale),
+                         restart_reasons=tuple(why) if running else ())
 
 
-def _pinned(c: Change, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, artifact_id: str,
-            pin: str) -> Change:
+def _pinned(c: ServiceChange, spec: ClusterSpec, broker: BrokerSpec, facts: HostFacts, artifact_id: str,
+            pin: str) -> ServiceChange:
     """An upgrade's change in two rolls. The first-roll work is what the pinned files and the new
     build still need on this host (none for a broker already on both, e.g. when resuming); the
     second roll (final files, protocol raised) always follows, once every broker runs the build."""
@@ -350,7 +402,7 @@ def _unformatted(desired: F.ServiceDesired, facts: HostFacts) -> list[str]:
     return [d for d in desired.storage.dirs if f"{d}/{F.META_PROPERTIES}" not in facts.files]
 
 
-def delete_change(service: str, facts: HostFacts, keep_artifacts: bool = False) -> Change | None:
+def delete_change(service: str, facts: HostFacts, keep_artifacts: bool = False) -> ServiceChange | None:
     """The removal of a service the spec does not want on this host (None when nothing is there).
 
     A broker that still holds replicas is drained first: that is the reassignment change the
@@ -366,14 +418,14 @@ def delete_change(service: str, facts: HostFacts, keep_artifacts: bool = False) 
     else:
         key = node_id_on(facts, service) or facts.host
     address = F.address(service, key)
-    return Change(address=address, service=service, key=key, host=facts.host, action=Action.DELETE,
-                  reasons=(f"{service} on {facts.host} is not in the spec",),
-                  attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),),
-                  deletions=deletions(service, facts, keep_artifacts))
+    return ServiceChange(address=address, service=service, key=key, host=facts.host, action=Action.DELETE,
+                         reasons=(f"{service} on {facts.host} is not in the spec",),
+                         attrs=(AttrDiff(name="service", before=svc.active if svc else "installed", after=None),),
+                         deletions=deletions(service, facts, keep_artifacts))
 
 
 def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],
-                    errors: list[SpecIssue]) -> Change | None:
+                    errors: list[SpecIssue]) -> EnsembleChange | None:
     """ZooKeeper servers to add or remove by dynamic reconfiguration (no restart of the others).
 
     Compared with ZooKeeper's own membership (/zookeeper/config), not with files: ZooKeeper keeps
@@ -409,11 +461,12 @@ def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[
         reasons.append(f"server(s) {', '.join(map(str, join))} join the ensemble (started first, then added)")
     if leave:
         reasons.append(f"server(s) {', '.join(map(str, leave))} leave the ensemble (removed, then stopped)")
-    return Change(address="zookeeper.ensemble", service="zookeeper", key="ensemble", host="cluster",
-                  action=Action.UPDATE, reasons=(*reasons, "dynamic reconfiguration: no other server restarts"),
-                  attrs=(AttrDiff(name="members", before=before, after=after),
-                         AttrDiff(name="quorum", before=str(len(members) // 2 + 1), after=str(len(want) // 2 + 1))),
-                  zk_join=join, zk_leave=leave)
+    return EnsembleChange(
+        address="zookeeper.ensemble", service="zookeeper", key="ensemble", host="cluster",
+        action=Action.UPDATE, reasons=(*reasons, "dynamic reconfiguration: no other server restarts"),
+        attrs=(AttrDiff(name="members", before=before, after=after),
+               AttrDiff(name="quorum", before=str(len(members) // 2 + 1), after=str(len(want) // 2 + 1))),
+        zk_join=join, zk_leave=leave)
 
 
 def _mib(n: float) -> str:
@@ -421,7 +474,7 @@ def _mib(n: float) -> str:
 
 
 def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_s: float | None = None,
-                        throttle_mib_per_s: float | None = None) -> Change:
+                        throttle_mib_per_s: float | None = None) -> ReassignChange:
     """The partition reassignment a broker-set change (or a rebalance) needs, as one reviewable change.
 
     The time estimate divides the bytes to copy by the throttle, or by the throughput measured in
@@ -448,10 +501,11 @@ def reassignment_change(spec: ClusterSpec, scale: ScalePlan, measured_bytes_per_
         AttrDiff(name="racks per partition", after=", ".join(f"{k}: {v}" for k, v in
                                                              spans.items())),
     )
-    return Change(address="partitions", service="kafka", key="reassignment", host="cluster", action=Action.UPDATE,
-                  reasons=(scale.reason, *(n for n in p.notes if not _summary_note(n))), attrs=attrs,
-                  moves=moves, drain=scale.removed,
-                  throttle_bytes_per_s=int(throttle * 2**20), per_broker=r.max_partitions_per_broker)
+    return ReassignChange(address="partitions", service="kafka", key="reassignment", host="cluster",
+                          action=Action.UPDATE,
+                          reasons=(scale.reason, *(n for n in p.notes if not _summary_note(n))), attrs=attrs,
+                          moves=moves, drain=scale.removed,
+                          throttle_bytes_per_s=int(throttle * 2**20), per_broker=r.max_partitions_per_broker)
 
 
 def _summary_note(note: str) -> bool:
@@ -501,8 +555,9 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
         if d.storage is not None:
             todo = _unformatted(d, facts)
             if todo:
-                c = c or Change(address=d.address, service=d.service, key=d.key, host=d.host, action=Action.UPDATE,
-                                reasons=(), file_hashes={f.path: f.sha256 for f in d.files})
+                c = c or ServiceChange(address=d.address, service=d.service, key=d.key, host=d.host,
+                                       action=Action.UPDATE, reasons=(),
+                                       file_hashes={f.path: f.sha256 for f in d.files})
                 c = c.model_copy(update={
                     "format_storage": True, "voter": d.storage.voter,
                     "reasons": (*c.reasons, f"storage not formatted yet: {', '.join(todo)}")})
@@ -560,7 +615,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
 
 
 def voters_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Change],
-                  errors: list[SpecIssue]) -> Change | None:
+                  errors: list[SpecIssue]) -> VoterChange | None:
     """KRaft controllers to add to or remove from the quorum (AddRaftVoter / RemoveRaftVoter, one
     at a time; no running controller restarts). Compared with the quorum's own voters
     (DescribeQuorum), not with files. Refused while the quorum cannot be read and a controller
@@ -597,16 +652,16 @@ def voters_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[Ch
     dirs = {v.node_id: v.directory_id or "" for v in quorum.voters if v.node_id in leave}
     hosts = dict(spec.voters())
     anchor = next(hosts[i] for i in sorted(want & have))
-    return Change(address="controllers.quorum", service="kafka-controller", key="quorum", host="cluster",
-                  action=Action.UPDATE, reasons=(*reasons, "one voter at a time; no running controller restarts"),
-                  attrs=(AttrDiff(name="voters", before=",".join(map(str, sorted(have))),
-                                  after=",".join(map(str, sorted(want)))),
-                         AttrDiff(name="majority", before=str(len(have) // 2 + 1), after=str(len(want) // 2 + 1))),
-                  voters_join=join, voters_leave=leave, voter_dirs=dirs,
-                  voter_hosts={**{i: hosts[i] for i in join}, **dict.fromkeys(leave, anchor)})
+    return VoterChange(address="controllers.quorum", service="kafka-controller", key="quorum", host="cluster",
+                       action=Action.UPDATE, reasons=(*reasons, "one voter at a time; no running controller restarts"),
+                       attrs=(AttrDiff(name="voters", before=",".join(map(str, sorted(have))),
+                                       after=",".join(map(str, sorted(want)))),
+                              AttrDiff(name="majority", before=str(len(have) // 2 + 1), after=str(len(want) // 2 + 1))),
+                       voters_join=join, voters_leave=leave, voter_dirs=dirs,
+                       voter_hosts={**{i: hosts[i] for i in join}, **dict.fromkeys(leave, anchor)})
 
 
-def unregister_change(spec: ClusterSpec, observed: ObservedCluster) -> Change | None:
+def unregister_change(spec: ClusterSpec, observed: ObservedCluster) -> UnregisterChange | None:
     """KRaft keeps a broker's registration after the broker is gone (fenced), and a stale
     registration blocks feature upgrades: brokers that left the spec are unregistered once they
     are drained and stopped (in this plan, or already)."""
@@ -616,16 +671,16 @@ def unregister_change(spec: ClusterSpec, observed: ObservedCluster) -> Change | 
     gone = tuple(sorted(b for b in observed.cluster.broker_ids if b not in wanted))
     if not gone:
         return None
-    return Change(address="registrations", service="kafka", key="registrations", host="cluster",
-                  action=Action.UPDATE,
-                  reasons=(f"broker(s) {', '.join(map(str, gone))} left the spec but are still registered with the "
-                           "controllers (unregistered once drained and stopped; Kafka's ClusterTool)",),
-                  attrs=(AttrDiff(name="registered brokers", before=",".join(map(str, observed.cluster.broker_ids)),
-                                  after=",".join(str(b) for b in observed.cluster.broker_ids if b in wanted)),),
-                  unregister=gone)
+    return UnregisterChange(
+        address="registrations", service="kafka", key="registrations", host="cluster", action=Action.UPDATE,
+        reasons=(f"broker(s) {', '.join(map(str, gone))} left the spec but are still registered with the "
+                 "controllers (unregistered once drained and stopped; Kafka's ClusterTool)",),
+        attrs=(AttrDiff(name="registered brokers", before=",".join(map(str, observed.cluster.broker_ids)),
+                        after=",".join(str(b) for b in observed.cluster.broker_ids if b in wanted)),),
+        unregister=gone)
 
 
-def features_change(spec: ClusterSpec, observed: ObservedCluster, errors: list[SpecIssue]) -> Change | None:
+def features_change(spec: ClusterSpec, observed: ObservedCluster, errors: list[SpecIssue]) -> FeatureChange | None:
     """KRaft: raise metadata.version to the spec's release once every node runs it (a version
     upgrade's last step). Only metadata.version, named explicitly: kraft.version and the other
     features are never raised as a side effect (raising kraft.version turns a static quorum dynamic
@@ -645,16 +700,17 @@ def features_change(spec: ClusterSpec, observed: ObservedCluster, errors: list[S
         return None
     if current == target:
         return None
-    return Change(address="features", service="kafka", key="metadata.version", host="cluster", action=Action.UPDATE,
-                  reasons=(f"Kafka {spec.kafka.version} finalizes metadata.version {metadata_version_name(target)}; "
-                           "raised once every node runs it (UpdateFeatures; kraft.version and the other features "
-                           "are left as they are)",),
-                  attrs=(AttrDiff(name="metadata.version", before=metadata_version_name(current),
-                                  after=metadata_version_name(target)),),
-                  feature_levels={"metadata.version": target})
+    return FeatureChange(
+        address="features", service="kafka", key="metadata.version", host="cluster", action=Action.UPDATE,
+        reasons=(f"Kafka {spec.kafka.version} finalizes metadata.version {metadata_version_name(target)}; "
+                 "raised once every node runs it (UpdateFeatures; kraft.version and the other features "
+                 "are left as they are)",),
+        attrs=(AttrDiff(name="metadata.version", before=metadata_version_name(current),
+                        after=metadata_version_name(target)),),
+        feature_levels={"metadata.version": target})
 
 
-def throttles_change(observed: ObservedCluster) -> Change | None:
+def throttles_change(observed: ObservedCluster) -> ThrottleChange | None:
     """Replication throttles while no reassignment runs: left by one that was interrupted (or set
     by hand). They cap how fast any replica catches up, e.g. after a restart, so they go."""
     st = observed.cluster
@@ -665,10 +721,11 @@ def throttles_change(observed: ObservedCluster) -> Change | None:
         attrs.append(AttrDiff(name="throttled brokers", before=",".join(map(str, st.throttled_brokers))))
     if st.throttled_topics:
         attrs.append(AttrDiff(name="throttled topics", before=",".join(st.throttled_topics)))
-    return Change(address="throttles", service="kafka", key="throttles", host="cluster", action=Action.UPDATE,
-                  reasons=("replication throttles are set but no partition reassignment is running "
-                           "(left by an interrupted one?); they would slow every replica catching up",),
-                  attrs=tuple(attrs), throttled_topics=st.throttled_topics, throttled_brokers=st.throttled_brokers)
+    return ThrottleChange(address="throttles", service="kafka", key="throttles", host="cluster", action=Action.UPDATE,
+                          reasons=("replication throttles are set but no partition reassignment is running "
+                                   "(left by an interrupted one?); they would slow every replica catching up",),
+                          attrs=tuple(attrs), throttled_topics=st.throttled_topics,
+                          throttled_brokers=st.throttled_brokers)
 
 
 def _systemd_time(raw: str | None) -> datetime | None:
@@ -697,7 +754,7 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
     hosts = ({f"broker.{b.id}": b.host for b in spec.brokers} | {f"zookeeper.{n.myid}": n.host
                                                                   for n in spec.zk_nodes()}
              | {f"controller.{c.id}": c.host for c in spec.controllers})
-    by_addr = {c.address: c for c in changes}
+    by_addr = {c.address: c for c in changes if isinstance(c, ServiceChange)}
     confirmed: list[tuple[str, str]] = []
     out = list(changes)
     for p in pending:
@@ -716,9 +773,9 @@ def carry_pending_restarts(changes: list[Change], spec: ClusterSpec, observed: O
         if c is not None and c.ibp_pin and p.step.endswith("#final"):
             continue  # this plan's second roll restarts it anyway, after every broker runs the build
         if c is None:
-            c = Change(address=p.address, service=p.service, key=p.address.split(".", 1)[1], host=p.host,
-                       action=Action.UPDATE, reasons=(reason,), restart=True,
-                       restart_reasons=(RestartReason.OWED,))
+            c = ServiceChange(address=p.address, service=p.service, key=p.address.split(".", 1)[1], host=p.host,
+                              action=Action.UPDATE, reasons=(reason,), restart=True,
+                              restart_reasons=(RestartReason.OWED,))
             out.append(c)
         elif c.action is Action.UPDATE and not c.restart and not c.start:
             # A live update folded into the owed restart no longer happens live: drop its reason.

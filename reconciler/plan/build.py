@@ -23,12 +23,24 @@ Ordering rules, each one method of `_Graph` below (the restart order itself: pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from reconciler import __version__
-from reconciler.diff import Action, Change
+from reconciler.diff import (
+    Action,
+    Change,
+    ClusterChange,
+    EnsembleChange,
+    FeatureChange,
+    ReassignChange,
+    ServiceChange,
+    ThrottleChange,
+    UnregisterChange,
+    VoterChange,
+)
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan import roll
 from reconciler.plan.model import Gate, GateKind, Plan, RestartReason, Step, StepKind
@@ -74,12 +86,12 @@ GATES = {"kafka": GateKind.BROKER_REGISTERED, "kafka-controller": GateKind.CONTR
          "zookeeper": GateKind.ZOOKEEPER_QUORUM}
 
 
-def _gate(c: Change) -> Gate:
+def _gate(c: ServiceChange) -> Gate:
     kind = GATES[c.service]
     return Gate(kind=kind, node=None if kind is GateKind.ZOOKEEPER_QUORUM else int(c.key))
 
 
-def _restart_reasons(c: Change) -> tuple[RestartReason, ...]:
+def _restart_reasons(c: ServiceChange) -> tuple[RestartReason, ...]:
     return c.restart_reasons or (RestartReason.CONFIG,)
 
 
@@ -94,7 +106,7 @@ class _Graph:
     down: frozenset[int]
     quorum_done: list[str] = field(default_factory=list)  # last step of each quorum node
     broker_starts: list[str] = field(default_factory=list)
-    restarts: list[tuple[Change, str]] = field(default_factory=list)
+    restarts: list[tuple[ServiceChange, str]] = field(default_factory=list)
     stops: dict[str, list[str]] = field(default_factory=lambda: {"kafka": [], "zookeeper": [], "kafka-controller": []})
     removes: list[str] = field(default_factory=list)
     reassign: str | None = None
@@ -118,45 +130,48 @@ class _Graph:
         return self.g.nodes[node]["step"]
 
     # --- the steps of each change -------------------------------------------------------------
-    def cluster_step(self, c: Change) -> bool:
-        """Changes of the cluster as a whole (Admin API, kazoo, Kafka's tools): one step each."""
-        if c.voters_join or c.voters_leave:
-            for what, nodes in (("join", c.voters_join), ("leave", c.voters_leave)):
-                for node in nodes:
-                    kind = StepKind.ADD_VOTER if what == "join" else StepKind.REMOVE_VOTER
-                    self.voter_steps.append((what, Step(
-                        id=f"{kind.value}:controller.{node}", kind=kind, host=c.voter_hosts[node],
-                        service="kafka-controller", address=f"controller.{node}", voter_id=node,
-                        voter_dir=c.voter_dirs.get(node) if what == "leave" else None,
-                        availability=VOTER_AVAILABILITY)))
-        elif c.unregister:
-            self.unregister = self.add(Step(id=f"{StepKind.UNREGISTER_BROKERS.value}:kafka",
-                                            kind=StepKind.UNREGISTER_BROKERS, host=c.host, service="kafka",
-                                            address=c.address, unregister=c.unregister))
-        elif c.feature_levels:
-            self.features = self.add(Step(id=f"{StepKind.UPDATE_FEATURES.value}:kafka", kind=StepKind.UPDATE_FEATURES,
-                                          host=c.host, service="kafka", address=c.address,
-                                          feature_levels=dict(c.feature_levels), availability=FEATURES_AVAILABILITY))
-        elif c.throttled_topics or c.throttled_brokers:
-            self.clear = self.add(Step(id=f"{StepKind.CLEAR_THROTTLES.value}:kafka", kind=StepKind.CLEAR_THROTTLES,
-                                       host=c.host, service="kafka", address=c.address,
-                                       throttled_topics=c.throttled_topics, throttled_brokers=c.throttled_brokers))
-        elif c.zk_join or c.zk_leave:
-            self.reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG,
-                                 host=c.host, service="zookeeper", address=c.address, zk_join=c.zk_join,
-                                 zk_leave=c.zk_leave, gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
-                                 availability=RECONFIG_AVAILABILITY)
-            self.add(self.reconfig)
-        elif c.moves:
-            self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
-                                          host=c.host, service="kafka", address=c.address, moves=c.moves,
-                                          drain=c.drain, throttle_bytes_per_s=c.throttle_bytes_per_s,
-                                          per_broker=c.per_broker, availability=REASSIGN_AVAILABILITY))
-        else:
-            return False
-        return True
+    def cluster_step(self, c: ClusterChange) -> None:
+        """Changes of the cluster as a whole (Admin API, kazoo, Kafka's tools): one step each
+        (a quorum change: one per voter)."""
+        match c:
+            case VoterChange():
+                for what, nodes in (("join", c.voters_join), ("leave", c.voters_leave)):
+                    for node in nodes:
+                        kind = StepKind.ADD_VOTER if what == "join" else StepKind.REMOVE_VOTER
+                        self.voter_steps.append((what, Step(
+                            id=f"{kind.value}:controller.{node}", kind=kind, host=c.voter_hosts[node],
+                            service="kafka-controller", address=f"controller.{node}", voter_id=node,
+                            voter_dir=c.voter_dirs.get(node) if what == "leave" else None,
+                            availability=VOTER_AVAILABILITY)))
+            case UnregisterChange():
+                self.unregister = self.add(Step(id=f"{StepKind.UNREGISTER_BROKERS.value}:kafka",
+                                                kind=StepKind.UNREGISTER_BROKERS, host=c.host, service="kafka",
+                                                address=c.address, unregister=c.unregister))
+            case FeatureChange():
+                self.features = self.add(Step(id=f"{StepKind.UPDATE_FEATURES.value}:kafka",
+                                              kind=StepKind.UPDATE_FEATURES, host=c.host, service="kafka",
+                                              address=c.address, feature_levels=dict(c.feature_levels),
+                                              availability=FEATURES_AVAILABILITY))
+            case ThrottleChange():
+                self.clear = self.add(Step(id=f"{StepKind.CLEAR_THROTTLES.value}:kafka",
+                                           kind=StepKind.CLEAR_THROTTLES, host=c.host, service="kafka",
+                                           address=c.address, throttled_topics=c.throttled_topics,
+                                           throttled_brokers=c.throttled_brokers))
+            case EnsembleChange():
+                self.reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG,
+                                     host=c.host, service="zookeeper", address=c.address, zk_join=c.zk_join,
+                                     zk_leave=c.zk_leave, gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
+                                     availability=RECONFIG_AVAILABILITY)
+                self.add(self.reconfig)
+            case ReassignChange():
+                self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
+                                              host=c.host, service="kafka", address=c.address, moves=c.moves,
+                                              drain=c.drain, throttle_bytes_per_s=c.throttle_bytes_per_s,
+                                              per_broker=c.per_broker, availability=REASSIGN_AVAILABILITY))
+            case _:
+                assert_never(c)
 
-    def removal(self, c: Change, drained: set[int]) -> None:
+    def removal(self, c: ServiceChange, drained: set[int]) -> None:
         bid = int(c.key) if c.service == "kafka" and c.key.isdigit() else None
         stop = self.add(Step(id=_sid(StepKind.STOP, c.host, c.service), kind=StepKind.STOP, host=c.host,
                              service=c.service, address=c.address,
@@ -167,7 +182,7 @@ class _Graph:
         self.stops[c.service].append(stop)
         self.removes.append(rm)
 
-    def resource_chain(self, c: Change) -> None:
+    def resource_chain(self, c: ServiceChange) -> None:
         """Rule 1: install Java -> install artifact -> write config -> format -> live change or
         start / restart, for one resource."""
         prev: str | None = None
@@ -266,13 +281,13 @@ class _Graph:
                     self.g.add_edge(a, b)
         return stages[-1] if stages else []
 
-    def second_roll(self, changes: list[Change], first_roll_ends: list[str]) -> None:
+    def second_roll(self, changes: Sequence[Change], first_roll_ends: list[str]) -> None:
         """Rule 3b (ZooKeeper-mode upgrades): once every broker runs the new binaries, write the
         final files (inter.broker.protocol.version raised) and roll again in the same order. A broker
         that needs nothing in the first roll (already on the new build with the pinned files, e.g.
         when an interrupted upgrade resumes) still takes part in the second."""
-        second = roll.order([c for c in changes if c.ibp_pin and c.service == "kafka" and c.key.isdigit()],
-                            self.observed)
+        second = roll.order([c for c in changes if isinstance(c, ServiceChange) and c.ibp_pin and c.service == "kafka"
+                             and c.key.isdigit()], self.observed)
         ends = first_roll_ends or [n for n in self.g.nodes if self.step(n).service == "kafka"
                                    and self.step(n).kind is StepKind.START]
         prev: str | None = None
@@ -358,7 +373,7 @@ class _Graph:
                     self.g.add_edge(stop, rm)
 
 
-def build_steps(changes: list[Change], observed: ObservedCluster, default_min_isr: int = 1,
+def build_steps(changes: Sequence[Change], observed: ObservedCluster, default_min_isr: int = 1,
                 broker_racks: dict[int, str | None] | None = None, kraft: KRaftIds | None = None
                 ) -> tuple[list[Step], list[tuple[str, str]]]:
     if not changes:
@@ -366,11 +381,11 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     import networkx as nx  # lazily: a no-op plan (the common case) needs no graph
 
     b = _Graph(nx.DiGraph(), observed, default_min_isr, kraft, roll.down_voters(changes))
-    drained = {d for c in changes for d in c.drain}
+    drained = {d for c in changes if isinstance(c, ReassignChange) for d in c.drain}
     for c in changes:
-        if b.cluster_step(c):
-            continue
-        if c.action is Action.DELETE:
+        if not isinstance(c, ServiceChange):
+            b.cluster_step(c)
+        elif c.action is Action.DELETE:
             b.removal(c, drained)
         else:
             b.resource_chain(c)
@@ -387,7 +402,7 @@ def build_steps(changes: list[Change], observed: ObservedCluster, default_min_is
     return steps, sorted(b.g.edges())
 
 
-def build_plan(changes: list[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
+def build_plan(changes: Sequence[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
                destroy: bool = False, default_min_isr: int = 1,
                broker_racks: dict[int, str | None] | None = None, kraft: KRaftIds | None = None) -> Plan:
     steps, edges = build_steps(changes, observed, default_min_isr, broker_racks, kraft)

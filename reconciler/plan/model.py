@@ -18,7 +18,7 @@ from reconciler.removal import Deletion
 if TYPE_CHECKING:  # networkx costs ~75 ms to import; a no-op plan never builds a graph
     import networkx as nx
 
-FORMAT_VERSION = 2  # 2: typed gates, restart reasons
+FORMAT_VERSION = 3  # 2: typed gates, restart reasons; 3: changes are a tagged union on `kind`
 
 
 class GateKind(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.diff import Action, Change
+from reconciler.diff import Action, Change, ReassignChange, ServiceChange
 from reconciler.plan.model import Plan
 from reconciler.render.common import ADDRESS_PREFIX
 
@@ -25,13 +25,14 @@ def _q(v: str | None) -> str:
 def render_change(c: Change) -> list[str]:
     label = ADDRESS_PREFIX.get(c.service, c.service)
     verb = _VERB[c.action]
-    if c.rolling_restart:
+    if isinstance(c, ServiceChange) and c.rolling_restart:
         verb += " (rolling restart)"
-    elif c.dynamic_keys:
+    elif isinstance(c, ServiceChange) and c.dynamic_keys:
         verb += " (no restart)"
-    if c.moves:
+    reassign = isinstance(c, ReassignChange)
+    if reassign:
         label, verb = "partitions", "will be reassigned (data moves between brokers)"
-    out = [f"  # {c.address} {verb}" if c.moves else f"  # {c.address} on {c.host} {verb}"]
+    out = [f"  # {c.address} {verb}" if reassign else f"  # {c.address} on {c.host} {verb}"]
     for r in c.reasons:
         out.append(f"  #   because {r}")
     out.append(f"  {c.action.symbol} {label} \"{c.key}\" {{")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.diff import Change
+from reconciler.diff import Change, ServiceChange
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import Step
 from reconciler.safety import can_restart, can_restart_voter, can_restart_zookeeper, rack_groups, restart_order
@@ -41,7 +41,7 @@ from reconciler.safety import can_restart, can_restart_voter, can_restart_zookee
 QUORUM = "the metadata quorum"  # what `Step.unavailable` names when a quorum proof fails
 
 
-def order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
+def order(changes: Iterable[ServiceChange], observed: ObservedCluster) -> list[ServiceChange]:
     """Steps 1 and 2: the restart order."""
     changes = list(changes)
     modes = observed.cluster.zookeeper_modes
@@ -56,10 +56,11 @@ def order(changes: Iterable[Change], observed: ObservedCluster) -> list[Change]:
 
 def down_voters(changes: Iterable[Change]) -> frozenset[int]:
     """Voters whose service is not running now (stopped by hand, crashed): never part of a majority."""
-    return frozenset(int(c.key) for c in changes if c.voter and c.start and c.key.isdigit())
+    return frozenset(int(c.key) for c in changes
+                     if isinstance(c, ServiceChange) and c.voter and c.start and c.key.isdigit())
 
 
-def with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_isr: int,
+def with_proof(step: Step, c: ServiceChange, observed: ObservedCluster, default_min_isr: int,
                down: frozenset[int] = frozenset()) -> Step:
     """Step 4: attach the availability proof to a restart."""
     node = int(c.key)
@@ -85,7 +86,7 @@ def with_proof(step: Step, c: Change, observed: ObservedCluster, default_min_isr
     return step.model_copy(update={"availability": "; ".join(texts), "unavailable": tuple(unavailable)})
 
 
-def rack_stages(ordered: list[Change], observed: ObservedCluster, default_min_isr: int,
+def rack_stages(ordered: list[ServiceChange], observed: ObservedCluster, default_min_isr: int,
                 broker_racks: dict[int, str | None]) -> list[list[str]] | None:
     """Step 3's rack form: broker restarts grouped by rack (the controller's rack last), or None
     when a rack cannot go down together without making a partition unavailable."""

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from reconciler import files as F
-from reconciler.diff import diff
+from reconciler.diff import (
+    Action,
+    AttrDiff,
+    Change,
+    EnsembleChange,
+    FeatureChange,
+    ReassignChange,
+    ReplicaMove,
+    RestartReason,
+    ServiceChange,
+    ThrottleChange,
+    UnregisterChange,
+    VoterChange,
+    diff,
+)
 from reconciler.plan import planfile
 from reconciler.plan.build import build_plan
 from reconciler.plan.model import FORMAT_VERSION, Plan
 from reconciler.plan.planfile import PlanFileError, StalePlanError, check_current, load, save, spec_digest
 from reconciler.plan.render import render_text
+from reconciler.removal import Deletion, Proof
 from reconciler.spec import ClusterSpec, parse_spec
 
 from .builders import Observed
@@ -86,6 +102,71 @@ def test_save_load_round_trip(which: str, request: pytest.FixtureRequest, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["lab.plan"], "no temp file left behind"
     doc = json.loads(path.read_text())
     assert doc["magic"] == "kafkaform-plan" and doc["format_version"] == FORMAT_VERSION
+
+
+def _every_kind() -> tuple[Change, ...]:
+    """One change of each kind, every kind-specific field set away from its default."""
+    why, attrs = ("r",), (AttrDiff(name="a", before="1"),)
+    return (
+        ServiceChange(address="broker.1", service="kafka", key="1", host="10.213.0.11", action=Action.UPDATE,
+                      reasons=("upgrade",), attrs=(AttrDiff(name="version", before="3.8.1", after="3.9.1"),),
+                      install_java=True, install_artifact="kafka-3.9.1-0123456789ab", configure=True,
+                      file_hashes={"/etc/kafka/server.properties": "ab" * 32}, start=True, restart=True,
+                      restart_reasons=(RestartReason.NEW_BUILD, RestartReason.CONFIG),
+                      dynamic_keys=("log.retention.ms",),
+                      ibp_pin="3.8", pinned_hashes={"/etc/kafka/server.properties": "cd" * 32}, format_storage=True,
+                      voter=True),
+        ServiceChange(address="zookeeper.3", service="zookeeper", key="3", host="10.213.0.13", action=Action.DELETE,
+                      reasons=("gone",), deletions=(Deletion(path="/var/lib/zookeeper", proof=Proof.OWNER_MARKER),)),
+        ReassignChange(address="partitions", service="kafka", key="reassignment", host="cluster",
+                       action=Action.UPDATE, reasons=why, attrs=attrs,
+                       moves=(ReplicaMove(topic="t", partition=0, before=(1, 2), after=(2, 3), bytes=10),),
+                       drain=(1,), throttle_bytes_per_s=2**20, per_broker=2),
+        EnsembleChange(address="zookeeper.ensemble", service="zookeeper", key="ensemble", host="cluster",
+                       action=Action.UPDATE, reasons=why, attrs=attrs, zk_join=(4,), zk_leave=(1,)),
+        ThrottleChange(address="throttles", service="kafka", key="throttles", host="cluster",
+                       action=Action.UPDATE, reasons=why, attrs=attrs,
+                       throttled_topics=("t",), throttled_brokers=(1, 2)),
+        FeatureChange(address="features", service="kafka", key="metadata.version", host="cluster",
+                      action=Action.UPDATE, reasons=why, attrs=attrs, feature_levels={"metadata.version": 27}),
+        UnregisterChange(address="registrations", service="kafka", key="registrations", host="cluster",
+                         action=Action.UPDATE, reasons=why, attrs=attrs, unregister=(4,)),
+        VoterChange(address="controllers.quorum", service="kafka-controller", key="quorum", host="cluster",
+                    action=Action.UPDATE, reasons=why, attrs=attrs,
+                    voters_join=(104,), voters_leave=(101,), voter_dirs={101: "dir-101"},
+                    voter_hosts={104: "10.213.0.14", 101: "10.213.0.12"}),
+    )
+
+
+def test_every_change_kind_round_trips(bare_plan: Plan, tmp_path: Path) -> None:
+    union, _ = typing.get_args(Change)  # Annotated[A | B | ..., Field(discriminator="kind")]
+    changes = _every_kind()
+    assert {type(c) for c in changes} == set(typing.get_args(union)), "an example of every kind"
+    plan = bare_plan.model_copy(update={"changes": changes})
+    save(plan, tmp_path / "p.plan")
+    loaded = load(tmp_path / "p.plan")
+    assert loaded == plan
+    assert [type(c) for c in loaded.changes] == [type(c) for c in changes]
+    doc = json.loads((tmp_path / "p.plan").read_text())
+    assert [c["kind"] for c in doc["changes"]] == ["service", "service", "reassign", "zk_ensemble", "throttles",
+                                                   "features", "unregister", "voters"]
+    assert "moves" not in doc["changes"][0] and "restart" not in doc["changes"][2], "each kind: its own fields"
+
+
+@pytest.mark.parametrize("kind", ["reboot", None])
+def test_unknown_change_kind_is_refused_as_damaged(bare_plan: Plan, tmp_path: Path, kind: str | None) -> None:
+    p = tmp_path / "p.plan"
+    save(bare_plan, p)
+    doc = json.loads(p.read_text())
+    if kind is None:
+        del doc["changes"][0]["kind"]
+    else:
+        doc["changes"][0]["kind"] = kind
+    doc["signature"] = planfile._sign(doc, planfile.signing_key(bare_plan.cluster))  # noqa: SLF001
+    p.write_text(json.dumps(doc))
+    with pytest.raises(PlanFileError, match=r"p\.plan is damaged: changes\.0: ") as info:
+        load(p)
+    assert ("'reboot'" if kind else "'kind'") in str(info.value)
 
 
 def test_mixed_plan_has_every_action(mixed_plan: Plan) -> None:
@@ -193,7 +274,7 @@ def test_wrong_magic_on_real_plan(bare_plan: Plan, tmp_path: Path) -> None:
         load(p)
 
 
-@pytest.mark.parametrize(("version", "shown"), [(1, "1"), (3, "3"), (0, "0"), ("2", "'2'")])
+@pytest.mark.parametrize(("version", "shown"), [(1, "1"), (2, "2"), (4, "4"), (0, "0"), ("3", "'3'")])
 def test_wrong_format_version(bare_plan: Plan, tmp_path: Path, version: object, shown: str) -> None:
     p = _write_doc(tmp_path / "p.plan", bare_plan, format_version=version)
     with pytest.raises(PlanFileError) as info:
