@@ -409,8 +409,15 @@ def delete_change(service: str, facts: HostFacts, keep_artifacts: bool = False) 
     diff adds (`reassignment_change`), and its stop step verifies the broker holds nothing.
     """
     svc = facts.services.get(service)
-    installed = [a for a in facts.artifacts if a.name == service]  # (a controller shares the broker's build)
-    if not installed and (svc is None or svc.active == "inactive") and not (
+    paths = F.SERVICE_PATHS[service]
+    own_files = any(facts.files.get(p) is not None for p in (paths.unit, paths.config))
+    # A build on the host shows this service was installed only where no other service of that
+    # build is (staying or found): a controller-only host has the kafka build, not a broker.
+    sharing = [o for o in F.SERVICES if o != service and F.artifact_name(o) == F.artifact_name(service)
+               and any(facts.files.get(p) is not None for p in (F.SERVICE_PATHS[o].unit, F.SERVICE_PATHS[o].config))]
+    installed = not keep_artifacts and not sharing and any(
+        a.name == F.artifact_name(service) for a in facts.artifacts)
+    if not (installed or own_files) and (svc is None or svc.active == "inactive") and not (
             svc is not None and svc.enabled):
         return None
     if service == "zookeeper":

@@ -275,6 +275,18 @@ def test_quorum_shrinks_by_removing_voters_before_they_stop() -> None:
     assert not [s for s in plan.steps if s.kind is StepKind.RESTART]
 
 
+def test_controller_only_hosts_converge_and_are_never_taken_for_brokers() -> None:
+    """A controller-only host has the kafka build but no broker: nothing to remove there."""
+    five = _five_controllers()
+    observed = Observed.converged_cluster(five, IDS)  # (voters from the spec)
+    assert plan_for(five, observed).empty
+    shrink = plan_for(kraft_lab(), Observed.converged_cluster(five, IDS))
+    leaving = {(s.kind, s.address) for s in shrink.steps if s.host in ("10.213.0.14", "10.213.0.15")}
+    assert leaving == {(k, f"controller.{n}") for k in (StepKind.STOP, StepKind.REMOVE) for n in (104, 105)}
+    destroy = pipeline.destroy_changes(Observed.converged_cluster(five, IDS).build())
+    assert sorted(c.address for c in destroy if c.host == "10.213.0.14") == ["controller.104"]
+
+
 def test_most_of_a_new_quorum_must_already_vote() -> None:
     data = kraft_lab().model_dump()
     data["controllers"] = [{"id": 104, "host": "10.213.0.14"}, {"id": 105, "host": "10.213.0.15"},
