@@ -28,7 +28,10 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, list[float], Any]:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, text=True, capture_output=True, env={**os.environ, **(env or {})})
+    # Bytecode is written and reused, as for an installed kafkaform (this sandbox sets
+    # PYTHONDONTWRITEBYTECODE, which would recompile every module on every run of both tools).
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    p = subprocess.run(argv, text=True, capture_output=True, env={**base, **(env or {})})
     if check and p.returncode not in (0, 2):
         raise SystemExit(f"{' '.join(argv)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p

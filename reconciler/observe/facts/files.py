@@ -23,17 +23,17 @@ _KEY_SEP = re.compile(r"^(\s*)((?:[^\\=:\s]|\\.)+)(\s*[=:]\s*|\s+)(.*)$", re.DOT
 
 
 def command(paths: tuple[str, ...] | list[str]) -> str:
+    # One stat for every path (a missing one prints nothing: missing), then one process per file:
+    # base64 of a small file (its hash is taken here, from the bytes received), sha256sum of a
+    # large one. Paths are checked service paths: no newline, so `read` splits them right.
     if not paths:
         return ":"
     quoted = " ".join(sh_quote(p) for p in paths)
     return (
-        f"for p in {quoted}; do\n"
-        '  if [ -f "$p" ] && [ -r "$p" ]; then\n'
-        '    sz=$(wc -c < "$p"); h=$(sha256sum < "$p"); h=${h%% *}\n'
-        f'    if [ "$sz" -lt {MAX_CONTENT} ]; then c="b64:$(base64 -w0 < "$p")"; else c=-; fi\n'
-        '    printf \'file %s %s %s\\n\' "$h" "$c" "$p"\n'
-        '  elif [ -e "$p" ]; then printf \'unreadable - - %s\\n\' "$p"\n'
-        "  else printf 'missing - - %s\\n' \"$p\"; fi\n"
+        f"stat -L -c '%s %n' -- {quoted} 2>/dev/null | while read -r sz p; do\n"
+        '  if [ ! -f "$p" ] || [ ! -r "$p" ]; then printf \'unreadable - - %s\\n\' "$p"\n'
+        f'  elif [ "$sz" -lt {MAX_CONTENT} ]; then printf \'file - b64:%s %s\\n\' "$(base64 -w0 < "$p")" "$p"\n'
+        '  else h=$(sha256sum < "$p"); printf \'file %s - %s\\n\' "${h%% *}" "$p"; fi\n'
         "done"
     )
 
@@ -76,7 +76,8 @@ def parse(text: str) -> dict[str, ManagedFile]:
             continue
         if kind == "unreadable":
             raise FactError(f"{path} exists but is not a readable regular file")
-        if kind != "file" or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        if kind != "file" or not (re.fullmatch(r"[0-9a-f]{64}", digest)
+                                  or (digest == "-" and blob.startswith("b64:"))):
             raise FactError(f"unexpected files line: {line[:200]!r}")
         content = None
         if blob.startswith("b64:"):
