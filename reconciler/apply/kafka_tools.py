@@ -5,7 +5,7 @@ argument is shell-quoted; the output is parsed by the caller."""
 
 from __future__ import annotations
 
-from reconciler.observe.ssh import CommandResult, ParamikoTransport
+from reconciler.observe.ssh import CommandResult, default_factory
 from reconciler.observe.targets import ssh_settings
 from reconciler.render import formats
 from reconciler.render.kafka import kafka_home
@@ -24,7 +24,7 @@ def run_tool(spec: ClusterSpec, host: str, artifact_id: str, main_class: str, ar
     cmd = " ".join(formats.sh(a) for a in argv)
     if spec.ssh.user != "root":
         cmd = "sudo -n " + cmd
-    transport = ParamikoTransport.connect(host, ssh_settings(spec))
+    transport = default_factory()(host, ssh_settings(spec))
     try:
         res = transport.run(cmd, timeout)
     finally:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -165,6 +166,12 @@ def down(progress: Progress = None) -> None:
     check_prerequisites()
     t0 = time.monotonic()
     d = lab_dir()
+    from reconciler.observe.openssh import close_masters
+
+    try:  # kafkaform's SSH master connections to the hosts about to go (this KAFKAFORM_HOME's)
+        close_masters()
+    except (OSError, subprocess.SubprocessError):
+        pass
     with _locked():
         try:
             state = _load()

@@ -19,7 +19,7 @@ from . import kafka_admin, zookeeper
 from .facts import artifacts, cpus, dir_usage, files, java, memory, os_release, ports, services
 from .model import ClusterState, HostFacts, ObservedCluster
 from .script import build_script, new_nonce, section, split_output
-from .ssh import HostUnreachable, ParamikoTransport, SshSettings, TransportFactory
+from .ssh import HostUnreachable, SshSettings, TransportFactory, default_factory
 
 Progress = Callable[[str, str], None]
 
@@ -140,7 +140,7 @@ def collect(
         if t.host in seen:
             raise ValueError(f"host {t.host!r} listed twice")
         seen.add(t.host)
-    factory = transport_factory or ParamikoTransport.connect
+    factory = transport_factory or default_factory()
     observed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     start = time.monotonic()
     hosts: dict[str, HostFacts] = {}

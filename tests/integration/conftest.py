@@ -57,10 +57,21 @@ def kf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cli(kf_home: Path) -> Cli:
+def cli(kf_home: Path) -> Iterator[Cli]:
     env = dict(os.environ)
     env["KAFKAFORM_HOME"] = str(kf_home)
-    return Cli(env)
+    yield Cli(env)
+    from reconciler.observe import openssh
+
+    old = os.environ.get("KAFKAFORM_HOME")
+    os.environ["KAFKAFORM_HOME"] = str(kf_home)
+    try:  # the SSH master connections kafkaform kept to the lab hosts
+        openssh.close_masters()
+    finally:
+        if old is None:
+            del os.environ["KAFKAFORM_HOME"]
+        else:
+            os.environ["KAFKAFORM_HOME"] = old
 
 
 @contextlib.contextmanager

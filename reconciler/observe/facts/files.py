@@ -8,7 +8,9 @@ never show them; the hash is of the real content, so a changed password is still
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import tarfile
 
 from reconciler.spec import is_sensitive
 
@@ -23,18 +25,22 @@ _KEY_SEP = re.compile(r"^(\s*)((?:[^\\=:\s]|\\.)+)(\s*[=:]\s*|\s+)(.*)$", re.DOT
 
 
 def command(paths: tuple[str, ...] | list[str]) -> str:
-    # One stat for every path (a missing one prints nothing: missing), then one process per file:
-    # base64 of a small file (its hash is taken here, from the bytes received), sha256sum of a
-    # large one. Paths are checked service paths: no newline, so `read` splits them right.
+    # A handful of processes whatever the number of files: one find sorts the paths (a missing one
+    # prints nothing: missing), one tar | base64 carries every small file (hashed here, from the
+    # bytes received), sha256sum runs only for a large one. Paths are checked service paths (no
+    # newline), so the line-based lists split them right.
     if not paths:
         return ":"
     quoted = " ".join(sh_quote(p) for p in paths)
     return (
-        f"stat -L -c '%s %n' -- {quoted} 2>/dev/null | while read -r sz p; do\n"
-        '  if [ ! -f "$p" ] || [ ! -r "$p" ]; then printf \'unreadable - - %s\\n\' "$p"\n'
-        f'  elif [ "$sz" -lt {MAX_CONTENT} ]; then printf \'file - b64:%s %s\\n\' "$(base64 -w0 < "$p")" "$p"\n'
-        '  else h=$(sha256sum < "$p"); printf \'file %s - %s\\n\' "${h%% *}" "$p"; fi\n'
-        "done"
+        f"list=$(find -L {quoted} -maxdepth 0 \\( \\( ! -type f -o ! -readable \\) -printf 'U %p\\n' \\)"
+        f" -o \\( -size +{MAX_CONTENT - 1}c -printf 'L %p\\n' \\) -o -printf 'S %p\\n' 2>/dev/null)\n"
+        "printf '%s\\n' \"$list\" | while read -r k p; do case $k in\n"
+        "  U) printf 'unreadable - - %s\\n' \"$p\" ;;\n"
+        "  L) h=$(sha256sum < \"$p\"); printf 'file %s - %s\\n' \"${h%% *}\" \"$p\" ;;\n"
+        "esac; done\n"
+        "printf 'tar - b64:'; printf '%s\\n' \"$list\" | sed -n 's/^S //p' |"
+        " tar -c -f - -P -h --no-recursion -T - 2>/dev/null | base64 -w0; printf ' small files\\n'"
     )
 
 
@@ -63,6 +69,24 @@ def redact(path: str, text: str) -> str:
     return "".join(out)
 
 
+def _from_tar(data: bytes) -> dict[str, ManagedFile]:
+    """The regular files of a tar stream (read, never extracted)."""
+    out: dict[str, ManagedFile] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for m in tar:
+                f = tar.extractfile(m) if m.isfile() else None
+                if f is None:
+                    continue
+                raw = f.read()
+                path = m.name if m.name.startswith("/") else "/" + m.name
+                out[path] = ManagedFile(path=path, sha256=hashlib.sha256(raw).hexdigest(),
+                                        content=redact(path, raw.decode("utf-8", "replace")))
+    except tarfile.TarError as e:
+        raise FactError(f"cannot read the small files' archive: {e}") from e
+    return out
+
+
 def parse(text: str) -> dict[str, ManagedFile]:
     files: dict[str, ManagedFile] = {}
     for line in text.splitlines():
@@ -73,6 +97,9 @@ def parse(text: str) -> dict[str, ManagedFile]:
             raise FactError(f"unexpected files line: {line[:200]!r}")
         kind, digest, blob, path = parts
         if kind == "missing":
+            continue
+        if kind == "tar":
+            files.update(_from_tar(b64decode(blob.removeprefix("b64:"), "the small files' archive")))
             continue
         if kind == "unreadable":
             raise FactError(f"{path} exists but is not a readable regular file")

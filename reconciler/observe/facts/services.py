@@ -21,20 +21,30 @@ _ENABLED = {"enabled", "enabled-runtime"}
 def command(units: tuple[str, ...] | list[str]) -> str:
     if not units:
         return ":"
-    quoted = " ".join(sh_quote(u) for u in units)
-    # One systemctl call per unit; then the build the process runs: its -cp '<dir>/<artifact_id>/libs/*'
-    # argument, from /proc/<MainPID>/cmdline.
+    names = " ".join(sh_quote(u) for u in units)
+    services = " ".join(sh_quote(f"{u}.service") for u in units)
+    # One systemctl call for every unit (each call costs a bus connection). Its output is one block
+    # per unit, separated by blank lines, properties in systemd's order (Id may come last), so a
+    # block is printed under its `unit` line once it ends; then the build the process runs: its
+    # -cp '<dir>/<artifact_id>/libs/*' argument, from /proc/<MainPID>/cmdline.
     return (
-        f"for u in {quoted}; do\n"
-        "  printf 'unit %s\\n' \"$u\"\n"
-        f'  out=$(systemctl show --timestamp=utc -p {PROPERTIES} "$u.service" 2>&1)\n'
-        '  printf \'%s\\n\' "$out"\n'
-        # MainPID by parameter expansion (no sed: one process less per unit)
-        '  case $out in *MainPID=*) p=${out#*MainPID=}; p=${p%%[!0-9]*} ;; *) p=0 ;; esac\n'
-        '  if [ "${p:-0}" -gt 0 ] 2>/dev/null; then\n'
-        "    cp=$(tr '\\0' '\\n' < \"/proc/$p/cmdline\" 2>/dev/null | grep -m1 '/libs/\\*$') &&"
+        f"out=$(systemctl show --timestamp=utc -p Id,{PROPERTIES} {services} 2>&1)\n"
+        'case $out in *Id=*) ;; *) for u in ' + names + ';'
+        ' do printf \'unit %s\\n%s\\n\' "$u" "$out"; done; out= ;; esac\n'
+        "u=; p=0; block=\n"
+        "printf '%s\\n\\n' \"$out\" | while IFS= read -r line; do\n"
+        '  if [ -z "$line" ]; then\n'
+        '    if [ -n "$u" ]; then\n'
+        "      printf 'unit %s\\n%s' \"$u\" \"$block\"\n"
+        '      if [ "${p:-0}" -gt 0 ] 2>/dev/null; then\n'
+        "        cp=$(tr '\\0' '\\n' < \"/proc/$p/cmdline\" 2>/dev/null | grep -m1 '/libs/\\*$') &&"
         " printf 'Classpath=%s\\n' \"$cp\"\n"
+        "      fi\n"
+        "    fi\n"
+        "    u=; p=0; block=; continue\n"
         "  fi\n"
+        '  case $line in Id=*) u=${line#Id=}; u=${u%.service} ;; MainPID=*) p=${line#MainPID=} ;; esac\n'
+        '  case $line in Id=*) ;; *) block="$block$line\n" ;; esac\n'
         "done"
     )
 
