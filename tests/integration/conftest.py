@@ -119,3 +119,13 @@ def write_spec(base: Path, dest: Path, **changes: object) -> Path:
         cur[parts[-1]] = value
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
+
+
+def unit_starts(name: str, unit: str, since: float) -> int:
+    """How many times systemd started `unit` on lab host `name` since the epoch time `since` (its
+    journal's "Started" lines): what a restart really did, whatever kafkaform's journal says."""
+    from reconciler import lab
+
+    out = lab.exec_in(name, ["journalctl", "--no-pager", "-o", "cat", "-u", f"{unit}.service",
+                             f"--since=@{int(since)}"], check=True).stdout
+    return sum(line.startswith(f"Started {unit}.service") for line in out.splitlines())

@@ -328,7 +328,10 @@ def test_concurrent_apply_refused(lab3: Path, cli: Cli, kf_home: Path) -> None:
 
 
 def test_unreachable_host_named(lab3: Path, cli: Cli) -> None:
+    # SSH gone from the host, as on one that went down: the listener and its open sessions (an
+    # earlier plan's master connection would otherwise still serve; Debian's unit keeps sessions).
     lab.exec_in("kf3", ["systemctl", "stop", "ssh.service"], check=True)
+    lab.exec_in("kf3", ["pkill", "-KILL", "-x", "sshd"])
     try:
         t0 = time.monotonic()
         p = cli("plan", str(lab3))
