@@ -56,9 +56,22 @@ def _fail(message: str, json_mode: bool, code: int = 1, **extra: Any) -> typer.E
     return typer.Exit(code)
 
 
-def _load(path: Path, json_mode: bool) -> ClusterSpec:
+def _load(path: Path, json_mode: bool, prepare: bool = True) -> ClusterSpec:
+    """The spec, validated; with `prepare`, its security material read (or made) on this machine:
+    the CA, the hosts' certificates and every secret it refers to."""
+    from reconciler.security import material
+
     try:
-        return load_spec(path)
+        spec = load_spec(path)
+        issues = material.check(spec) if not prepare else []
+        if issues:
+            raise SpecError(issues, str(path))
+        if prepare:
+            try:
+                material.prepare(spec)
+            except material.MaterialError as e:
+                raise SpecError(e.issues, str(path)) from None
+        return spec
     except SpecError as e:
         if json_mode:
             _emit({"ok": False, "source": e.source,
@@ -88,6 +101,11 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
         from reconciler import pipeline  # loads diff/plan while the hosts answer
 
         observed = observing.result()
+    if spec.security is not None and not destroy:
+        from reconciler.security.material import material_of
+
+        for what, why in material_of(spec).renewed.items():
+            out.message(f"certificate of {what}: issued ({why})")
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy,
                                   allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
@@ -105,7 +123,7 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="Cluster spec (YAML)."), json_out: bool = JsonOpt) -> None:
     """Check a spec without touching any host."""
-    s = _load(spec, json_out)
+    s = _load(spec, json_out, prepare=False)
     quorum = (f"{len(s.voters())} KRaft controller(s)" if s.kraft else f"{len(s.zk_nodes())} ZooKeeper nodes")
     if json_out:
         _emit({"ok": True, "cluster": s.name, "metadata_mode": s.kafka.metadata_mode, "brokers": len(s.brokers),
@@ -363,12 +381,88 @@ def destroy(
 
 @app.command("get-bootstrap-brokers")
 def get_bootstrap_brokers(spec: Path = typer.Argument(...), json_out: bool = JsonOpt) -> None:
-    """The host:port list clients use."""
-    s = _load(spec, json_out)
+    """The host:port list clients use (one per listener kind, as MSK names them)."""
+    s = _load(spec, json_out, prepare=False)
+    doc = bootstrap_strings(s)
     if json_out:
-        _emit({"BootstrapBrokerString": s.bootstrap_brokers()})
+        _emit(doc)
+    elif len(doc) == 1:
+        print(next(iter(doc.values())))
     else:
-        print(s.bootstrap_brokers())
+        for k, v in doc.items():
+            print(f"{k}: {v}")
+
+
+def bootstrap_strings(s: ClusterSpec) -> dict[str, str]:
+    """MSK's names: BootstrapBrokerString (PLAINTEXT), ...Tls (SSL), ...SaslScram (SASL_SSL); the
+    first listener of each kind."""
+    names = {"PLAINTEXT": "BootstrapBrokerString", "SSL": "BootstrapBrokerStringTls",
+             "SASL_SSL": "BootstrapBrokerStringSaslScram", "SASL_PLAINTEXT": "BootstrapBrokerStringSaslScramPlaintext"}
+    out: dict[str, str] = {}
+    for lst in s.kafka.listeners:
+        out.setdefault(names[lst.protocol], ",".join(f"{b.host}:{lst.port}" for b in s.brokers))
+    return out
+
+
+@app.command("client-config")
+def client_config(
+    spec: Path = typer.Argument(..., help="Cluster spec (YAML)."),
+    user: str = typer.Option(..., "--user", help="A SCRAM user of the spec (security.users), or any user name "
+                             "with --mtls."),
+    out_file: Path = typer.Option(..., "--out", help="Where to write the client properties (created 0600)."),
+    mtls: bool = typer.Option(False, "--mtls", help="Issue the user a client certificate from the cluster CA "
+                              "instead of a SCRAM login."),
+    listener: str | None = typer.Option(None, "--listener", help="Listener name (default: the first that fits)."),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Write a client.properties to connect as USER: bootstrap, protocol, truststore, and the
+    SCRAM login or a client certificate. The file holds the secret: it is never printed."""
+    from reconciler.security import client_config as cc
+    from reconciler.security.material import issue_client, material_of
+    from reconciler.security.spec import USER_NAME
+
+    s = _load(spec, json_out)
+    if s.security is None:
+        raise _fail(f"cluster {s.name!r} has no security section: clients connect without credentials to "
+                    + ",".join(bootstrap_strings(s).values()), json_out)
+    if not USER_NAME.fullmatch(user):
+        raise _fail(f"--user {user[:80]!r} is not a user name (letters, digits, '.', '_', '-')", json_out)
+    m = material_of(s)
+    try:
+        if mtls:
+            lst = cc.pick_listener(s, "mtls", listener)
+            cert, key = issue_client(s, user)
+            text = cc.mtls_config(s, m, user, lst, cert, key)
+        else:
+            lst = cc.pick_listener(s, "scram-sha-512", listener)
+            text = cc.scram_config(s, m, user, lst)
+    except cc.ClientConfigError as e:
+        raise _fail(str(e), json_out) from None
+    try:
+        _write_private(out_file, text, force)
+    except OSError as e:
+        raise _fail(f"cannot write {out_file}: {e.strerror or e}", json_out) from None
+    doc = {"ok": True, "file": str(out_file), "user": user, "listener": lst.name, "protocol": lst.protocol,
+           "authentication": "mtls" if mtls else "scram-sha-512",
+           "bootstrap": ",".join(f"{b.host}:{lst.port}" for b in s.brokers)}
+    if json_out:
+        _emit(doc)
+    else:
+        print(f"Wrote {out_file} (0600): user {user} on listener {lst.name} ({lst.protocol}, "
+              f"{doc['authentication']}), bootstrap {doc['bootstrap']}.")
+
+
+def _write_private(path: Path, text: str, force: bool) -> None:
+    """A new 0600 file (O_EXCL unless --force; a symlink is never followed)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise OSError(f"{path} exists (use --force to replace it)") from None
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
 
 
 @app.command("describe-cluster")
@@ -404,10 +498,20 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
         "ZookeeperConnectString": s.zookeeper_connect() or None,
         "BootstrapBrokerString": s.bootstrap_brokers(),
         "StorageUsedBytes": {h: sum(f.dir_usage_bytes.values()) for h, f in observed.hosts.items()},
-        "EncryptionInTransit": "PLAINTEXT",
+        "EncryptionInTransit": _encryption_in_transit(s),
+        "ClientAuthentication": _client_authentication(s),
         "Tags": dict(s.tags),
         "UnreachableHosts": observed.unreachable(),
     }
+    if s.security is not None:
+        from reconciler.security.material import material_of
+
+        m = material_of(s)
+        doc["Certificates"] = {
+            **{h: {"NotAfter": c.info.not_after.isoformat(), "DaysLeft": round(c.info.days_left(), 1)}
+               for h, c in sorted(m.nodes.items())},
+            "kafkaform-admin": {"NotAfter": m.admin.info.not_after.isoformat(),
+                                "DaysLeft": round(m.admin.info.days_left(), 1)}}
     cl = observed.cluster
     if s.kraft:
         q = cl.quorum
@@ -434,14 +538,30 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
             print(f"{k}: {v}")
 
 
+def _encryption_in_transit(s: ClusterSpec) -> dict[str, Any]:
+    """MSK's shape: ClientBroker TLS | TLS_PLAINTEXT | PLAINTEXT, InCluster (brokers and controllers)."""
+    tls = [lst.tls for lst in s.kafka.listeners]
+    client = "TLS" if all(tls) else "TLS_PLAINTEXT" if any(tls) else "PLAINTEXT"
+    internal = s.kafka.inter_broker.tls and (not s.kraft or s.kafka.controller_listener.tls)
+    return {"ClientBroker": client, "InCluster": internal}
+
+
+def _client_authentication(s: ClusterSpec) -> dict[str, Any]:
+    auths = {lst.auth for lst in s.kafka.listeners}
+    return {"Sasl": {"Scram": {"Enabled": "scram-sha-512" in auths}}, "Tls": {"Enabled": "mtls" in auths},
+            "Unauthenticated": {"Enabled": "none" in auths}}
+
+
 # --- rebalance -----------------------------------------------------------------------------------
 
 reassign_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Partition reassignments.")
 app.add_typer(reassign_app, name="reassignment")
 
 
-def _bootstrap(s: ClusterSpec) -> list[str]:
-    return s.bootstrap_brokers().split(",")
+def _bootstrap(s: ClusterSpec) -> Any:
+    from reconciler.observe.connect import admin_endpoint
+
+    return admin_endpoint(s)
 
 
 @app.command()
@@ -539,7 +659,7 @@ def lab_up(spec: Path = typer.Argument(DEFAULT_LAB_SPEC, help="Cluster spec whos
     """Create local lab hosts for the spec's hosts (and resolve its Kafka/ZooKeeper artifacts)."""
     from reconciler import lab
 
-    s = _load(spec, json_out)
+    s = _load(spec, json_out, prepare=False)
     out = Printer(json_out)
     hosts = s.hosts()
     idx = {lab.host_address(i): i for i in range(1, lab.MAX_HOSTS + 1)}
@@ -635,6 +755,10 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    from reconciler.security.secrets import ScrubbedStream
+
+    sys.stdout = ScrubbedStream(sys.stdout)
+    sys.stderr = ScrubbedStream(sys.stderr)
     code = run(sys.argv[1:])
     # Everything is done: locks released, journal lines written and closed, Ansible runs ended.
     # Skip the interpreter's teardown of pydantic, paramiko and kafka-python (~0.2 s, a third of

@@ -26,6 +26,7 @@ from reconciler.modes import mode_of
 from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
+from reconciler.security.access import AccessPlan
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, metadata_version_name, parse_version
 
@@ -175,12 +176,21 @@ class VoterChange(_ChangeBase):
     voter_hosts: dict[int, str] = {}  # joiners: their hosts; leavers: a staying voter's host to run the tool on
 
 
+class AccessChange(_ChangeBase):
+    """SCRAM users and ACLs to create, rotate or delete through the Admin API (address "access");
+    passwords are read from the spec's secret references at apply, never stored in the plan."""
+
+    kind: Literal["access"] = "access"
+    access: AccessPlan
+
+
 # A closed set of change kinds, told apart by `kind` (in saved plans and --json too): each kind
 # carries only its own fields, and a consumer narrows with isinstance/match instead of guessing
 # from which optional fields are set. An unknown kind in a saved plan fails validation.
 Change = Annotated[ServiceChange | ReassignChange | EnsembleChange | ThrottleChange | FeatureChange
-                   | UnregisterChange | VoterChange, Field(discriminator="kind")]
-ClusterChange = ReassignChange | EnsembleChange | ThrottleChange | FeatureChange | UnregisterChange | VoterChange
+                   | UnregisterChange | VoterChange | AccessChange, Field(discriminator="kind")]
+ClusterChange = (ReassignChange | EnsembleChange | ThrottleChange | FeatureChange | UnregisterChange | VoterChange
+                 | AccessChange)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from reconciler import artifacts, scaling
 from reconciler import files as F
 from reconciler.apply import state
 from reconciler.apply.state import Journal, record_revision
-from reconciler.diff import Change, carry_pending_restarts, delete_change, diff
+from reconciler.diff import AttrDiff, Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
@@ -58,9 +58,10 @@ def partition_sizes(spec: ClusterSpec, progress: Progress | None = None) -> dict
     """Bytes per partition (DescribeLogDirs); empty when the brokers cannot say (moves are then
     counted, not weighed)."""
     from reconciler.apply import reassign
+    from reconciler.observe.connect import admin_endpoint
 
     try:
-        return reassign.partition_sizes(spec.bootstrap_brokers().split(","))
+        return reassign.partition_sizes(admin_endpoint(spec))
     except Exception as e:  # noqa: BLE001 - sizes refine the plan, they never block it
         if progress:
             progress(f"partition sizes unavailable ({type(e).__name__}: {e}); planning by replica counts")
@@ -134,6 +135,58 @@ def kraft_ids(spec: ClusterSpec, observed: ObservedCluster) -> tuple[KRaftIds | 
     return KRaftIds(cluster_id=cluster_id, initial_controllers=initial), []
 
 
+def password_marks(spec: ClusterSpec) -> dict[str, str]:
+    """Each spec user's keyed password digest (HMAC under the cluster's plan key)."""
+    from reconciler.security.material import material_of
+
+    if spec.security is None or not spec.security.users:
+        return {}
+    key = planfile.signing_key(spec.name)
+    assert key is not None
+    return {name: secret.fingerprint(key) for name, secret in material_of(spec).users.items()}
+
+
+def access_change(spec: ClusterSpec, observed: ObservedCluster, progress: Progress | None = None) -> Change | None:
+    """The users and ACLs to create, rotate and delete (see security.access). While the brokers
+    cannot be read (a cluster being created) the cluster is taken to hold none: creating a user or
+    an ACL twice is harmless, and a deletion waits for the next plan."""
+    from reconciler.diff import AccessChange, Action
+    from reconciler.security.access import AclRow, desired_rows, plan_access
+
+    if spec.security is None:
+        return None
+    users: set[str] = set()
+    acls: set[AclRow] = set()
+    others = 0
+    if observed.cluster.reachable:
+        from reconciler.observe.access import AccessUnreadable, read_access
+
+        try:
+            users, acls, others = read_access(spec)
+        except AccessUnreadable as e:
+            raise PlanRefused([SpecIssue(path="security", message=f"cannot read the cluster's users and ACLs: {e}")]
+                              ) from None
+    managed_users, managed_rows = state.access_state(spec.name)
+    managed_acls = {AclRow(**r) for r in managed_rows}
+    a = plan_access(password_marks(spec), desired_rows(spec.security.acls), users, acls, managed_users,
+                    managed_acls)
+    a = a.model_copy(update={"unmanaged_acls": a.unmanaged_acls + others})
+    if a.empty:
+        return None
+    attrs = [AttrDiff(name=f"user {u}", before=None, after="SCRAM-SHA-512 (password from the spec)")
+             for u in a.users_create]
+    attrs += [AttrDiff(name=f"user {u}", before="(sensitive)", after="(sensitive, changed)") for u in a.users_rotate]
+    attrs += [AttrDiff(name=f"user {u}", before="SCRAM-SHA-512", after=None) for u in a.users_delete]
+    attrs += [AttrDiff(name="acl", before=None, after=r.describe()) for r in a.acls_add]
+    attrs += [AttrDiff(name="acl", before=r.describe(), after=None) for r in a.acls_delete]
+    reasons = ["users and ACLs differ from the spec"]
+    if a.unmanaged_users or a.unmanaged_acls:
+        reasons.append(f"left alone: {a.unmanaged_users} user(s) and {a.unmanaged_acls} ACL(s) kafkaform did not "
+                       "make and the spec does not list")
+    return AccessChange(address="access", service="kafka", key="access", host="cluster", action=Action.UPDATE,
+                        reasons=tuple(reasons), attrs=tuple(attrs), access=a)
+
+
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
               destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
               progress: Progress | None = None) -> Plan:
@@ -147,6 +200,10 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
         result = diff(spec, observed, arts.ids, sizes=sizes, measured_bytes_per_s=measured_reassign_rate(spec.name))
         changes, errors = result.changes, result.errors
         changes, confirmed = carry_pending_restarts(changes, spec, observed, Journal(spec.name).pending_restarts())
+        if not errors:
+            access = access_change(spec, observed, progress)
+            if access is not None:
+                changes.append(access)
     kraft, kraft_errors = (None, []) if destroy else kraft_ids(spec, observed)
     errors += kraft_errors
     if errors:

@@ -22,12 +22,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from reconciler import fields, versions
+from reconciler.security import principals
+from reconciler.security.spec import MANAGED_SECURITY_KEYS, SecuritySpec
+from reconciler.security.validate import security_issues
 
 SENSITIVE_KEY_RE = re.compile(r"password|secret|jaas|credential|keystore\.key|master\.key", re.I)
 
@@ -182,6 +186,21 @@ class Listener(_Model):
     name: str = "PLAINTEXT"
     port: Port = 9092
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # How clients prove who they are: SCRAM-SHA-512 (SASL_* listeners, the default there), a
+    # client certificate from the cluster CA (SSL), or not at all (PLAINTEXT, SSL: clients are
+    # then User:ANONYMOUS, which needs security.allow_anonymous).
+    authentication: Literal["none", "scram-sha-512", "mtls"] | None = None
+
+    @property
+    def auth(self) -> str:
+        """The authentication in effect (the protocol's default when not given)."""
+        if self.authentication is not None:
+            return self.authentication
+        return "scram-sha-512" if self.protocol.startswith("SASL_") else "none"
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
 
     @field_validator("name")
     @classmethod
@@ -225,6 +244,15 @@ class KafkaSpec(_Model):
     controller_config: ConfigMap = Field(default_factory=dict)
     install_dir: ServicePath = "/opt/kafka"
     reassignment: ReassignmentSpec = ReassignmentSpec()
+    # The listener brokers replicate over (and kafkaform's own admin connections use): the first
+    # listener unless named here.
+    inter_broker_listener: str | None = None
+
+    @property
+    def inter_broker(self) -> Listener:
+        name = self.inter_broker_listener
+        return next((lst for lst in self.listeners if lst.name == name), self.listeners[0]) if self.listeners \
+            else Listener()
 
     @field_validator("version")
     @classmethod
@@ -310,6 +338,10 @@ class ClusterSpec(_Model):
     ssh: SshSpec = SshSpec()
     allow_uneven_racks: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
+    security: SecuritySpec | None = None  # none: an open cluster (PLAINTEXT, everyone allowed)
+    # Resolved from the control machine by `reconciler.security.prepare`: the CA, each host's
+    # certificate and key, the secrets the spec refers to. Renderers read it; it is never shown.
+    _material: Any = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -444,12 +476,11 @@ def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
     merged["authorizer.class.name"] = versions.acl_authorizer_class(spec.kafka.version, spec.kafka.metadata_mode)
     # Without authentication every client is ANONYMOUS: keep resources without ACLs open, as MSK
     # does for unauthenticated clusters, so turning the authorizer on does not lock everyone out.
-    merged["allow.everyone.if.no.acl.found"] = True
-    if spec.kraft:
-        # KRaft's StandardAuthorizer keeps ACLs in the metadata log, so until that is loaded it
-        # refuses every request but a super user's, including the controllers' own Vote and Fetch:
-        # the quorum could never form. Without authentication every peer is User:ANONYMOUS.
-        merged["super.users"] = "User:ANONYMOUS"
+    # Once clients authenticate (security, without allow_anonymous) only ACLs let anyone in.
+    merged["allow.everyone.if.no.acl.found"] = spec.security is None or spec.security.allow_anonymous
+    supers = principals.super_users(spec)
+    if supers:
+        merged["super.users"] = ";".join(supers)
     merged.update(spec.kafka.config)
     return merged
 
@@ -591,10 +622,9 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
         if lst.name in names:
             add(f"kafka.listeners[{i}].name", f"duplicate listener name {lst.name}")
         names.add(lst.name)
-        if lst.protocol != "PLAINTEXT":
-            add(f"kafka.listeners[{i}].protocol", f"{lst.protocol} needs TLS/SASL material, not supported yet")
     if not spec.kafka.listeners:
         add("kafka.listeners", "at least one listener is required")
+    security_issues(spec, add)
 
     _dir_issues(spec, add)
     if spec.zookeeper is not None and not spec.kraft:
@@ -662,8 +692,6 @@ def _kraft_issues(spec: ClusterSpec, add: Any, caps: frozenset[str]) -> None:
     for i, lst in enumerate(spec.kafka.listeners):
         if lst.port == ctrl.port and (combined or any(c.host in broker_hosts for c in spec.controllers)):
             add(f"kafka.listeners[{i}].port", f"port {lst.port} is the controller listener's on the same host(s)")
-    if ctrl.protocol != "PLAINTEXT":
-        add("kafka.controller_listener.protocol", f"{ctrl.protocol} needs TLS/SASL material, not supported yet")
 
 
 def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> None:
@@ -673,6 +701,8 @@ def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> Non
             path = f"kafka.{section}.{key}"
             if key in MANAGED_BROKER_KEYS:
                 add(path, f"set by {MANAGED_BROKER_KEYS[key]}, not under {section}")
+            elif spec.security is not None and (key in MANAGED_SECURITY_KEYS or _listener_security_key(key)):
+                add(path, f"set by the security section and the listeners' authentication, not under {section}")
             elif table is not None and key not in table.broker_configs:
                 add(path, f"Kafka {version} has no config named {key!r}")
     if spec.kafka.controller_config and not spec.controllers:
@@ -703,6 +733,12 @@ def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> Non
     if txn_rf and txn_isr > txn_rf:
         add("kafka.config.transaction.state.log.min.isr",
             f"{txn_isr} is larger than transaction.state.log.replication.factor {txn_rf}")
+
+
+def _listener_security_key(key: str) -> bool:
+    """listener.name.<l>.ssl.client.auth / .<mechanism>.sasl.jaas.config: set per listener by kafkaform."""
+    return key.startswith("listener.name.") and (key.endswith(".ssl.client.auth") or key.endswith(".sasl.jaas.config")
+                                                  or ".ssl.keystore." in key or ".ssl.truststore." in key)
 
 
 def _dir_issues(spec: ClusterSpec, add: Any) -> None:

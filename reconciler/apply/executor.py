@@ -24,6 +24,7 @@ from reconciler.apply.state import Journal
 from reconciler.diff import ArtifactIds
 from reconciler.files import ServiceDesired, broker_desired, parse_properties, server_properties
 from reconciler.modes import mode_of
+from reconciler.observe.connect import admin_endpoint
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan.model import GateKind, Plan, Step, StepKind
 from reconciler.spec import ClusterSpec
@@ -343,7 +344,7 @@ def _clear_throttles(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journ
     from reconciler.apply import reassign
 
     return _api_step(step, lambda: reassign.remove_throttles(
-        spec.bootstrap_brokers().split(","), list(step.throttled_brokers), list(step.throttled_topics)))
+        admin_endpoint(spec), list(step.throttled_brokers), list(step.throttled_topics)))
 
 
 def _zk_reconfig(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
@@ -356,7 +357,7 @@ def _reassign(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> 
     from reconciler.apply import reassign
 
     def move() -> None:
-        r = reassign.execute(spec.bootstrap_brokers().split(","), step.moves,
+        r = reassign.execute(admin_endpoint(spec), step.moves,
                              throttle_bytes_per_s=step.throttle_bytes_per_s, per_broker=step.per_broker,
                              timeout_s=spec.kafka.reassignment.timeout_s, progress=hooks.message)
         journal.record(event="reassign_done", step=step.id, partitions=r.partitions, bytes=r.bytes_moved,
@@ -421,6 +422,16 @@ def _elect_leaders(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal
     return _api_step(step, act)
 
 
+def _access(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """Users and ACLs exactly as the plan lists them (passwords from the spec's secrets now)."""
+    from reconciler.apply.access import apply_access
+    from reconciler.pipeline import password_marks
+
+    access = step.access
+    assert access is not None
+    return _api_step(step, lambda: hooks.message(apply_access(spec, access, password_marks(spec), hooks.message)))
+
+
 _ARTIFACT: dict[str, str] = {}  # the build the cluster runs, for tool classes run on its hosts
 
 
@@ -435,6 +446,7 @@ API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResu
     StepKind.ZK_RECONFIG: _zk_reconfig,
     StepKind.REASSIGN: _reassign,
     StepKind.ELECT_LEADERS: _elect_leaders,
+    StepKind.ACCESS: _access,
 }
 
 

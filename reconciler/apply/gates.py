@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.observe import zookeeper
+from reconciler.observe.connect import admin_client
 from reconciler.observe.model import ClusterState
 from reconciler.safety import can_restart, can_restart_voter
 from reconciler.spec import ClusterSpec
@@ -78,8 +79,9 @@ def reader_for(spec: ClusterSpec) -> ClusterReader:
         if spec.kraft:
             from reconciler.modes.kraft import quorum_endpoints
             from reconciler.observe import kraft
+            from reconciler.observe.connect import admin_endpoint, controller_endpoint
 
-            readers[key] = kraft.SessionReader(spec.bootstrap_brokers().split(","), quorum_endpoints(spec))
+            readers[key] = kraft.SessionReader(admin_endpoint(spec), controller_endpoint(spec, quorum_endpoints(spec)))
         else:
             readers[key] = zookeeper.SessionReader(_zk(spec))
     return readers[key]
@@ -271,13 +273,9 @@ def broker_empty(spec: ClusterSpec, broker_id: int, timeout: float = 60, progres
 
 def elect_preferred_leaders(spec: ClusterSpec, timeout_s: float = 60) -> str:
     """Move leadership back to preferred replicas after a roll (what the roll moved away)."""
-    from kafka import KafkaAdminClient
-
     preferred = 0  # ElectLeaders election type: 0 preferred, 1 unclean
 
-    bootstrap = [f"{b.host}:{spec.kafka.listeners[0].port}" for b in spec.brokers]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                             client_id="kafkaform-apply")
+    admin = admin_client(spec, request_timeout_ms=int(timeout_s * 1000))
     try:
         admin.elect_leaders(preferred, raise_errors=False)
     finally:
@@ -293,11 +291,9 @@ def alter_broker_configs(spec: ClusterSpec, broker_id: int, values: dict[str, st
     The same values are in server.properties already (written by the configure step), so the
     broker keeps them across later restarts either way.
     """
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    bootstrap = [f"{b.host}:{spec.kafka.listeners[0].port}" for b in spec.brokers]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="kafkaform-apply")
+    admin = admin_client(spec)
     try:
         configs = {k: (("DELETE", None) if v is None else ("SET", v)) for k, v in values.items()}
         result = admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, str(broker_id), configs=configs)],
@@ -364,9 +360,7 @@ def voter_safe_to_stop(spec: ClusterSpec, node_id: int, timeout: float = 120, pr
 def update_features(spec: ClusterSpec, levels: dict[str, int], timeout: float = 60) -> str:
     """UpdateFeatures with each feature named (never a release version, which would also raise
     kraft.version): validate_only first, then for real, then wait until the levels are finalized."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=spec.bootstrap_brokers().split(","), client_id="kafkaform-apply")
+    admin = admin_client(spec)
     try:
         for validate in (True, False):
             result = admin.update_features(dict(levels), validate_only=validate)

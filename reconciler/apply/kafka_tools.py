@@ -46,21 +46,35 @@ def add_voter(spec: ClusterSpec, artifact_id: str, host: str) -> str:
     return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"added the controller on {host}"
 
 
+def _node_config(spec: ClusterSpec, host: str) -> list[str]:
+    """--command-config for a tool run on `host` of a secured cluster: the node's own properties
+    (its certificate is a super user's; they say security.protocol for the tools)."""
+    from reconciler.render.common import CONTROLLER_PROPERTIES, SERVER_PROPERTIES
+
+    if spec.security is None:
+        return []
+    dedicated = any(c.host == host for c in spec.controllers)
+    return ["--command-config", CONTROLLER_PROPERTIES if dedicated else SERVER_PROPERTIES]
+
+
 def remove_voter(spec: ClusterSpec, artifact_id: str, host: str, node: int, directory_id: str) -> str:
     """`MetadataQuorumCommand remove-controller` through a controller that stays."""
     port = spec.kafka.controller_listener.port
     res = run_tool(spec, host, artifact_id, "org.apache.kafka.tools.MetadataQuorumCommand",
-                   ["--bootstrap-controller", f"{host}:{port}", "remove-controller", "--controller-id", str(node),
-                    "--controller-directory-id", directory_id])
+                   ["--bootstrap-controller", f"{host}:{port}", *_node_config(spec, host), "remove-controller",
+                    "--controller-id", str(node), "--controller-directory-id", directory_id])
     return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"removed controller {node}"
 
 
 def unregister_brokers(spec: ClusterSpec, artifact_id: str, brokers: tuple[int, ...]) -> str:
     """`ClusterTool unregister --id N` for each broker, from a broker host that stays."""
+    from reconciler.render.common import SERVER_PROPERTIES
+
     leaving = set(brokers)
     host = next(b.host for b in spec.brokers if b.id not in leaving)
-    bootstrap = f"{host}:{spec.kafka.listeners[0].port}"
+    bootstrap = f"{host}:{spec.kafka.inter_broker.port}"
+    config = ["--command-config", SERVER_PROPERTIES] if spec.security is not None else []
     for b in brokers:
         run_tool(spec, host, artifact_id, "org.apache.kafka.tools.ClusterTool",
-                 ["unregister", "--bootstrap-server", bootstrap, "--id", str(b)])
+                 ["unregister", "--bootstrap-server", bootstrap, *config, "--id", str(b)])
     return f"unregistered broker(s) {', '.join(map(str, brokers))} through {host}"

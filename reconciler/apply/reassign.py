@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
+from reconciler.observe.connect import Endpoint
+
 Progress = Callable[[str], None] | None
 
 
@@ -46,14 +48,14 @@ class ReassignResult:
     seconds: float
 
 
-def _admin(bootstrap: list[str]):  # noqa: ANN202 - kafka-python type
+def _admin(brokers: Endpoint):  # noqa: ANN202 - kafka-python type
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="kafkaform-reassign", request_timeout_ms=30_000)
+    return KafkaAdminClient(**brokers.kafka_kwargs(), client_id="kafkaform-reassign", request_timeout_ms=30_000)
 
 
-def ongoing(bootstrap: list[str]) -> dict[tuple[str, int], dict[str, list[int]]]:
-    admin = _admin(bootstrap)
+def ongoing(brokers: Endpoint) -> dict[tuple[str, int], dict[str, list[int]]]:
+    admin = _admin(brokers)
     try:
         raw = admin.list_partition_reassignments()
     finally:
@@ -61,9 +63,9 @@ def ongoing(bootstrap: list[str]) -> dict[tuple[str, int], dict[str, list[int]]]
     return {(tp.topic, tp.partition): v for tp, v in raw.items()}
 
 
-def partition_sizes(bootstrap: list[str]) -> dict[tuple[str, int], int]:
+def partition_sizes(brokers: Endpoint) -> dict[tuple[str, int], int]:
     """Bytes of each partition (largest replica), from DescribeLogDirs on every broker."""
-    admin = _admin(bootstrap)
+    admin = _admin(brokers)
     try:
         raw = admin.describe_log_dirs()
     finally:
@@ -110,17 +112,17 @@ def _alter(admin, resources: list) -> None:  # noqa: ANN001
         admin.alter_configs(resources, incremental=True, raise_on_unknown=False)
 
 
-def execute(bootstrap: list[str], moves: Sequence[MoveLike], *, throttle_bytes_per_s: int | None = 50 * 2**20,
+def execute(endpoint: Endpoint, moves: Sequence[MoveLike], *, throttle_bytes_per_s: int | None = 50 * 2**20,
             per_broker: int = 4, timeout_s: float = 3600, progress: Progress = None) -> ReassignResult:
     from kafka import TopicPartition
     from kafka.admin import ConfigResource, ConfigResourceType
 
     say = progress or (lambda _m: None)
-    if ongoing(bootstrap):
+    if ongoing(endpoint):
         raise ReassignError("another partition reassignment is running; wait for it or cancel it first")
     data_moves = [m for m in moves if set(m.after) != set(m.before)]
     total_bytes = sum(m.bytes for m in data_moves)
-    admin = _admin(bootstrap)
+    admin = _admin(endpoint)
     t0 = time.monotonic()
     topic_cfg, brokers = _throttle_configs(data_moves)
     try:
@@ -151,7 +153,7 @@ def execute(bootstrap: list[str], moves: Sequence[MoveLike], *, throttle_bytes_p
                 names = ", ".join(f"{tp.topic}-{tp.partition}" for tp in failed)
                 raise ReassignError(f"reassignment refused for {names}: {next(iter(failed.values()))}")
             while True:
-                running = ongoing(bootstrap)
+                running = ongoing(endpoint)
                 left = [m for m in batch if (m.topic, m.partition) in running]
                 if not left:
                     break
@@ -189,14 +191,14 @@ def _remove_throttles(admin, brokers: list[int], topics: list[str]) -> None:  # 
         "follower.replication.throttled.replicas": ("DELETE", None)}) for t in topics])
 
 
-def remove_throttles(bootstrap: list[str], brokers: list[int], topics: list[str]) -> None:
+def remove_throttles(endpoint: Endpoint, brokers: list[int], topics: list[str]) -> None:
     """Delete replication throttles (e.g. left by a reassignment that was killed); refused while
     a reassignment runs, which still needs them."""
-    running = ongoing(bootstrap)
+    running = ongoing(endpoint)
     if running:
         raise ReassignError(f"a partition reassignment is running ({len(running)} partitions); "
                             "its throttles stay until it ends")
-    admin = _admin(bootstrap)
+    admin = _admin(endpoint)
     try:
         _remove_throttles(admin, brokers, topics)
     finally:

@@ -118,8 +118,10 @@ class Journal:
         self.path = cluster_dir(cluster) / "journal.jsonl"
 
     def record(self, **fields: Any) -> None:
-        append_line(self.path, json.dumps({"at": _now(), "t": round(time.time(), 3), **fields}, sort_keys=True)
-                    + "\n", sync=True)
+        from reconciler.security.secrets import scrub  # (a secret in an error message stays out)
+
+        append_line(self.path, scrub(json.dumps({"at": _now(), "t": round(time.time(), 3), **fields},
+                                                sort_keys=True)) + "\n", sync=True)
 
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -194,3 +196,26 @@ def save_kraft_identity(cluster: str, cluster_id: str, initial_controllers: str 
 def forget_kraft_identity(cluster: str) -> None:
     """After a destroy: the next create is a new cluster."""
     (cluster_dir(cluster) / "kraft.json").unlink(missing_ok=True)
+
+
+def access_state(cluster: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The users kafkaform set (name -> keyed digest of the password it set) and the ACL rows it
+    created, for this cluster (empty when it never managed any)."""
+    p = cluster_dir(cluster) / "access.json"
+    try:
+        doc = json.loads(p.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}, []
+    return dict(doc.get("users") or {}), list(doc.get("acls") or [])
+
+
+def save_access_state(cluster: str, users: dict[str, str], acls: list[dict[str, str]]) -> None:
+    p = cluster_dir(cluster) / "access.json"
+    tmp = p.with_name(f".access.json.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"users": dict(sorted(users.items())), "acls": acls}, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)

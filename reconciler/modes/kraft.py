@@ -38,8 +38,9 @@ class KRaftMode:
 
     def read_cluster(self, spec: ClusterSpec, timeout: float) -> ClusterState:
         from reconciler.observe import kraft
+        from reconciler.observe.connect import admin_endpoint, controller_endpoint
 
-        return kraft.read_cluster(spec.bootstrap_brokers().split(","), quorum_endpoints(spec), timeout)
+        return kraft.read_cluster(admin_endpoint(spec), controller_endpoint(spec, quorum_endpoints(spec)), timeout)
 
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         leader = cluster.quorum.leader_id if cluster.quorum else None

@@ -20,6 +20,7 @@ import struct
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .connect import ClientTls, Endpoint
 from .kafka_admin import _close, to_partitions
 from .model import ClusterState, Quorum, QuorumMember
 
@@ -85,8 +86,8 @@ class QuorumUnreadable(Exception):
     pass
 
 
-def _describe_quorum_at(endpoint: str, timeout: float) -> dict[str, Any]:
-    """One DescribeQuorum (v2) request to one controller over a plain socket."""
+def _describe_quorum_at(endpoint: str, timeout: float, tls: ClientTls | None = None) -> dict[str, Any]:
+    """One DescribeQuorum (v2) request to one controller over a plain (or TLS) socket."""
     from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
 
     topic = DescribeQuorumRequest.TopicData
@@ -94,7 +95,8 @@ def _describe_quorum_at(endpoint: str, timeout: float) -> dict[str, Any]:
                                                          partitions=[topic.PartitionData(partition_index=0)])])
     req.with_header(correlation_id=1, client_id="kafkaform-observe")
     host, _, port = endpoint.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        s = tls.context().wrap_socket(raw, server_hostname=host) if tls is not None else raw
         s.settimeout(timeout)
         s.sendall(req.encode(version=2, header=True, framed=True))
         head = _recv(s, 4)
@@ -114,13 +116,13 @@ def _recv(s: socket.socket, n: int) -> bytes:
     return buf
 
 
-def describe_quorum(controllers: list[str], timeout: float = 3.0) -> Quorum:
+def describe_quorum(controllers: list[str], timeout: float = 3.0, tls: ClientTls | None = None) -> Quorum:
     """The quorum from whichever controller leads it (the others answer NOT_LEADER_OR_FOLLOWER).
     Raises QuorumUnreadable with each controller's answer when none leads."""
     seen: list[str] = []
     for endpoint in controllers:
         try:
-            doc = _describe_quorum_at(endpoint, timeout)
+            doc = _describe_quorum_at(endpoint, timeout, tls)
         except (OSError, QuorumUnreadable, ValueError) as e:
             seen.append(f"{endpoint}: {type(e).__name__}: {e}")
             continue
@@ -133,13 +135,13 @@ def describe_quorum(controllers: list[str], timeout: float = 3.0) -> Quorum:
     raise QuorumUnreadable("no controller answers as the quorum's leader (" + "; ".join(seen) + ")")
 
 
-def _admin(bootstrap: list[str], timeout: float) -> KafkaAdminClient:
+def _admin(brokers: Endpoint, timeout: float) -> KafkaAdminClient:
     from kafka.admin import KafkaAdminClient
 
     ms = int(timeout * 1000)
     admin = KafkaAdminClient.__new__(KafkaAdminClient)
     try:
-        admin.__init__(bootstrap_servers=bootstrap, client_id="kafkaform-observe", request_timeout_ms=ms,
+        admin.__init__(**brokers.kafka_kwargs(), client_id="kafkaform-observe", request_timeout_ms=ms,
                        bootstrap_timeout_ms=ms, reconnect_backoff_max_ms=min(ms, 1000))
     except Exception:
         _close(admin)
@@ -208,9 +210,9 @@ def _reason(e: Exception, bootstrap: list[str]) -> str:
     return f"{','.join(bootstrap)}: {text}"
 
 
-def read_cluster(bootstrap: list[str], controllers: list[str], timeout: float = 3.0) -> ClusterState:
+def read_cluster(brokers: Endpoint, controllers: Endpoint, timeout: float = 3.0) -> ClusterState:
     """One read with a client of its own; never raises."""
-    reader = SessionReader(bootstrap, controllers, timeout)
+    reader = SessionReader(brokers, controllers, timeout)
     try:
         return reader.read()
     finally:
@@ -222,15 +224,17 @@ class SessionReader:
     (it reconnects after a failure); never raises. A cluster whose brokers do not answer still
     shows its quorum (kafka_reachable False)."""
 
-    def __init__(self, bootstrap: list[str], controllers: list[str], timeout: float = 3.0) -> None:
-        self.bootstrap = bootstrap
-        self.controllers = list(controllers)
+    def __init__(self, brokers: Endpoint, controllers: Endpoint, timeout: float = 3.0) -> None:
+        self.brokers = brokers
+        self.bootstrap = list(brokers.addresses)
+        self.controllers = list(controllers.addresses)
+        self._controller_tls = controllers.tls
         self.timeout = timeout
         self._admin: KafkaAdminClient | None = None
 
     def _quorum(self) -> tuple[Quorum | None, str | None]:
         try:
-            q = describe_quorum(self.controllers, self.timeout)
+            q = describe_quorum(self.controllers, self.timeout, self._controller_tls)
         except QuorumUnreadable as e:
             return None, str(e)
         leader = q.endpoints.get(q.leader_id) if q.leader_id is not None else None
@@ -243,7 +247,7 @@ class SessionReader:
         quorum, quorum_error = self._quorum()
         try:
             if self._admin is None:
-                self._admin = _admin(self.bootstrap, self.timeout)
+                self._admin = _admin(self.brokers, self.timeout)
             return read_with(self._admin, quorum)
         except Exception as e:  # the caller's gate reports it and keeps polling
             self.close()

@@ -18,7 +18,9 @@ Ordering rules, each one method of `_Graph` below (the restart order itself: pla
 8. KRaft: quorum voters change one at a time, joins before leaves; a joining controller becomes a
    voter once it runs, a leaving one stops only once it no longer votes;
 9. after a broker roll, one preferred-leader election, once every broker restart (both rolls of
-   an upgrade) is done: leadership goes back where the roll moved it away from.
+   an upgrade) is done: leadership goes back where the roll moved it away from;
+10. users and ACLs change once every broker started or restarted (their listeners and the
+   authorizer are in place), before any broker stops.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from reconciler import __version__
 from reconciler.diff import (
+    AccessChange,
     Action,
     Change,
     ClusterChange,
@@ -68,6 +71,8 @@ FEATURES_AVAILABILITY = ("no restart: the controller checks that every registere
 ELECT_AVAILABILITY = ("no restart: each partition's leadership moves to its preferred replica where that replica "
                       "is in sync (a leader change clients follow); best effort: if it fails, "
                       "auto.leader.rebalance moves leaders back later")
+ACCESS_AVAILABILITY = ("no restart: credentials and ACLs change in the cluster's metadata; a rotated password "
+                       "takes effect at the user's next login (open connections stay)")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -115,6 +120,7 @@ class _Graph:
     features: str | None = None
     unregister: str | None = None
     voter_steps: list[tuple[str, Step]] = field(default_factory=list)  # ("join" | "leave", step)
+    access: str | None = None
 
     def add(self, step: Step) -> str:
         if step.id not in self.g:
@@ -163,6 +169,10 @@ class _Graph:
                                      zk_leave=c.zk_leave, gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
                                      availability=RECONFIG_AVAILABILITY)
                 self.add(self.reconfig)
+            case AccessChange():
+                self.access = self.add(Step(id=f"{StepKind.ACCESS.value}:kafka", kind=StepKind.ACCESS, host=c.host,
+                                            service="kafka", address=c.address, access=c.access,
+                                            availability=ACCESS_AVAILABILITY))
             case ReassignChange():
                 self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
                                               host=c.host, service="kafka", address=c.address, moves=c.moves,
@@ -361,6 +371,16 @@ class _Graph:
         for n in restarts:
             self.g.add_edge(n, elect)
 
+    def access_when_brokers_serve(self) -> None:
+        """Rule 10: users and ACLs once every broker start and restart is done, before any stop."""
+        if not self.access:
+            return
+        for n in list(self.g.nodes):
+            if self.step(n).service == "kafka" and self.step(n).kind in (StepKind.START, StepKind.RESTART):
+                self.g.add_edge(n, self.access)
+        for s in self.stops["kafka"]:
+            self.g.add_edge(self.access, s)
+
     def removal_order(self) -> None:
         """Rule 4: brokers stop before the quorum's nodes; files go only once every leaving service
         has stopped (two Kafka services on a host share a build: its jars never go under a running JVM)."""
@@ -396,6 +416,7 @@ def build_steps(changes: Sequence[Change], observed: ObservedCluster, default_mi
     b.unregister_after_stop()
     b.features_last()
     b.leaders_back()
+    b.access_when_brokers_serve()
     b.removal_order()
     assert nx.is_directed_acyclic_graph(b.g), "plan graph has a cycle"
     steps = [b.step(n) for gen in nx.topological_generations(b.g) for n in sorted(gen)]

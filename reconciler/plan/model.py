@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.diff import Action, Change, ReplicaMove, RestartReason
 from reconciler.removal import Deletion
+from reconciler.security.access import AccessPlan
 
 if TYPE_CHECKING:  # networkx costs ~75 ms to import; a no-op plan never builds a graph
     import networkx as nx
 
-FORMAT_VERSION = 3  # 2: typed gates, restart reasons; 3: changes are a tagged union on `kind`
+FORMAT_VERSION = 4  # 2: typed gates, restart reasons; 3: changes are a tagged union on `kind`; 4: access
 
 
 class GateKind(StrEnum):
@@ -70,6 +71,7 @@ class StepKind(StrEnum):
     ADD_VOTER = "add_voter"  # KRaft: a started controller (an observer) becomes a voter (MetadataQuorumCommand)
     REMOVE_VOTER = "remove_voter"  # KRaft: a controller stops voting, before it is stopped
     ELECT_LEADERS = "elect_leaders"  # preferred-leader election after a broker roll (Admin API)
+    ACCESS = "access"  # SCRAM users and ACLs created, rotated, deleted (Admin API)
 
 
 class Step(BaseModel):
@@ -104,6 +106,7 @@ class Step(BaseModel):
     unregister: tuple[int, ...] = ()  # unregister_brokers: the broker ids
     voter_id: int | None = None  # add_voter / remove_voter: the controller
     voter_dir: str | None = None  # remove_voter: its metadata directory id
+    access: AccessPlan | None = None  # access: the users and ACL rows it changes (never a password)
 
     def describe(self) -> str:
         what = {
@@ -115,6 +118,7 @@ class Step(BaseModel):
             StepKind.ADD_VOTER: f"add controller {self.voter_id} to the quorum's voters",
             StepKind.REMOVE_VOTER: f"remove controller {self.voter_id} from the quorum's voters",
             StepKind.ELECT_LEADERS: "move leadership back to the preferred replicas (ElectLeaders)",
+            StepKind.ACCESS: _describe_access(self.access),
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"
@@ -136,6 +140,15 @@ class Step(BaseModel):
             + (f", drain broker(s) {', '.join(map(str, self.drain))}" if self.drain else ""),
         }[self.kind]
         return f"{self.address}: {what}" if self.address else what
+
+
+def _describe_access(a: AccessPlan | None) -> str:
+    if a is None:
+        return "users and ACLs"
+    parts = [f"{what} {n} user(s)" for what, n in (("create", len(a.users_create)), ("rotate the password of",
+             len(a.users_rotate)), ("delete", len(a.users_delete))) if n]
+    parts += [f"{what} {n} ACL(s)" for what, n in (("add", len(a.acls_add)), ("delete", len(a.acls_delete))) if n]
+    return ", ".join(parts) + " (Admin API)"
 
 
 class Plan(BaseModel):

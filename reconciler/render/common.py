@@ -138,6 +138,8 @@ class ServiceDesired:
 def format_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, formats.Multiline):
+        return v
     return str(v)
 
 

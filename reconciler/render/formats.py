@@ -30,12 +30,14 @@ class FormatError(ValueError):
     """A value that the target format cannot hold (callers validate first; this is the backstop)."""
 
 
-def _escape_chars(text: str) -> str:
+def _escape_chars(text: str, newlines: bool = False) -> str:
     out: list[str] = []
     for ch in text:
         code = ord(ch)
         if ch == "\\":
             out.append("\\\\")
+        elif ch == "\n" and newlines:
+            out.append("\\n")
         elif 0x20 <= code <= 0x7E:
             out.append(ch)
         elif code < 0x20 or code == 0x7F or 0x80 <= code <= 0x9F:
@@ -48,9 +50,15 @@ def _escape_chars(text: str) -> str:
     return "".join(out)
 
 
+class Multiline(str):
+    """A value kafkaform itself made (a PEM certificate or key) whose line breaks are part of it:
+    written as `\\n` escapes, which Properties.load turns back into line breaks. Spec values are
+    never Multiline (their field classes refuse line breaks)."""
+
+
 def properties_value(value: str) -> str:
     """A value as Properties.load reads it back exactly."""
-    text = _escape_chars(value)
+    text = _escape_chars(value, newlines=isinstance(value, Multiline))
     if text[:1] in (" ", "\t", "\f"):  # load() skips whitespace before a value
         text = "\\" + text
     return text

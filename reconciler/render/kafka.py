@@ -28,6 +28,7 @@ from reconciler.render.common import (
     _marker_file,
     _properties,
 )
+from reconciler.render.security import node_security
 from reconciler.spec import BrokerSpec, ClusterSpec, ControllerSpec, broker_config
 
 CONTROLLER_SERVICE = "kafka-controller"
@@ -58,13 +59,13 @@ def _kraft_managed(spec: ClusterSpec, node_id: int, host: str, roles: str, log_d
             [f"{n}:{p}" for n, p, _ in listeners] + ([] if controller else [f"{ctrl.name}:{ctrl.protocol}"]))),
     ]
     if broker:
-        managed.append(("inter.broker.listener.name", spec.kafka.listeners[0].name))
+        managed.append(("inter.broker.listener.name", spec.kafka.inter_broker.name))
     managed += [
         ("controller.listener.names", spec.kafka.controller_listener.name),
         ("controller.quorum.bootstrap.servers", spec.quorum_bootstrap()),
         ("log.dirs", ",".join(log_dirs)),
     ]
-    return managed
+    return managed + node_security(spec, host, broker=broker, controller=controller)
 
 
 def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None = None) -> str:
@@ -81,9 +82,10 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None
             ("listeners", listeners),
             ("advertised.listeners", listeners),
             ("listener.security.protocol.map", ",".join(f"{lst.name}:{lst.protocol}" for lst in spec.kafka.listeners)),
-            ("inter.broker.listener.name", spec.kafka.listeners[0].name),
+            ("inter.broker.listener.name", spec.kafka.inter_broker.name),
             ("log.dirs", ",".join(broker.data_dirs)),
             ("zookeeper.connect", spec.zookeeper_connect()),
+            *node_security(spec, broker.host, broker=True, controller=False),
         ]
     if broker.rack is not None:
         managed.append(("broker.rack", broker.rack))

@@ -16,6 +16,7 @@ import yaml
 
 from reconciler import files as F
 from reconciler.diff import (
+    AccessChange,
     Action,
     AttrDiff,
     Change,
@@ -36,6 +37,7 @@ from reconciler.plan.model import FORMAT_VERSION, Plan
 from reconciler.plan.planfile import PlanFileError, StalePlanError, check_current, load, save, spec_digest
 from reconciler.plan.render import render_text
 from reconciler.removal import Deletion, Proof
+from reconciler.security.access import AccessPlan, AclRow
 from reconciler.spec import ClusterSpec, parse_spec
 
 from .builders import Observed
@@ -135,6 +137,14 @@ def _every_kind() -> tuple[Change, ...]:
                     action=Action.UPDATE, reasons=why, attrs=attrs,
                     voters_join=(104,), voters_leave=(101,), voter_dirs={101: "dir-101"},
                     voter_hosts={104: "10.213.0.14", 101: "10.213.0.12"}),
+        AccessChange(address="access", service="kafka", key="access", host="cluster", action=Action.UPDATE,
+                     reasons=why, attrs=attrs, access=AccessPlan(
+                         users_create=("app",), users_rotate=("ops",), users_delete=("old",),
+                         acls_add=(AclRow(principal="User:app", resource_type="topic", resource_name="t",
+                                          pattern="prefixed", operation="read", permission="allow"),),
+                         acls_delete=(AclRow(principal="User:old", resource_type="group", resource_name="g",
+                                             pattern="literal", operation="read", permission="deny", host="10.0.0.1"),),
+                         marks={"app": "ab" * 32, "ops": "cd" * 32}, unmanaged_users=1, unmanaged_acls=2)),
     )
 
 
@@ -149,7 +159,7 @@ def test_every_change_kind_round_trips(bare_plan: Plan, tmp_path: Path) -> None:
     assert [type(c) for c in loaded.changes] == [type(c) for c in changes]
     doc = json.loads((tmp_path / "p.plan").read_text())
     assert [c["kind"] for c in doc["changes"]] == ["service", "service", "reassign", "zk_ensemble", "throttles",
-                                                   "features", "unregister", "voters"]
+                                                   "features", "unregister", "voters", "access"]
     assert "moves" not in doc["changes"][0] and "restart" not in doc["changes"][2], "each kind: its own fields"
 
 
@@ -274,7 +284,7 @@ def test_wrong_magic_on_real_plan(bare_plan: Plan, tmp_path: Path) -> None:
         load(p)
 
 
-@pytest.mark.parametrize(("version", "shown"), [(1, "1"), (2, "2"), (4, "4"), (0, "0"), ("3", "'3'")])
+@pytest.mark.parametrize(("version", "shown"), [(1, "1"), (3, "3"), (5, "5"), (0, "0"), ("4", "'4'")])
 def test_wrong_format_version(bare_plan: Plan, tmp_path: Path, version: object, shown: str) -> None:
     p = _write_doc(tmp_path / "p.plan", bare_plan, format_version=version)
     with pytest.raises(PlanFileError) as info:

@@ -1,0 +1,242 @@
+"""Security material of a cluster on the control machine: its CA, one certificate per host (the
+brokers' and controllers' own, principal `kafka-nodes`), kafkaform's admin client certificate, and
+the secrets the spec refers to.
+
+Kept in `$KAFKAFORM_HOME/clusters/<name>/tls/` (0700, every file 0600). `prepare(spec)` reads it,
+makes what is missing (a new CA, a certificate for a new host) and renews what is within
+`security.tls.renew_before_days` of expiry, on a host name change or after the CA changed; the
+rendered files then differ from the hosts' and the plan rolls the nodes onto the new
+certificates. No host is touched here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.security import secrets
+from reconciler.security.spec import NODE_PRINCIPAL, ProvidedCa
+
+if TYPE_CHECKING:
+    from reconciler.security import tls
+    from reconciler.spec import ClusterSpec, SpecIssue
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert_pem: str
+    key_pem: str
+    info: tls.CertInfo
+    why: str = ""  # set when this prepare issued it: "new", "expires in 12 days", ...
+
+
+@dataclass
+class Material:
+    """What renderers and kafkaform's own connections need; made by `prepare`."""
+
+    ca_pem: str  # the issuing CA's certificate (the one trusted)
+    nodes: dict[str, Issued]  # by host
+    admin: Issued
+    tls_dir: Path  # admin.crt, admin.key, ca.crt for kafka-python and the tools
+    users: dict[str, secrets.Secret] = field(default_factory=dict)
+
+    def node_chain(self, host: str) -> str:
+        return self.nodes[host].cert_pem + self.ca_pem
+
+    @property
+    def renewed(self) -> dict[str, str]:
+        """Certificates this prepare issued, with why (`host` or `admin`)."""
+        out = {h: c.why for h, c in self.nodes.items() if c.why}
+        if self.admin.why:
+            out["kafkaform admin"] = self.admin.why
+        return out
+
+    def admin_files(self) -> tuple[str, str, str]:
+        """(CA file, certificate file, key file) of kafkaform's own client."""
+        return str(self.tls_dir / "ca.crt"), str(self.tls_dir / "admin.crt"), str(self.tls_dir / "admin.key")
+
+
+class CaChanged(Exception):
+    pass
+
+
+class MaterialError(Exception):
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def tls_dir(cluster: str) -> Path:
+    from reconciler.apply.state import cluster_dir, private_dir
+
+    return private_dir(cluster_dir(cluster) / "tls")
+
+
+def _write(path: Path, text: str) -> None:
+    """A 0600 file replaced atomically (a fresh temp name in the same dir, then rename)."""
+    from reconciler.apply.state import open_private
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _ca(spec: ClusterSpec, d: Path, issues: list[SpecIssue]) -> tuple[str, str] | None:
+    from reconciler.security import tls  # (cryptography loads only for a secured cluster)
+    from reconciler.spec import SpecIssue
+
+    assert spec.security is not None
+    ca = spec.security.tls.ca
+    if isinstance(ca, ProvidedCa):
+        cert = _read(Path(ca.cert).expanduser())
+        if cert is None:
+            issues.append(SpecIssue(path="security.tls.ca.cert", message=f"cannot read {ca.cert}: no such file"))
+            return None
+        try:
+            key = secrets.read(ca.key, min_len=1, what="the CA key", one_line=False).reveal()
+        except secrets.SecretError as e:
+            issues.append(SpecIssue(path="security.tls.ca.key", message=str(e)))
+            return None
+        for problem in tls.ca_problems(cert, key):
+            issues.append(SpecIssue(path="security.tls.ca", message=problem))
+        return None if issues else (cert, key)
+    kept_cert, kept_key = _read(d / "ca.crt"), _read(d / "ca.key")
+    if kept_cert is not None and kept_key is not None:
+        cert, key = kept_cert, kept_key
+    else:
+        cert, key = tls.new_ca(spec.name)
+        _write(d / "ca.key", key)
+        _write(d / "ca.crt", cert)
+    secrets.register(key)
+    problems = tls.ca_problems(cert, key)
+    for problem in problems:  # (never replaced silently: nodes trusting only it would stop talking)
+        issues.append(SpecIssue(path="security.tls.ca", message=f"the cluster CA kept in {d}: {problem}"))
+    return None if problems else (cert, key)
+
+
+def _keep_or_issue(path: Path, ca: tuple[str, str], cn: str, sans: list[str], days: int, renew_days: int,
+                   org: str, now: dt.datetime) -> Issued:
+    """The certificate kept at path.crt/.key if it is still good for this name, else a new one."""
+    from reconciler.security import tls
+    crt, keyf = Path(f"{path}.crt"), Path(f"{path}.key")  # (not with_suffix: hosts are often addresses)
+    cert, key = _read(crt), _read(keyf)
+    why = "new"
+    if cert is not None and key is not None:
+        info = tls.inspect(cert)
+        left = info.days_left(now)
+        if not tls.signed_by(cert, ca[0]):
+            raise CaChanged(f"{crt} was issued by another CA ({info.issuer}); rotating the "
+                            "cluster CA is not supported yet (nodes would stop trusting each other mid-roll)")
+        if info.subject_cn != cn or sorted(info.sans) != sorted(sans):
+            why = f"its names changed ({', '.join(info.sans) or info.subject_cn} -> {', '.join(sans) or cn})"
+        elif left <= renew_days:
+            why = f"it expires in {max(0.0, left):.0f} days ({info.not_after:%Y-%m-%d})"
+        else:
+            secrets.register(key)
+            return Issued(cert, key, info)
+    cert, key = tls.issue(ca[0], ca[1], cn, sans, days, organization=org, now=now)
+    _write(keyf, key)
+    _write(crt, cert)
+    secrets.register(key)
+    return Issued(cert, key, tls.inspect(cert), why)
+
+
+def _user_secrets(spec: ClusterSpec, issues: list[SpecIssue]) -> dict[str, secrets.Secret]:
+    from reconciler.spec import SpecIssue
+
+    assert spec.security is not None
+    users: dict[str, secrets.Secret] = {}
+    for i, u in enumerate(spec.security.users):
+        try:
+            users[u.name] = secrets.read(u.password, what=f"the password of {u.name}")
+        except secrets.SecretError as e:
+            issues.append(SpecIssue(path=f"security.users[{i}].password", message=str(e)))
+    return users
+
+
+def check(spec: ClusterSpec) -> list[SpecIssue]:
+    """What `prepare` would refuse, without making anything (for `validate`): every secret the
+    spec refers to is readable, and a provided CA can issue certificates."""
+    issues: list[SpecIssue] = []
+    if spec.security is None:
+        return issues
+    _user_secrets(spec, issues)
+    if isinstance(spec.security.tls.ca, ProvidedCa):
+        _ca(spec, Path("/nonexistent"), issues)
+    return issues
+
+
+def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | None:
+    """Read (or make) the cluster's security material and attach it to `spec` for the renderers.
+    None for a spec without a security section. Raises MaterialError naming the spec field of a
+    secret or CA that cannot be used."""
+    from reconciler.spec import SpecIssue
+
+    sec = spec.security
+    if sec is None:
+        return None
+    issues: list[SpecIssue] = []
+    users = _user_secrets(spec, issues)
+    if issues:
+        raise MaterialError(issues)
+    d = tls_dir(spec.name)
+    ca = _ca(spec, d, issues)
+    if issues or ca is None:
+        raise MaterialError(issues)
+    now = now or dt.datetime.now(dt.UTC)
+    t = sec.tls
+    hosts_dir = d / "hosts"
+    hosts_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        nodes = {h: _keep_or_issue(hosts_dir / h, ca, NODE_PRINCIPAL, [h], t.validity_days, t.renew_before_days,
+                                   spec.name, now) for h in spec.hosts()}
+        admin = _keep_or_issue(d / "admin", ca, sec.admin_principal, [], t.validity_days, t.renew_before_days,
+                               spec.name, now)
+    except CaChanged as e:
+        raise MaterialError([SpecIssue(path="security.tls.ca", message=str(e))]) from None
+    if _read(d / "ca.crt") != ca[0]:
+        _write(d / "ca.crt", ca[0])  # (a provided CA: its certificate beside the admin's, for clients)
+    material = Material(ca_pem=ca[0], nodes=nodes, admin=admin, tls_dir=d, users=users)
+    spec._material = material
+    return material
+
+
+def material_of(spec: ClusterSpec) -> Material:
+    """The material `prepare` attached; a programming error if it was not prepared."""
+    m = spec._material
+    if m is None:
+        raise RuntimeError(f"cluster {spec.name}: security material was not prepared before rendering")
+    assert isinstance(m, Material)
+    return m
+
+
+def issue_client(spec: ClusterSpec, user: str) -> tuple[str, str]:
+    """A client certificate for `user` (CN=user: principal User:<user>) from the cluster CA, for
+    `client-config --mtls`; not kept by kafkaform."""
+    from reconciler.security import tls
+
+    m = material_of(spec)
+    assert spec.security is not None
+    d = tls_dir(spec.name)
+    ca_key = _read(d / "ca.key")
+    if isinstance(spec.security.tls.ca, ProvidedCa):
+        ca_key = secrets.read(spec.security.tls.ca.key, min_len=1, one_line=False).reveal()
+    assert ca_key is not None
+    cert, key = tls.issue(m.ca_pem, ca_key, user, [], spec.security.tls.validity_days, organization=spec.name)
+    secrets.register(key)
+    return cert, key

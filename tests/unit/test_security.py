@@ -1,0 +1,409 @@
+"""Security without hosts: bad security specs refused by the real command line before any
+connection, the rendered TLS/SASL settings read back as Java reads them, the CA and certificates,
+secrets that never print, users and ACLs planned, client configs."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler import files as F
+from reconciler.security import material, secrets, tls
+from reconciler.security.access import AclRow, desired_rows, plan_access
+from reconciler.spec import load_spec
+from tests.unit.test_hostile_specs import _run, _set, no_connections  # noqa: F401  (fixture)
+
+HOSTS = ["10.213.0.11", "10.213.0.12", "10.213.0.13"]
+
+
+def _base(secret_dir: Path) -> dict[str, Any]:
+    return {
+        "name": "secure",
+        "kafka": {
+            "version": "4.4.0",
+            "listeners": [{"name": "INTERNAL", "port": 9092, "protocol": "SSL", "authentication": "mtls"},
+                          {"name": "CLIENT", "port": 9094, "protocol": "SASL_SSL"}],
+            "controller_listener": {"name": "CONTROLLER", "port": 9093, "protocol": "SSL", "authentication": "mtls"},
+        },
+        "controllers": [{"id": 100 + i, "host": h} for i, h in enumerate(HOSTS, 1)],
+        "brokers": [{"id": i, "host": h} for i, h in enumerate(HOSTS, 1)],
+        "security": {
+            "super_users": ["ops"],
+            "users": [{"name": "app", "password": {"file": str(secret_dir / "app.pw")}},
+                      {"name": "ops", "password": {"env": "KF_TEST_OPS_PW"}}],
+            "acls": [{"principal": "app", "resource_type": "topic", "resource_name": "orders",
+                      "operations": ["read", "write", "describe"]}],
+        },
+    }
+
+
+@pytest.fixture
+def secret_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "secrets"
+    d.mkdir()
+    (d / "app.pw").write_text("app-Secret-Value-111\n")
+    os.chmod(d / "app.pw", 0o600)
+    monkeypatch.setenv("KF_TEST_OPS_PW", "ops-Secret-Value-222")
+    return d
+
+
+def _write(tmp_path: Path, data: dict[str, Any], name: str = "spec.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.fixture
+def secured(tmp_path: Path, secret_dir: Path):  # noqa: ANN201 - ClusterSpec with material
+    s = load_spec(_write(tmp_path, _base(secret_dir)))
+    material.prepare(s)
+    return s
+
+
+# --- bad security specs -------------------------------------------------------------------------
+
+def _expired_ca(tmp_path: Path) -> tuple[str, str]:
+    cert, key = tls.new_ca("old", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
+    (tmp_path / "ca.crt").write_text(cert)
+    (tmp_path / "ca.key").write_text(key)
+    os.chmod(tmp_path / "ca.key", 0o600)
+    return str(tmp_path / "ca.crt"), str(tmp_path / "ca.key")
+
+
+def _not_a_ca(tmp_path: Path) -> tuple[str, str]:
+    ca, ca_key = tls.new_ca("x")
+    cert, key = tls.issue(ca, ca_key, "leaf", ["10.0.0.1"], 30)
+    (tmp_path / "leaf.crt").write_text(cert)
+    (tmp_path / "leaf.key").write_text(key)
+    os.chmod(tmp_path / "leaf.key", 0o600)
+    return str(tmp_path / "leaf.crt"), str(tmp_path / "leaf.key")
+
+
+def _mismatched_key(tmp_path: Path) -> tuple[str, str]:
+    ca, _ = tls.new_ca("x")
+    _, other_key = tls.new_ca("y")
+    (tmp_path / "mm.crt").write_text(ca)
+    (tmp_path / "mm.key").write_text(other_key)
+    os.chmod(tmp_path / "mm.key", 0o600)
+    return str(tmp_path / "mm.crt"), str(tmp_path / "mm.key")
+
+
+# (case id, edits, expected field path, message fragment). "$TMP" in a value is the test's temp dir.
+BAD: list[tuple[str, dict[str, Any], str, str]] = [
+    ("missing_secret_file", {"security/users/0/password": {"file": "$TMP/nope.pw"}}, "security.users[0].password",
+     "no such file"),
+    ("empty_env_var", {"security/users/1/password": {"env": "KF_TEST_EMPTY"}}, "security.users[1].password",
+     "environment variable KF_TEST_EMPTY is empty"),
+    ("unset_env_var", {"security/users/1/password": {"env": "KF_TEST_NOT_SET_ANYWHERE"}},
+     "security.users[1].password", "is not set"),
+    ("world_readable_secret", {"security/users/0/password": {"file": "$TMP/open.pw"}}, "security.users[0].password",
+     "is readable by every user"),
+    ("short_password", {"security/users/0/password": {"file": "$TMP/short.pw"}}, "security.users[0].password",
+     "shorter than 8 characters"),
+    ("literal_password", {"security/users/0/password": "hunter2hunter2"}, "security.users[0].password",
+     "Input should be a valid dictionary"),
+    ("both_file_and_env", {"security/users/0/password": {"file": "$TMP/a", "env": "X"}},
+     "security.users[0].password", "exactly one of them"),
+    ("scram_on_plaintext", {"kafka/listeners/1": {"name": "CLIENT", "port": 9094, "protocol": "PLAINTEXT",
+                                                  "authentication": "scram-sha-512"}},
+     "kafka.listeners[1].authentication", "scram-sha-512 on a PLAINTEXT listener"),
+    ("mtls_on_sasl", {"kafka/listeners/1/authentication": "mtls"}, "kafka.listeners[1].authentication",
+     "authenticates with SASL: scram-sha-512"),
+    ("scram_on_ssl", {"kafka/listeners/0/authentication": "scram-sha-512"}, "kafka.listeners[0].authentication",
+     "SCRAM on an SSL listener"),
+    ("mtls_without_ca", {"security": None}, "kafka.listeners[0].protocol", "SSL needs a security section"),
+    ("anonymous_listener", {"kafka/listeners": [{"name": "INTERNAL", "port": 9092, "protocol": "SSL",
+                                                 "authentication": "mtls"}, {"name": "OPEN", "port": 9095}]},
+     "kafka.listeners[1].authentication", "lets clients in without credentials"),
+    ("unauthenticated_inter_broker", {"kafka/listeners/0": {"name": "INTERNAL", "port": 9092, "protocol": "SSL"},
+                                      "security/allow_anonymous": False},
+     "kafka.listeners[0].authentication", "lets clients in without credentials"),
+    ("inter_broker_sasl", {"kafka/inter_broker_listener": "CLIENT"}, "kafka.inter_broker_listener",
+     "inter-broker SASL is not supported"),
+    ("inter_broker_unknown", {"kafka/inter_broker_listener": "NOPE"}, "kafka.inter_broker_listener",
+     "NOPE is not one of the listeners"),
+    ("controller_sasl", {"kafka/controller_listener/protocol": "SASL_SSL"}, "kafka.controller_listener.protocol",
+     "KRaft nodes reach the controllers with their node certificates"),
+    ("controller_plaintext", {"kafka/controller_listener": {"name": "CONTROLLER", "port": 9093}},
+     "kafka.controller_listener.authentication", "lets clients in without credentials"),
+    ("sasl_plaintext", {"kafka/listeners/1/protocol": "SASL_PLAINTEXT"}, "kafka.listeners[1].protocol",
+     "SASL_PLAINTEXT sends logins and data in clear"),
+    ("super_user_cannot_log_in", {"security/super_users": ["root-user"], "security/allow_anonymous": True,
+                                  "kafka/listeners/0": {"name": "INTERNAL", "port": 9092},
+                                  "kafka/controller_listener": {"name": "CONTROLLER", "port": 9093}},
+     "security.super_users[0]", "cannot log in"),
+    ("users_without_scram_listener", {"kafka/listeners": [{"name": "INTERNAL", "port": 9092, "protocol": "SSL",
+                                                           "authentication": "mtls"}]},
+     "security.users", "no listener authenticates with SCRAM"),
+    ("duplicate_user", {"security/users/1/name": "app"}, "security.users[1].name", "duplicate user app"),
+    ("user_is_kafkaforms_own", {"security/users/0/name": "kafkaform-admin"}, "security.users[0].name",
+     "one of kafkaform's own principals"),
+    ("acl_operation_for_other_type", {"security/acls/0/operations": ["idempotent_write"]}, "security.acls[0]",
+     "idempotent_write do not apply to a topic"),
+    ("acl_host_name", {"security/acls/0/host": "client.example.com"}, "security.acls[0].host",
+     "is not '*' or an IPv4 address"),
+    ("acl_cluster_name", {"security/acls/0": {"principal": "app", "resource_type": "cluster", "resource_name": "x",
+                                              "operations": ["describe"]}},
+     "security.acls[0]", "the cluster resource is named 'kafka-cluster'"),
+    ("acl_resource_injection", {"security/acls/0/resource_name": "orders;User:*"}, "security.acls[0]",
+     "is not a resource name"),
+    ("user_name_injection", {"security/users/0/name": "app;User:admin"}, "security.users[0].name",
+     "is not a user name"),
+    ("managed_ssl_key", {"kafka/config": {"ssl.keystore.location": "/tmp/x.jks"}},
+     "kafka.config.ssl.keystore.location", "set by the security section"),
+    ("managed_super_users", {"kafka/config": {"super.users": "User:ANONYMOUS"}}, "kafka.config.super.users",
+     "set by the security section"),
+    ("renewal_longer_than_validity", {"security/tls": {"validity_days": 30, "renew_before_days": 30}},
+     "security.tls", "must be shorter than validity_days"),
+    ("expired_provided_ca", {"security/tls/ca": "EXPIRED"}, "security.tls.ca", "the CA certificate expired"),
+    ("provided_ca_not_a_ca", {"security/tls/ca": "LEAF"}, "security.tls.ca", "is not a CA"),
+    ("provided_ca_wrong_key", {"security/tls/ca": "MISMATCH"}, "security.tls.ca",
+     "the CA key does not belong to the CA certificate"),
+    ("provided_ca_missing", {"security/tls/ca": {"cert": "$TMP/none.crt", "key": {"file": "$TMP/none.key"}}},
+     "security.tls.ca.cert", "no such file"),
+    ("security_in_zookeeper_mode", {"kafka/version": "3.9.1", "kafka/metadata_mode": "zookeeper",
+                                    "zookeeper": {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]},
+                                    "controllers": []},
+     "security", "ZooKeeper mode"),
+]
+
+
+def _materialise(value: Any, tmp: Path) -> Any:
+    if isinstance(value, str):
+        providers = {"EXPIRED": _expired_ca, "LEAF": _not_a_ca, "MISMATCH": _mismatched_key}
+        if value in providers:
+            cert, key = providers[value](tmp)
+            return {"cert": cert, "key": {"file": key}}
+        return value.replace("$TMP", str(tmp))
+    if isinstance(value, dict):
+        return {k: _materialise(v, tmp) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_materialise(v, tmp) for v in value]
+    return value
+
+
+def test_there_are_at_least_fifteen_bad_security_specs() -> None:
+    assert len(BAD) >= 15
+
+
+@pytest.mark.parametrize(("edits", "field", "fragment"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_bad_security_spec_refused_before_any_connection(
+        edits: dict[str, Any], field: str, fragment: str, command: str, tmp_path: Path, secret_dir: Path,
+        monkeypatch: pytest.MonkeyPatch, no_connections: list[str],  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KF_TEST_EMPTY", "")
+    (tmp_path / "open.pw").write_text("readable-by-all-123\n")
+    os.chmod(tmp_path / "open.pw", 0o644)
+    (tmp_path / "short.pw").write_text("short\n")
+    os.chmod(tmp_path / "short.pw", 0o600)
+    data = copy.deepcopy(_base(secret_dir))
+    for path, value in edits.items():
+        if value is None:
+            data.pop(path)
+        else:
+            _set(data, path, _materialise(value, tmp_path))
+    rc, out, err = _run([command, str(_write(tmp_path, data))], capsys)
+    assert rc == 1, out + err
+    assert f"  - {field}: " in err and fragment in err, err
+    assert "Traceback" not in err + out
+    assert no_connections == []
+    for value in ("app-Secret-Value-111", "ops-Secret-Value-222", "readable-by-all-123"):
+        assert value not in out + err
+
+
+def test_the_base_secured_spec_is_valid(tmp_path: Path, secret_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(["validate", str(_write(tmp_path, _base(secret_dir)))], capsys)
+    assert rc == 0, err
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def test_broker_and_controller_settings(secured) -> None:  # noqa: ANN001
+    b = F.parse_properties(F.server_properties(secured, secured.brokers[0]))
+    assert b["listener.security.protocol.map"] == "INTERNAL:SSL,CLIENT:SASL_SSL,CONTROLLER:SSL"
+    assert b["inter.broker.listener.name"] == "INTERNAL"
+    assert b["listener.name.internal.ssl.client.auth"] == "required"
+    assert b["listener.name.client.scram-sha-512.sasl.jaas.config"].startswith(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+    assert b["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert b["allow.everyone.if.no.acl.found"] == "false"
+    assert b["super.users"] == "User:kafka-nodes;User:kafkaform-admin;User:ops"
+    assert b["ssl.keystore.type"] == "PEM" and b["ssl.endpoint.identification.algorithm"] == "https"
+    # the PEM values come back with their line breaks, and the key belongs to the certificate
+    key, chain = b["ssl.keystore.key"], b["ssl.keystore.certificate.chain"]
+    assert key.startswith("-----BEGIN PRIVATE KEY-----\n") and chain.count("BEGIN CERTIFICATE") == 2
+    info = tls.inspect(chain)
+    assert info.subject_cn == "kafka-nodes" and info.sans == ("10.213.0.11",)
+    assert tls.signed_by(chain, b["ssl.truststore.certificates"])
+    c = F.parse_properties(F.controller_properties(secured, secured.controllers[1]))
+    assert c["listener.security.protocol.map"] == "CONTROLLER:SSL"
+    assert c["listener.name.controller.ssl.client.auth"] == "required"
+    assert "sasl.enabled.mechanisms" not in c
+    assert tls.inspect(c["ssl.keystore.certificate.chain"]).sans == ("10.213.0.12",)
+
+
+def test_secured_properties_files_are_private_and_their_secrets_never_shown(secured) -> None:  # noqa: ANN001
+    from reconciler.render.kafka import broker_desired
+    from reconciler.spec import is_sensitive
+
+    d = broker_desired(secured, secured.brokers[0], "kafka-4.4.0-0123456789ab")
+    f = d.file(F.SERVER_PROPERTIES)
+    assert (f.mode, f.owner) == ("0600", "kafka")
+    for k in ("ssl.keystore.key", "ssl.keystore.certificate.chain", "ssl.truststore.certificates",
+              "listener.name.client.scram-sha-512.sasl.jaas.config"):
+        assert is_sensitive(k), k
+    from reconciler.observe.facts.files import redact
+
+    shown = redact(F.SERVER_PROPERTIES, f.content)
+    assert "PRIVATE KEY" not in shown and "(sensitive)" in shown
+
+
+def test_open_cluster_renders_as_before(tmp_path: Path) -> None:
+    from tests.unit.conftest import KRAFT_LAB_YAML
+
+    s = load_spec(KRAFT_LAB_YAML)
+    assert material.prepare(s) is None
+    b = F.parse_properties(F.server_properties(s, s.brokers[0]))
+    assert b["allow.everyone.if.no.acl.found"] == "true" and b["super.users"] == "User:ANONYMOUS"
+    assert not any(k.startswith(("ssl.", "sasl.")) for k in b)
+
+
+# --- material: CA and certificates ---------------------------------------------------------------
+
+def test_material_is_kept_private_and_reused(secured, kafkaform_home: Path) -> None:  # noqa: ANN001
+    d = kafkaform_home / "clusters" / "secure" / "tls"
+    for p in [d, *d.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
+    first = material.material_of(secured)
+    again = material.prepare(secured)
+    assert again is not None and again.renewed == {}
+    assert again.nodes["10.213.0.11"].cert_pem == first.nodes["10.213.0.11"].cert_pem
+
+
+def test_certificates_near_expiry_are_renewed_and_the_ca_is_never_replaced_silently(
+        secured, kafkaform_home: Path) -> None:  # noqa: ANN001
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=340)  # 365-day certificates, 30 days' notice
+    m = material.prepare(secured, now=later)
+    assert m is not None
+    assert set(m.renewed) == {*HOSTS, "kafkaform admin"}
+    assert all("expires in" in why for why in m.renewed.values())
+    # a certificate signed by another CA is never silently re-issued (nodes would stop trusting each other)
+    d = kafkaform_home / "clusters" / "secure" / "tls"
+    ca, key = tls.new_ca("other")
+    (d / "ca.crt").write_text(ca)
+    (d / "ca.key").write_text(key)
+    with pytest.raises(material.MaterialError) as e:
+        material.prepare(secured)
+    assert "issued by another CA" in str(e.value)
+
+
+def test_a_host_name_change_reissues_its_certificate(tmp_path: Path, secret_dir: Path) -> None:
+    s = load_spec(_write(tmp_path, _base(secret_dir)))
+    material.prepare(s)
+    data = _base(secret_dir)
+    data["brokers"][0]["host"] = "kafka1.example.com"
+    s2 = load_spec(_write(tmp_path, data, "renamed.yaml"))
+    m = material.prepare(s2)
+    assert m is not None and m.renewed == {"kafka1.example.com": "new"}
+    assert tls.inspect(m.nodes["kafka1.example.com"].cert_pem).sans == ("kafka1.example.com",)
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+def test_a_secret_never_prints_itself(tmp_path: Path) -> None:
+    s = secrets.Secret("correct-horse-battery", "env X")
+    assert "correct-horse" not in f"{s} {s!r} {s:>30} {[s]}"
+    assert s.reveal() == "correct-horse-battery"
+    assert secrets.scrub("error: login correct-horse-battery failed") == "error: login (sensitive) failed"
+    import io
+
+    buf = io.StringIO()
+    secrets.ScrubbedStream(buf).write("password=correct-horse-battery\n")
+    assert buf.getvalue() == "password=(sensitive)\n"
+    assert s.fingerprint(b"k1") != s.fingerprint(b"k2")  # keyed: not a plain hash anyone can compute
+
+
+# --- users and ACLs ------------------------------------------------------------------------------
+
+def _row(op: str, name: str = "orders", principal: str = "User:app") -> AclRow:
+    return AclRow(principal=principal, resource_type="topic", resource_name=name, pattern="literal", operation=op,
+                  permission="allow")
+
+
+def test_access_plan_creates_rotates_and_deletes_only_what_kafkaform_manages() -> None:
+    spec_users = {"app": "mark-2", "new": "mark-n"}
+    a = plan_access(spec_users, {_row("read"), _row("write")},
+                    cluster_users={"app", "gone", "handmade"},
+                    cluster_acls={_row("read"), _row("describe"), _row("read", "other", "User:someone")},
+                    managed_users={"app": "mark-1", "gone": "mark-g"}, managed_acls={_row("describe")})
+    assert a.users_create == ("new",) and a.users_rotate == ("app",) and a.users_delete == ("gone",)
+    assert a.acls_add == (_row("write"),) and a.acls_delete == (_row("describe"),)
+    assert a.marks == {"new": "mark-n", "app": "mark-2"}
+    assert (a.unmanaged_users, a.unmanaged_acls) == (1, 1)  # handmade user, someone's ACL: left alone
+    same = plan_access({"app": "m"}, {_row("read")}, {"app"}, {_row("read")}, {"app": "m"}, {_row("read")})
+    assert same.empty
+
+
+def test_spec_acls_expand_to_one_row_per_operation(secured) -> None:  # noqa: ANN001
+    rows = desired_rows(secured.security.acls)
+    assert {r.operation for r in rows} == {"read", "write", "describe"}
+    assert all(r.principal == "User:app" and r.host == "*" for r in rows)
+
+
+def test_access_change_runs_after_every_broker_start(secured) -> None:  # noqa: ANN001
+    from reconciler.diff import AccessChange, Action, ArtifactIds, diff
+    from reconciler.plan.build import KRaftIds, build_steps
+    from reconciler.plan.model import StepKind
+    from reconciler.security.access import AccessPlan
+    from tests.unit.builders import Observed
+
+    obs = Observed.bare_cluster(secured).build()
+    changes = diff(secured, obs, ArtifactIds(kafka="kafka-4.4.0-0123456789ab")).changes
+    changes.append(AccessChange(address="access", service="kafka", key="access", host="cluster",
+                                action=Action.UPDATE, reasons=("x",),
+                                access=AccessPlan(users_create=("app",), marks={"app": "m"})))
+    steps, edges = build_steps(changes, obs, kraft=KRaftIds(cluster_id="AAAAAAAAAAAAAAAAAAAAAA",
+                                                            initial_controllers="101@h:1:x"))
+    access = next(s for s in steps if s.kind is StepKind.ACCESS)
+    starts = [s.id for s in steps if s.kind is StepKind.START and s.service == "kafka"]
+    assert starts and all((st, access.id) in edges for st in starts)
+    assert "create 1 user(s)" in access.describe()
+    dumped = json.dumps([s.model_dump(mode="json") for s in steps])
+    assert "app-Secret-Value-111" not in dumped
+
+
+# --- client config -------------------------------------------------------------------------------
+
+def test_client_config_for_a_scram_user_and_an_mtls_user(tmp_path: Path, secret_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _write(tmp_path, _base(secret_dir))
+    out = tmp_path / "app.properties"
+    rc, stdout, err = _run(["client-config", str(spec), "--user", "app", "--out", str(out)], capsys)
+    assert rc == 0, err
+    assert "app-Secret-Value-111" not in stdout + err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    p = F.parse_properties(out.read_text())
+    assert p["bootstrap.servers"] == "10.213.0.11:9094,10.213.0.12:9094,10.213.0.13:9094"
+    assert p["security.protocol"] == "SASL_SSL" and p["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert 'username="app" password="app-Secret-Value-111";' in p["sasl.jaas.config"]
+    assert p["ssl.truststore.certificates"].startswith("-----BEGIN CERTIFICATE-----\n")
+    # the file is not overwritten by accident
+    rc, _, err = _run(["client-config", str(spec), "--user", "app", "--out", str(out)], capsys)
+    assert rc == 1 and "exists (use --force" in err
+    cert_file = tmp_path / "svc.properties"
+    rc, _, err = _run(["client-config", str(spec), "--user", "svc", "--mtls", "--out", str(cert_file)], capsys)
+    assert rc == 0, err
+    q = F.parse_properties(cert_file.read_text())
+    assert q["security.protocol"] == "SSL" and q["bootstrap.servers"].endswith(":9092")
+    assert tls.inspect(q["ssl.keystore.certificate.chain"]).subject_cn == "svc"
+    rc, _, err = _run(["client-config", str(spec), "--user", "nobody", "--out", str(tmp_path / "x")], capsys)
+    assert rc == 1 and "nobody is not a SCRAM user" in err
