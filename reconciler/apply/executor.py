@@ -104,6 +104,14 @@ def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper:
             if want is None or s.artifact_id != want.artifact_id:
                 raise PlanMismatch(f"step {s.id}: plan installs {s.artifact_id}, the spec resolves to "
                                    f"{want.artifact_id if want else 'nothing'}; run plan again")
+    marked = {u: m for s in plan.steps if s.kind is StepKind.ACCESS and s.access for u, m in s.access.marks.items()}
+    if marked:
+        from reconciler.pipeline import password_marks
+
+        now = password_marks(spec)
+        changed = sorted(u for u, m in marked.items() if now.get(u) != m)
+        if changed:
+            raise PlanMismatch(f"the password of {', '.join(changed)} changed since the plan was made; run plan again")
 
 
 def _pre_gate(step: Step, spec: ClusterSpec, plan: Plan, progress: Callable[[str], None]) -> gates.GateResult | None:

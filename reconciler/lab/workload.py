@@ -25,10 +25,12 @@ class NumberedProducer:
     """Background thread producing numbered messages with acks=all until stopped (or limits hit)."""
 
     def __init__(self, bootstrap: str, topic: str, rate_per_s: float = 200, max_messages: int = 200_000,
-                 max_seconds: float = 900, delivery_timeout_s: float = 180, idempotent: bool = True) -> None:
+                 max_seconds: float = 900, delivery_timeout_s: float = 180, idempotent: bool = True,
+                 client: dict[str, object] | None = None) -> None:
         """`delivery_timeout_s`: how long a message may wait for its acknowledgement before it counts
         as failed (180 s: nothing a safe roll does may fail it; 5 s: a client that tolerates a hiccup).
-        `idempotent=False` gives a plain client (5 retries), as most applications run."""
+        `idempotent=False` gives a plain client (5 retries), as most applications run. `client`: more
+        kafka-python settings (security: protocol, SASL login, CA file)."""
         self.bootstrap = bootstrap.split(",")
         self.topic = topic
         self.interval = 1.0 / rate_per_s
@@ -36,6 +38,7 @@ class NumberedProducer:
         self.max_seconds = max_seconds
         self.delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self.idempotent = idempotent
+        self.client = dict(client or {})
         self.report = ProducerReport()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -62,7 +65,8 @@ class NumberedProducer:
                                  retries=2**31 - 1 if self.idempotent else 5,
                                  enable_idempotence=self.idempotent, max_in_flight_requests_per_connection=5,
                                  delivery_timeout_ms=self.delivery_timeout_ms,
-                                 request_timeout_ms=min(30_000, self.delivery_timeout_ms // 2), linger_ms=5)
+                                 request_timeout_ms=min(30_000, self.delivery_timeout_ms // 2), linger_ms=5,
+                                 **self.client)
         t0 = time.monotonic()
         i = 0
         try:
@@ -91,12 +95,12 @@ class NumberedProducer:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int,
-                 min_insync_replicas: int | None = None) -> None:
+                 min_insync_replicas: int | None = None, client: dict[str, object] | None = None) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=30_000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=30_000, **(client or {}))
     try:
         admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
                                       topic_configs=configs)])
@@ -104,13 +108,14 @@ def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor
         admin.close()
 
 
-def read_numbers(bootstrap: str, topic: str, expect: set[int], timeout_s: float = 120) -> set[int]:
+def read_numbers(bootstrap: str, topic: str, expect: set[int], timeout_s: float = 120,
+                 client: dict[str, object] | None = None) -> set[int]:
     """Every number in the topic, read from the beginning until `expect` is covered or time is up."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), auto_offset_reset="earliest",
                              group_id=f"verify-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=3000,
-                             max_poll_records=5000)
+                             max_poll_records=5000, **(client or {}))
     got: set[int] = set()
     deadline = time.monotonic() + timeout_s
     try:

@@ -40,8 +40,8 @@ def new_ca(cluster: str, days: int = CA_DAYS, now: dt.datetime | None = None) ->
     """A self-signed CA for one cluster: (certificate PEM, private key PEM)."""
     now = now or _now()
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafkaform CA"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster)])
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "kafkaform CA")])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE).not_valid_after(now + dt.timedelta(days=days))
@@ -62,9 +62,11 @@ def issue(ca_cert_pem: str, ca_key_pem: str, common_name: str, sans: list[str], 
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
+    # ASN.1 order O, CN: Java (and RFC 4514) print it "CN=<name>,O=<cluster>", the form the
+    # principal mapping rule reads the CN from.
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     b = (x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca_cert.subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -30,7 +30,7 @@ from reconciler.modes import mode_of
 from reconciler.observe.model import ClusterState
 from reconciler.safety import can_restart_voter
 from reconciler.spec import load_spec
-from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra
+from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra, unit_starts
 
 pytestmark = pytest.mark.integration
 
@@ -305,6 +305,7 @@ def test_killed_apply_resumes_without_restarting_twice(cluster: Spec, cli: Cli, 
     mark = len(journal.read_text().splitlines())
     cluster.data["kafka"]["config"]["log.retention.hours"] = 36
     spec = cluster.write()
+    since = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", str(spec), "--auto-approve"],
                             env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_during = None
@@ -328,10 +329,14 @@ def test_killed_apply_resumes_without_restarting_twice(cluster: Spec, cli: Cli, 
     entries = [json.loads(x) for x in journal.read_text().splitlines()[mark:]]
     done = [e["step"] for e in entries if e["event"] == "step_done" and e["step"].startswith("restart:kafka")]
     assert sorted(done) == sorted(f"restart:kafka@{HOST_OF[b]}" for b in (1, 2, 3)), done
+    # Every broker really started once (systemd's journal on each host). The interrupted restart either
+    # reached its host before the kill (the rerun confirms it from the service's start time and does
+    # not repeat it) or had not (the rerun does it): never twice.
+    starts = {n: unit_starts(n, "kafka", since) for n in ("kf1", "kf2", "kf3")}
+    assert starts == {"kf1": 1, "kf2": 1, "kf3": 1}, f"starts per broker: {starts}"
     started = [e["step"] for e in entries if e["event"] == "step_started" and e["step"].startswith("restart:kafka")]
-    assert started.count(killed_during) == 1, "the interrupted broker was restarted again"
-    resumed = [e for e in entries if e.get("resumed")]
-    assert [e["step"] for e in resumed] == [killed_during]
+    resumed = [e["step"] for e in entries if e.get("resumed")]
+    assert (resumed, started.count(killed_during)) in (([killed_during], 1), ([], 2)), (resumed, started)
 
 
 def test_no_acknowledged_message_lost(cluster: Spec, producer: NumberedProducer) -> None:

@@ -243,6 +243,14 @@ def test_broker_and_controller_settings(secured) -> None:  # noqa: ANN001
     assert key.startswith("-----BEGIN PRIVATE KEY-----\n") and chain.count("BEGIN CERTIFICATE") == 2
     info = tls.inspect(chain)
     assert info.subject_cn == "kafka-nodes" and info.sans == ("10.213.0.11",)
+    # Java prints the subject CN first, which is what the principal mapping rule reads (-> User:kafka-nodes)
+    import re
+
+    from cryptography import x509
+
+    dn = x509.load_pem_x509_certificate(chain.encode()).subject.rfc4514_string()
+    rule = re.fullmatch(r"RULE:\^CN=\(\[\^,\]\+\)\(,\.\*\)\?\$/\$1/,DEFAULT", b["ssl.principal.mapping.rules"])
+    assert rule and dn == "CN=kafka-nodes,O=secure" and re.fullmatch(r"CN=([^,]+)(,.*)?", dn).group(1) == "kafka-nodes"
     assert tls.signed_by(chain, b["ssl.truststore.certificates"])
     c = F.parse_properties(F.controller_properties(secured, secured.controllers[1]))
     assert c["listener.security.protocol.map"] == "CONTROLLER:SSL"

@@ -1,0 +1,247 @@
+"""A secured KRaft cluster (Kafka 4.4.0) on real lab hosts, built from bare hosts by kafkaform:
+TLS on every listener and between controllers, brokers authenticating to each other and to the
+controllers with node certificates, clients with SCRAM-SHA-512 or a client certificate, ACLs
+enforced (allow.everyone.if.no.acl.found=false).
+
+Checked with Kafka's own console producer and consumer (tool classes from the same 4.4.0 jars,
+run on this machine) and the client.properties `kafkaform client-config` writes: no credentials,
+a wrong password and a missing ACL are refused, the right login works against every broker with
+host names verified. Then plan/apply/re-plan, a rolling config change under a SCRAM producer, a
+password rotation and an ACL removal — and a search of every output, state file, plan, journal
+and host disk for the passwords the test planted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler import lab
+from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
+from tests.integration.conftest import REPO, Cli, lab_for
+
+pytestmark = pytest.mark.integration
+
+HOSTS = ["10.213.0.11", "10.213.0.12", "10.213.0.13"]
+CLIENT = ",".join(f"{h}:9094" for h in HOSTS)  # SASL_SSL (SCRAM)
+INTERNAL = ",".join(f"{h}:9092" for h in HOSTS)  # SSL with client certificates
+# Distinctive values: a search for them must find them only in the files they are meant to be in.
+APP_PW = "Planted-App-Secret-7f3a9c"
+APP_PW2 = "Planted-App-Rotated-51be02"
+OPS_PW = "Planted-Ops-Secret-c81d44"
+LIBS = "/var/cache/kafkaform/artifacts/kafka-4.4.0/libs/*"
+
+
+@dataclass
+class Secure:
+    spec: Path
+    data: dict[str, Any]
+    dir: Path
+    home: Path
+    outputs: list[str] = field(default_factory=list)  # every kafkaform output of this module
+
+    def write(self) -> Path:
+        self.spec.write_text(yaml.safe_dump(self.data, sort_keys=False))
+        return self.spec
+
+    def admin(self) -> dict[str, Any]:
+        """kafka-python settings of kafkaform's own admin certificate (a super user)."""
+        tls = self.home / "clusters" / "secure" / "tls"
+        return {"security_protocol": "SSL", "ssl_cafile": str(tls / "ca.crt"),
+                "ssl_certfile": str(tls / "admin.crt"), "ssl_keyfile": str(tls / "admin.key")}
+
+    def scram(self, user: str, password: str) -> dict[str, Any]:
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
+                "sasl_plain_password": password, "ssl_cafile": str(self.home / "clusters/secure/tls/ca.crt")}
+
+
+@pytest.fixture(scope="module")
+def secure(cli: Cli, kf_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    d = tmp_path_factory.mktemp("secure")
+    for name, value in (("app.pw", APP_PW), ("ops.pw", OPS_PW)):
+        (d / name).write_text(value + "\n")
+        os.chmod(d / name, 0o600)
+    data = yaml.safe_load((REPO / "examples" / "lab-secure.yaml").read_text())
+    data["security"]["users"] = [{"name": "app", "password": {"file": str(d / "app.pw")}},
+                                 {"name": "ops", "password": {"file": str(d / "ops.pw")}}]
+    s = Secure(spec=d / "secure.yaml", data=data, dir=d, home=kf_home)
+    with lab_for(cli, s.write(), "secure"):
+        yield s
+
+
+def run(s: Secure, cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+    p = cli(*args)
+    s.outputs.append(p.stdout + p.stderr)
+    return p
+
+
+def console(tool: str, props: Path, *args: str, stdin: str | None = None, timeout: float = 90
+            ) -> subprocess.CompletedProcess[str]:
+    """Kafka's own console producer/consumer (4.4.0 jars) with a client.properties, on this machine;
+    warnings and errors on stderr."""
+    log = Path(tempfile.gettempdir()) / "kafkaform-test-log4j2.properties"
+    log.write_text("rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\nappender.e.type = Console\n"
+                   "appender.e.name = e\nappender.e.target = SYSTEM_ERR\nappender.e.layout.type = PatternLayout\n"
+                   "appender.e.layout.pattern = %p %c: %m%n\n")
+    main = {"producer": "org.apache.kafka.tools.ConsoleProducer",
+            "consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer"}[tool]
+    flag = "--producer.config" if tool == "producer" else "--consumer.config"
+    return subprocess.run(["java", f"-Dlog4j2.configurationFile={log}", "-cp", LIBS, main, flag, str(props), *args],
+                          input=stdin, text=True, capture_output=True, timeout=timeout)
+
+
+def client_config(s: Secure, cli: Cli, user: str, *extra: str) -> Path:
+    out = s.dir / f"{user}-{len(s.outputs)}.properties"
+    p = run(s, cli, "client-config", str(s.spec), "--user", user, "--out", str(out), *extra)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return out
+
+
+def test_secured_cluster_from_bare_hosts(secure: Secure, cli: Cli) -> None:
+    a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert "access: create 2 user(s), add 4 ACL(s)" in a.stdout
+    assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
+    d = json.loads(run(secure, cli, "describe-cluster", str(secure.spec), "--json").stdout)
+    assert d["State"] == "ACTIVE" and d["RegisteredBrokers"] == [1, 2, 3]
+    assert d["EncryptionInTransit"] == {"ClientBroker": "TLS", "InCluster": True}
+    assert d["Quorum"]["LeaderId"] in (101, 102, 103)  # DescribeQuorum over TLS with kafkaform's certificate
+    assert all(c["DaysLeft"] > 300 for c in d["Certificates"].values())
+    for h in ("kf1", "kf2", "kf3"):
+        mode = lab.exec_in(h, ["stat", "-c", "%a %U", "/etc/kafka/server.properties",
+                               "/etc/kafka-controller/controller.properties"], check=True).stdout.split("\n")
+        assert mode[:2] == ["600 kafka", "600 kafka"], mode
+    b = json.loads(run(secure, cli, "get-bootstrap-brokers", str(secure.spec), "--json").stdout)
+    assert b == {"BootstrapBrokerStringTls": INTERNAL, "BootstrapBrokerStringSaslScram": CLIENT}
+
+
+def test_kafkas_own_clients_are_authenticated_and_authorized(secure: Secure, cli: Cli) -> None:
+    create_topic(INTERNAL, "orders", partitions=3, replication_factor=3, client=secure.admin())
+    create_topic(INTERNAL, "payroll", partitions=1, replication_factor=3, client=secure.admin())
+    app = client_config(secure, cli, "app")
+    props = app.read_text()
+    assert "ssl.endpoint.identification.algorithm=https" in props
+    lines = "".join(f"order-{i}\n" for i in range(30))
+    p = console("producer", app, "--bootstrap-server", CLIENT, "--topic", "orders", stdin=lines)
+    assert p.returncode == 0 and "ERROR" not in p.stderr, p.stderr[-2000:]
+    c = console("consumer", app, "--bootstrap-server", CLIENT, "--topic", "orders", "--group", "orders-reader",
+                "--from-beginning", "--max-messages", "30", "--timeout-ms", "30000")
+    assert sorted(c.stdout.split()) == sorted(f"order-{i}" for i in range(30)), c.stderr[-2000:]
+    # the three partitions are led by the three brokers: the client connected to each, host names verified
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=INTERNAL.split(","), **secure.admin())
+    try:
+        leaders = {p["leader"] for t in admin.describe_topics(["orders"]) for p in t["partitions"]}
+    finally:
+        admin.close()
+    assert leaders == {1, 2, 3}
+    # a wrong password is refused
+    wrong = secure.dir / "wrong.properties"
+    wrong.write_text(props.replace(APP_PW, "not-the-password"))
+    c = console("consumer", wrong, "--bootstrap-server", CLIENT, "--topic", "orders", "--group", "orders-x",
+                "--from-beginning", "--max-messages", "1", "--timeout-ms", "20000")
+    assert c.stdout.strip() == "" and "Authentication failed" in c.stderr, c.stderr[-2000:]
+    # no credentials at all (TLS only) are refused on the SCRAM listener
+    anon = secure.dir / "anonymous.properties"
+    anon.write_text("\n".join(x for x in props.splitlines() if not x.startswith(("sasl.", "security.protocol")))
+                    + "\nsecurity.protocol=SSL\n")
+    c = console("consumer", anon, "--bootstrap-server", CLIENT, "--topic", "orders", "--group", "orders-y",
+                "--from-beginning", "--max-messages", "1", "--timeout-ms", "15000")
+    assert c.stdout.strip() == "", c.stdout
+    # an authenticated user without an ACL for the topic is refused
+    c = console("consumer", app, "--bootstrap-server", CLIENT, "--topic", "payroll", "--group", "orders-z",
+                "--from-beginning", "--max-messages", "1", "--timeout-ms", "20000")
+    assert c.stdout.strip() == "" and "Not authorized to access topics: [payroll]" in c.stderr, c.stderr[-2000:]
+    p = console("producer", app, "--bootstrap-server", CLIENT, "--topic", "payroll", stdin="x\n")
+    assert "TopicAuthorizationException" in p.stderr or "Not authorized" in p.stderr, p.stderr[-2000:]
+    # a client certificate from the cluster CA logs in as its CN: the super user ops can read payroll
+    ops = client_config(secure, cli, "ops", "--mtls")
+    c = console("consumer", ops, "--bootstrap-server", INTERNAL, "--topic", "orders", "--group", "ops-reader",
+                "--from-beginning", "--max-messages", "30", "--timeout-ms", "30000")
+    assert len(c.stdout.split()) == 30, c.stderr[-2000:]
+
+
+def test_rolling_config_change_under_a_scram_producer(secure: Secure, cli: Cli) -> None:
+    create_topic(INTERNAL, "orders-rolling", partitions=6, replication_factor=3, min_insync_replicas=2,
+                 client=secure.admin())
+    secure.data["security"]["acls"].append({"principal": "app", "resource_type": "topic",
+                                            "resource_name": "orders-rolling", "operations": ["write", "describe"]})
+    a = run(secure, cli, "apply", str(secure.write()), "--auto-approve")
+    assert a.returncode == 0 and "add 2 ACL(s)" in a.stdout, a.stdout + a.stderr
+    producer = NumberedProducer(CLIENT, "orders-rolling", rate_per_s=100, client=secure.scram("app", APP_PW)).start()
+    try:
+        secure.data["kafka"]["config"]["log.retention.hours"] = 48
+        plan = run(secure, cli, "plan", str(secure.write()))
+        assert len(re.findall(r"broker\.\d: restart kafka", plan.stdout)) == 3, plan.stdout
+        a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
+        assert a.returncode == 0, a.stdout + a.stderr
+    finally:
+        report = producer.stop()
+    assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
+    assert report.sent > 300 and not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(INTERNAL, "orders-rolling", report.acked, client=secure.admin())
+    assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def test_password_rotation_and_acl_removal(secure: Secure, cli: Cli) -> None:
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    def can_log_in(password: str) -> bool:
+        try:
+            c = KafkaConsumer(bootstrap_servers=CLIENT.split(","), request_timeout_ms=10_000,
+                              **secure.scram("app", password))
+        except KafkaError:
+            return False
+        try:
+            return "orders" in c.topics()
+        except KafkaError:
+            return False
+        finally:
+            c.close()
+
+    (secure.dir / "app.pw").write_text(APP_PW2 + "\n")
+    plan = run(secure, cli, "plan", str(secure.spec))
+    assert "rotate the password of 1 user(s)" in plan.stdout and ": restart" not in plan.stdout, plan.stdout
+    a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert can_log_in(APP_PW2) and not can_log_in(APP_PW)
+    secure.data["security"]["acls"] = [x for x in secure.data["security"]["acls"]
+                                       if x["resource_name"] != "orders-rolling"]
+    plan = run(secure, cli, "plan", str(secure.write()))
+    assert "delete 2 ACL(s)" in plan.stdout, plan.stdout
+    assert run(secure, cli, "apply", str(secure.spec), "--auto-approve").returncode == 0
+    assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
+
+
+def test_planted_secrets_are_nowhere_but_their_files(secure: Secure, cli: Cli) -> None:
+    saved = secure.dir / "saved.plan"
+    assert run(secure, cli, "plan", str(secure.spec), "-out", str(saved)).returncode == 0
+    run(secure, cli, "show", str(saved), "--json")
+    planted = [APP_PW, APP_PW2, OPS_PW]
+    for text in secure.outputs:
+        assert not any(p in text for p in planted), "a planted secret in kafkaform's output"
+    intended = {secure.dir / "app.pw", secure.dir / "ops.pw"} | set(secure.dir.glob("*.properties"))
+    places = [secure.home, secure.dir, Path(tempfile.gettempdir())]
+    st = lab.status()
+    assert st is not None
+    places += [Path(h.upper) for h in st.hosts]  # every file the hosts wrote (their overlay upper dirs)
+    found = []
+    for place in places:
+        g = subprocess.run(["grep", "-r", "-l", "-a", "-F", *sum((["-e", p] for p in planted), []), str(place)],
+                           capture_output=True, text=True)
+        found += [f for f in g.stdout.splitlines() if Path(f) not in intended]
+    assert not found, f"planted secrets found in {found}"
+    for f in intended:
+        assert f.stat().st_mode & 0o077 == 0, f
