@@ -152,10 +152,12 @@ def libs_on_host_local() -> Path:
 
 def wait_brokers(timeout: float = 180) -> None:
     from reconciler.observe import kraft
+    from reconciler.observe.connect import Endpoint
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = kraft.read_cluster(BOOTSTRAP.split(","), [f"{a}:9093" for a in HOSTS.values()])
+        st = kraft.read_cluster(Endpoint(tuple(BOOTSTRAP.split(","))),
+                                Endpoint(tuple(f"{a}:9093" for a in HOSTS.values())))
         if len(st.unfenced_brokers) == 3 and st.quorum and st.quorum.leader_id:
             return
         time.sleep(1)

@@ -27,6 +27,7 @@ import yaml
 from reconciler import lab
 from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
 from reconciler.observe import kraft
+from reconciler.observe.connect import Endpoint
 from reconciler.safety import can_restart_voter
 from tests.integration.conftest import KRAFT_LAB_SPEC, Cli, lab_for, unit_starts
 
@@ -51,7 +52,7 @@ def _spec(d: Path, version: str, controllers: int = 3) -> Path:
 def _quorum_healthy(timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = kraft.read_cluster(BOOTSTRAP.split(","), CONTROLLERS)
+        st = kraft.read_cluster(Endpoint(tuple(BOOTSTRAP.split(","))), Endpoint(tuple(CONTROLLERS)))
         q = st.quorum
         if q and q.leader_id and all(can_restart_voter(q, v.node_id).ok for v in q.voters) \
                 and len(st.unfenced_brokers) == 3 and all(set(p.isr) == set(p.replicas) for p in st.partitions):
