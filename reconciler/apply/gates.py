@@ -316,8 +316,11 @@ def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, 
                          ) -> GateResult:
     """After a KRaft controller (or combined node) starts: the quorum has a leader and this node is
     one of its voters or observers, caught up with the leader (last-caught-up time within
-    controller.quorum.fetch.timeout.ms of the leader's)."""
+    controller.quorum.fetch.timeout.ms of the leader's) since the gate began: the leader keeps a
+    stopped node's last catch-up time, which stays within that window for a while after the stop,
+    so only a catch-up after the leader's time at the first reading proves the new process is back."""
     limit = _fetch_timeout_ms(spec)
+    since: list[int] = []  # the leader's clock at the first reading (its own last-caught-up time is "now")
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
@@ -328,12 +331,16 @@ def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, 
         leader = members.get(q.leader_id) if q.leader_id is not None else None
         if leader is None or leader.last_caught_up_ms is None:
             return False, f"no quorum leader yet (voters {list(q.voter_ids)})"
+        if not since:
+            since.append(leader.last_caught_up_ms)
         me = members.get(node_id)
         if me is None:
             return False, f"node {node_id} is not in the quorum yet (voters {list(q.voter_ids)})"
         if node_id == leader.node_id:
             return True, f"node {node_id} leads the quorum (epoch {q.leader_epoch})"
-        if me.last_caught_up_ms is None or leader.last_caught_up_ms - me.last_caught_up_ms >= limit:
+        if me.last_caught_up_ms is None or me.last_caught_up_ms <= since[0]:
+            return False, f"node {node_id} has not fetched from the leader {leader.node_id} since it started"
+        if leader.last_caught_up_ms - me.last_caught_up_ms >= limit:
             return False, f"node {node_id} is behind the leader {leader.node_id}"
         return True, (f"node {node_id} caught up with leader {leader.node_id} (epoch {q.leader_epoch}, "
                       f"voters {list(q.voter_ids)})")

@@ -161,3 +161,12 @@ def test_min_isr_pre_stop_in_kraft(spec: ClusterSpec, twin: ClusterTwin) -> None
     twin.fenced[3] = -1  # broker 3 is down: stopping broker 1 would leave 1 of 3 in the ISR
     with pytest.raises(gates.GateFailed, match="unavailable for acks=all writes"):
         gates.safe_to_stop(spec, [1], default_min_isr=2)
+
+
+def test_a_restarted_controller_counts_as_caught_up_only_once_it_fetched_again(spec: ClusterSpec,
+                                                                               twin: ClusterTwin) -> None:
+    twin.read()  # the leader saw 102 a moment ago ...
+    twin.stopped[102] = 4  # ... and it is down for the next reads: its last catch-up time stays
+    r = gates.controller_caught_up(spec, 102)
+    assert r.name == "controller 102 caught up"
+    assert twin.reads >= 6, "passed on the stale catch-up time of a stopped controller"

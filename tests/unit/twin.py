@@ -28,6 +28,8 @@ class ClusterTwin:
         self.fenced: dict[int, int] = {}  # broker -> reads it stays fenced (-1: forever)
         self.no_leader_reads = 0  # reads without a quorum leader (an election)
         self.lagging: dict[int, int] = {}  # voter -> reads it stays behind the leader
+        self.stopped: dict[int, int] = {}  # voter -> reads it is down: the leader keeps its last catch-up time
+        self._last_seen: dict[int, int] = {}
         self.reads = 0
         self.restarted: list[str] = []  # what the fake runs restarted, in order
         self.partitions = [PartitionState(topic="t", partition=p, replicas=tuple(brokers), isr=tuple(brokers),
@@ -58,12 +60,17 @@ class ClusterTwin:
             self.no_leader_reads -= 1
             leader = None
         members = []
+        now = NOW + 100 * self.reads  # the leader's clock moves on between reads
         for v in self.voters:
             behind = 10_000 if self.lagging.get(v, 0) else 50
             if self.lagging.get(v, 0) > 0:
                 self.lagging[v] -= 1
-            members.append(QuorumMember(node_id=v, log_end_offset=100,
-                                        last_caught_up_ms=NOW - (0 if v == leader else behind)))
+            seen = now - (0 if v == leader else behind)
+            if self.stopped.get(v, 0) > 0:
+                self.stopped[v] -= 1
+                seen = self._last_seen.get(v, seen)
+            self._last_seen[v] = seen
+            members.append(QuorumMember(node_id=v, log_end_offset=100, last_caught_up_ms=seen))
         quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=5, high_watermark=100, voters=tuple(members))
         parts = [p.model_copy(update={"isr": tuple(b for b in p.replicas if b not in fenced)}) for p in self.partitions]
         return ClusterState(mode="kraft", kafka_reachable=True, broker_ids=tuple(self.brokers), fenced_brokers=fenced,
