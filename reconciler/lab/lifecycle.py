@@ -156,8 +156,10 @@ def _start_many(state: LabState, todo: list[LabHost], base: Path, n: int, progre
         raise LabError(msgs if len(errors) == 1 else f"{len(errors)} hosts did not come up:\n{msgs}")
 
 
-def down(progress: Progress = None) -> None:
-    """Remove every trace of the lab, whatever state it is in; safe to call twice.
+def down(progress: Progress = None, grace: float | None = None) -> None:
+    """Remove every trace of the lab, whatever state it is in; safe to call twice. `grace`: how long
+    each host gets to shut down cleanly before its processes are killed (tests, whose hosts go
+    away with their data, need no clean shutdown).
 
     Works without (or with a partial) state.json: it scans for host dirs, netns ``kf*``, veths ``kf*-br``,
     nspawn processes under the lab dir, mounts under the lab dir, ``kflab`` cgroups and the bridge.
@@ -200,7 +202,7 @@ def down(progress: Progress = None) -> None:
             + (f" and {len(stray)} unrecorded nspawn processes" if stray else ""),
         )
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(hosts), MAX_HOSTS))) as ex:
-            list(ex.map(_stop, hosts.values()))
+            list(ex.map(lambda h: _stop(h) if grace is None else _stop(h, grace=grace), hosts.values()))
         for pid in stray:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

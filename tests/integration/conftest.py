@@ -80,12 +80,12 @@ def lab_for(cli: Cli, spec: Path, cluster: str) -> Iterator[Path]:
     _need_root()
     from reconciler import lab
 
-    lab.down()
+    lab.down(grace=1.0)
     try:
         cli("lab", "up", str(spec), check=True, timeout=1200)
         yield spec
     finally:
-        lab.down()
+        lab.down(grace=1.0)  # the hosts go with their data: no clean shutdown to wait for
         shutil.rmtree(Path(cli.env["KAFKAFORM_HOME"]) / "clusters" / cluster, ignore_errors=True)
 
 
