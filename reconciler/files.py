@@ -39,7 +39,8 @@ def managed_paths(spec: ClusterSpec) -> tuple[str, ...]:
         data.add(spec.zookeeper.data_dir)
     paths = [SERVER_PROPERTIES, f"{KAFKA_ETC}/log4j.properties", f"{KAFKA_ETC}/log4j2.properties", KAFKA_UNIT,
              CONTROLLER_PROPERTIES, f"{CONTROLLER_ETC}/log4j.properties", f"{CONTROLLER_ETC}/log4j2.properties",
-             CONTROLLER_UNIT, ZOO_CFG, f"{ZK_ETC}/logback.xml", ZK_RUNTIME_SCRIPT, ZK_UNIT]
+             CONTROLLER_UNIT, ZOO_CFG, f"{ZK_ETC}/logback.xml", ZK_RUNTIME_SCRIPT, ZK_UNIT,
+             f"{ZK_ETC}/jaas.conf", f"{ZK_ETC}/security.args", f"{KAFKA_ETC}/zookeeper-jaas.conf"]
     if spec.zookeeper is not None:
         paths.append(f"{spec.zookeeper.data_dir}/myid")
     paths += [owner_marker(d) for d in sorted(data | set(FIXED_DIRS))]

@@ -464,7 +464,8 @@ MANAGED_ZK_KEYS = {
     "dynamicConfigFile": "kafkaform (ZooKeeper's membership file)",
     "reconfigEnabled": "kafkaform (membership changes use dynamic reconfiguration)",
     "standaloneEnabled": "kafkaform",
-    "skipACL": "kafkaform (ZooKeeper's reconfiguration needs it until ZooKeeper authentication is supported)",
+    "skipACL": "kafkaform (ZooKeeper's reconfiguration needs it on a cluster without a security section)",
+    "authProvider.sasl": "the security section (brokers log in to ZooKeeper)",
 }
 ZK_MEMBERSHIP_KEY_RE = re.compile(r"(server|group|weight)\.[0-9]+")
 

@@ -83,7 +83,9 @@ def reader_for(spec: ClusterSpec) -> ClusterReader:
 
             readers[key] = kraft.SessionReader(admin_endpoint(spec), controller_endpoint(spec, quorum_endpoints(spec)))
         else:
-            readers[key] = zookeeper.SessionReader(_zk(spec))
+            from reconciler.security.zookeeper import zk_auth
+
+            readers[key] = zookeeper.SessionReader(_zk(spec), auth=zk_auth(spec))
     return readers[key]
 
 
@@ -174,8 +176,10 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
         return "membership already as planned"  # a resumed apply: the reconfig had committed
     joining = ",".join("server.{}={}".format(*zk_server_line(spec, n)) for n in todo_join)
     endpoints = _member_endpoints(members)
+    from reconciler.security.zookeeper import zk_auth
+
     client = KazooClient(hosts=",".join(endpoints[i] for i in sorted(endpoints) if i not in leave) or
-                         ",".join(endpoints.values()), timeout=10)
+                         ",".join(endpoints.values()), timeout=10, auth_data=zk_auth(spec) or None)
     client.start(timeout=15)
     try:
         data, _ = client.reconfig(joining=joining or None, leaving=",".join(map(str, todo_leave)) or None,

@@ -102,13 +102,13 @@ def observe_host(
     return facts
 
 
-def observe_cluster(zk_hosts: list[str], timeout: float) -> ClusterState:
+def observe_cluster(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> ClusterState:
     """ZooKeeper holds registrations, controller, assignments and ISR (ZooKeeper mode). A ZooKeeper
     read either completes or reports ZooKeeper unreachable, so an empty partition list from it is
     the truth (a cluster without topics); the Admin API is asked only when ZooKeeper could not be
     read. Never raises."""
     try:
-        state = zookeeper.read_cluster(zk_hosts, timeout)
+        state = zookeeper.read_cluster(zk_hosts, timeout, auth)
         if state.zookeeper_reachable:
             return state
         return kafka_admin.observe_kafka(state, timeout)

@@ -35,7 +35,7 @@ def observe(spec: ClusterSpec, progress: Callable[[str, str], None] | None = Non
         zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
     targets = [HostTarget(host=h, files=paths, dirs=tuple(sorted(data)), artifact_roots=roots) for h in hosts]
     reader = None
-    if spec.kraft:
+    if spec.kraft or spec.security is not None:  # (ZooKeeper mode, secured: the reads log in)
         from reconciler.modes import mode_of
 
         reader = partial(mode_of(spec).read_cluster, spec)

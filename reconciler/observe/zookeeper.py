@@ -82,14 +82,15 @@ def _broker_endpoint(data: dict) -> str:
     return f"PLAINTEXT://{data.get('host')}:{data.get('port')}"
 
 
-def read_cluster(zk_hosts: list[str], timeout: float = 3.0) -> ClusterState:
+def read_cluster(zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None
+                 ) -> ClusterState:
     """Broker registrations, controller and ensemble modes (keyed by host); partitions: see kafka_admin."""
     if not zk_hosts:
         return ClusterState(zookeeper_error="no ZooKeeper hosts given")
     with ThreadPoolExecutor(max_workers=len(zk_hosts) + 1) as ex:
         modes_f = {h: ex.submit(ensemble_mode, h, timeout) for h in zk_hosts}
         try:
-            state = _read_znodes(zk_hosts, timeout)
+            state = _read_znodes(zk_hosts, timeout, auth)
         except Exception as e:  # never raise to the caller: the plan reports it instead
             state = ClusterState(zookeeper_error=_reason(e, zk_hosts, timeout))
         hosts = [split_hostport(h)[0] for h in modes_f]
@@ -203,8 +204,11 @@ def read_members(client: KazooClient) -> dict[int, str]:
     return parse_members(raw.decode("utf-8"))
 
 
-def _client(zk_hosts: list[str], timeout: float) -> KazooClient:
+def _client(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> KazooClient:
+    """A session for kafkaform's reads; `auth`: its login (the super user's digest on a secured
+    cluster, whose sensitive znodes only the brokers' and the super user may read)."""
     return KazooClient(
+        auth_data=auth or None,
         hosts=",".join(zk_hosts),
         timeout=max(timeout * 2, 4.0),  # session timeout; servers clamp to 2..20 ticks anyway
         connection_retry=KazooRetry(max_tries=0, ignore_expire=False),
@@ -255,8 +259,8 @@ def read_state(client: KazooClient) -> ClusterState:
     )
 
 
-def _read_znodes(zk_hosts: list[str], timeout: float) -> ClusterState:
-    client = _client(zk_hosts, timeout)
+def _read_znodes(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> ClusterState:
+    client = _client(zk_hosts, timeout, auth)
     try:
         client.start(timeout=timeout)
         return read_state(client)
@@ -269,16 +273,18 @@ class SessionReader:
     through a roll; a new session per poll would cost more than the read). Reconnects when the
     session is lost; never raises from read()."""
 
-    def __init__(self, zk_hosts: list[str], timeout: float = 3.0) -> None:
+    def __init__(self, zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None
+                 ) -> None:
         self.zk_hosts = zk_hosts
         self.timeout = timeout
+        self.auth = auth
         self._client: KazooClient | None = None
 
     def read(self) -> ClusterState:
         try:
             if self._client is None or not self._client.connected:
                 self.close()
-                self._client = _client(self.zk_hosts, self.timeout)
+                self._client = _client(self.zk_hosts, self.timeout, self.auth)
                 self._client.start(timeout=self.timeout)
             return read_state(self._client)
         except Exception as e:  # the caller's gate reports it and keeps polling

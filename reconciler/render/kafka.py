@@ -29,9 +29,11 @@ from reconciler.render.common import (
     _properties,
 )
 from reconciler.render.security import node_security
+from reconciler.security import zookeeper as zookeeper_security
 from reconciler.spec import BrokerSpec, ClusterSpec, ControllerSpec, broker_config
 
 CONTROLLER_SERVICE = "kafka-controller"
+KAFKA_ZK_JAAS = f"{KAFKA_ETC}/zookeeper-jaas.conf"  # ZooKeeper mode, secured: the brokers' ZooKeeper login
 
 
 def _listeners(spec: ClusterSpec, host: str, controller: bool, broker: bool) -> list[tuple[str, str, str]]:
@@ -87,6 +89,9 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None
             ("zookeeper.connect", spec.zookeeper_connect()),
             *node_security(spec, broker.host, broker=True, controller=False),
         ]
+        if zookeeper_security.enabled(spec):
+            # the brokers log in to ZooKeeper (KAFKA_ZK_JAAS) and their znodes get ACLs
+            managed.append(("zookeeper.set.acl", True))
     if broker.rack is not None:
         managed.append(("broker.rack", broker.rack))
     merged = broker_config(spec)
@@ -178,11 +183,11 @@ def log_config(spec: ClusterSpec, etc: str) -> tuple[DesiredFile, str]:
 
 
 def _unit(spec: ClusterSpec, *, description: str, heap: str, home: str, logs: str, log_flag: str,
-          config: str, after: str) -> str:
+          config: str, after: str, extra: tuple[str, ...] = ()) -> str:
     exec_start = formats.systemd_command(
         ["/usr/bin/java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
          "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15",
-         "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}", log_flag, *spec.kafka.jvm_opts,
+         "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}", log_flag, *extra, *spec.kafka.jvm_opts,
          "-cp", f"{home}/libs/*", "kafka.Kafka", config])
     return f"""{HEADER.format(name=spec.name)}[Unit]
 Description={description}
@@ -210,7 +215,9 @@ def kafka_unit(spec: ClusterSpec, broker: BrokerSpec, home: str) -> str:
     return _unit(spec, description=f"Apache Kafka {spec.kafka.version} {what} {broker.id}",
                  heap=spec.broker_heap(broker), home=home, logs=KAFKA_LOGS,
                  log_flag=log_config(spec, KAFKA_ETC)[1], config=SERVER_PROPERTIES,
-                 after=f"{CONTROLLER_SERVICE}.service" if spec.kraft else "zookeeper.service")
+                 after=f"{CONTROLLER_SERVICE}.service" if spec.kraft else "zookeeper.service",
+                 extra=(f"-Djava.security.auth.login.config={KAFKA_ZK_JAAS}",)
+                 if zookeeper_security.enabled(spec) else ())
 
 
 def controller_unit(spec: ClusterSpec, controller: ControllerSpec, home: str) -> str:
@@ -231,6 +238,8 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
         log_config(spec, KAFKA_ETC)[0],
         DesiredFile(KAFKA_UNIT, kafka_unit(spec, broker, home)),
     )
+    if zookeeper_security.enabled(spec):
+        files += (DesiredFile(KAFKA_ZK_JAAS, zookeeper_security.client_jaas(spec), "0600", "kafka"),)
     dirs = tuple(DesiredDir(d, "kafka", "0750") for d in broker.data_dirs) + (
         DesiredDir(KAFKA_LOGS, "kafka"), DesiredDir(KAFKA_ETC, "root"))
     files += tuple(_marker_file(spec, "kafka", d.path) for d in dirs)

@@ -18,6 +18,7 @@ from reconciler.render.common import (
     _marker_file,
     _properties,
 )
+from reconciler.security import zookeeper as zookeeper_security
 from reconciler.spec import ClusterSpec, ZooKeeperNode, ZooKeeperSpec, is_sensitive
 
 
@@ -38,11 +39,15 @@ def zoo_cfg(spec: ClusterSpec) -> str:
         ("4lw.commands.whitelist", "srvr,mntr,ruok,conf,isro"),
         ("autopurge.snapRetainCount", 3), ("autopurge.purgeInterval", 24),
         ("reconfigEnabled", True),
-        # reconfig needs the super user or skipACL. Without ZooKeeper authentication (no SASL in
-        # the spec yet) every znode Kafka writes is world-writable already, so skipACL opens
-        # nothing new; with authentication this becomes a superDigest login instead.
-        ("skipACL", "yes"),
     ]
+    if zookeeper_security.enabled(spec):
+        # brokers log in (SASL DIGEST-MD5, their JAAS Client section); kafkaform's session logs in
+        # as the super user (superDigest, see zk_args), which may reconfigure
+        items.append(("authProvider.sasl", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"))
+    else:
+        # reconfig needs the super user or skipACL. Without ZooKeeper authentication every znode
+        # Kafka writes is world-writable already, so skipACL opens nothing new.
+        items.append(("skipACL", "yes"))
     overrides = dict(zk.config)
     items = [(k, overrides.pop(k, v)) for k, v in items] + sorted(overrides.items())
     return _properties(spec.name, items)
@@ -101,10 +106,15 @@ ZK_LOGBACK = """\
 """
 
 
+ZK_JAAS = f"{ZK_ETC}/jaas.conf"
+ZK_ARGS = f"{ZK_ETC}/security.args"
+
+
 def zookeeper_unit(spec: ClusterSpec, home: str) -> str:
     heap = _zk(spec).heap
+    secure = [f"@{ZK_ARGS}"] if zookeeper_security.enabled(spec) else []
     exec_start = formats.systemd_command(
-        ["/usr/bin/java", f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
+        ["/usr/bin/java", *secure, f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
          f"-Dlogback.configurationFile={ZK_ETC}/logback.xml", f"-Dzookeeper.log.dir={ZK_LOGS}",
          "-cp", f"{home}/libs/*", "org.apache.zookeeper.server.quorum.QuorumPeerMain",
          f"{zk_runtime_dir(spec)}/zoo.cfg"])
@@ -146,6 +156,9 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
         DesiredFile(ZK_RUNTIME_SCRIPT, zk_runtime_script(spec), "0755"),
         DesiredFile(ZK_UNIT, zookeeper_unit(spec, zookeeper_home(spec, artifact_id))),
     )
+    if zookeeper_security.enabled(spec):
+        files += (DesiredFile(ZK_JAAS, zookeeper_security.server_jaas(spec), "0600", "zookeeper"),
+                  DesiredFile(ZK_ARGS, zookeeper_security.server_args(spec, ZK_JAAS), "0600", "zookeeper"))
     dirs = (DesiredDir(zk.data_dir, "zookeeper", "0750"), DesiredDir(ZK_LOGS, "zookeeper"),
             DesiredDir(ZK_ETC, "root"))
     files += tuple(_marker_file(spec, "zookeeper", d.path) for d in dirs)

@@ -42,6 +42,9 @@ class Material:
     admin: Issued
     tls_dir: Path  # admin.crt, admin.key, ca.crt for kafka-python and the tools
     users: dict[str, secrets.Secret] = field(default_factory=dict)
+    # ZooKeeper mode: the digest passwords of the brokers' ZooKeeper login ("kafka") and of
+    # kafkaform's own session ("super"), made by kafkaform (random) and kept with the CA
+    zookeeper: dict[str, secrets.Secret] = field(default_factory=dict)
 
     def node_chain(self, host: str) -> str:
         return self.nodes[host].cert_pem + self.ca_pem
@@ -211,9 +214,27 @@ def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | Non
         raise MaterialError([SpecIssue(path="security.tls.ca", message=str(e))]) from None
     if _read(d / "ca.crt") != ca[0]:
         _write(d / "ca.crt", ca[0])  # (a provided CA: its certificate beside the admin's, for clients)
-    material = Material(ca_pem=ca[0], nodes=nodes, admin=admin, tls_dir=d, users=users)
+    zk = _zookeeper_secrets(d) if spec.zookeeper is not None and not spec.kraft else {}
+    material = Material(ca_pem=ca[0], nodes=nodes, admin=admin, tls_dir=d, users=users, zookeeper=zk)
     spec._material = material
     return material
+
+
+def _zookeeper_secrets(d: Path) -> dict[str, secrets.Secret]:
+    """The ZooKeeper digest passwords (kept in zookeeper.json, 0600; made once)."""
+    import json
+    import secrets as random
+
+    path = d / "zookeeper.json"
+    text = _read(path)
+    doc = json.loads(text) if text else {}
+    if not all(doc.get(k) for k in ("kafka", "super")):
+        doc = {k: doc.get(k) or random.token_urlsafe(32) for k in ("kafka", "super")}
+        _write(path, json.dumps(doc))
+    from reconciler.security.zookeeper import super_digest
+
+    secrets.register(super_digest(doc["super"]))
+    return {k: secrets.Secret(v, f"kafkaform's ZooKeeper {k} login") for k, v in doc.items() if k in ("kafka", "super")}
 
 
 def material_of(spec: ClusterSpec) -> Material:

@@ -28,7 +28,7 @@ MANAGED_SECURITY_KEYS = {
     "ssl.keystore.password", "ssl.key.password", "ssl.truststore.type", "ssl.truststore.certificates",
     "ssl.truststore.location", "ssl.truststore.password", "ssl.client.auth", "ssl.principal.mapping.rules",
     "ssl.endpoint.identification.algorithm", "sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol",
-    "sasl.mechanism.controller.protocol", "super.users", "allow.everyone.if.no.acl.found",
+    "sasl.mechanism.controller.protocol", "super.users", "allow.everyone.if.no.acl.found", "zookeeper.set.acl",
 }
 
 

@@ -58,9 +58,6 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
     sec = spec.security
     if sec is None:
         return
-    if not spec.kraft:
-        add("security", "security is built for KRaft clusters so far; ZooKeeper mode (SASL to ZooKeeper, "
-            "zookeeper.set.acl) is not supported yet")
     if not sec.allow_anonymous and internal_unauthenticated(spec):
         for what in internal_unauthenticated(spec):
             field = "kafka.controller_listener" if what.startswith("controller") else "kafka.inter_broker_listener"

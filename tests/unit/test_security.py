@@ -169,10 +169,10 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "the CA key does not belong to the CA certificate"),
     ("provided_ca_missing", {"security/tls/ca": {"cert": "$TMP/none.crt", "key": {"file": "$TMP/none.key"}}},
      "security.tls.ca.cert", "no such file"),
-    ("security_in_zookeeper_mode", {"kafka/version": "3.9.1", "kafka/metadata_mode": "zookeeper",
-                                    "zookeeper": {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]},
-                                    "controllers": []},
-     "security", "ZooKeeper mode"),
+    ("zookeeper_acls_off", {"kafka/version": "3.9.1", "kafka/metadata_mode": "zookeeper",
+                            "zookeeper": {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]},
+                            "controllers": [], "kafka/config": {"zookeeper.set.acl": False}},
+     "kafka.config.zookeeper.set.acl", "set by the security section"),
 ]
 
 
@@ -415,3 +415,40 @@ def test_client_config_for_a_scram_user_and_an_mtls_user(tmp_path: Path, secret_
     assert tls.inspect(q["ssl.keystore.certificate.chain"]).subject_cn == "svc"
     rc, _, err = _run(["client-config", str(spec), "--user", "nobody", "--out", str(tmp_path / "x")], capsys)
     assert rc == 1 and "nobody is not a SCRAM user" in err
+
+
+# --- ZooKeeper mode ------------------------------------------------------------------------------
+
+def test_zookeeper_mode_logs_brokers_in_and_kafkaform_in_as_the_super_user(tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.render.kafka import KAFKA_ZK_JAAS, broker_desired
+    from reconciler.render.zookeeper import ZK_ARGS, ZK_JAAS, zookeeper_desired
+    from reconciler.security.zookeeper import super_digest, zk_auth
+
+    data = _base(secret_dir)
+    data["kafka"] = {**data["kafka"], "version": "3.9.1", "metadata_mode": "zookeeper"}
+    del data["kafka"]["controller_listener"]
+    data["controllers"] = []
+    data["zookeeper"] = {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]}
+    s = load_spec(_write(tmp_path, data))
+    m = material.prepare(s)
+    assert m is not None and set(m.zookeeper) == {"kafka", "super"}
+    zk = zookeeper_desired(s, s.zookeeper.nodes[0], "zookeeper-3.8.4-0123456789ab")
+    cfg = F.parse_properties(zk.file(F.ZOO_CFG).content)
+    assert cfg["authProvider.sasl"].endswith("SASLAuthenticationProvider") and "skipACL" not in cfg
+    jaas, args = zk.file(ZK_JAAS), zk.file(ZK_ARGS)
+    assert (jaas.mode, jaas.owner, args.mode, args.owner) == ("0600", "zookeeper", "0600", "zookeeper")
+    kafka_pw, super_pw = m.zookeeper["kafka"].reveal(), m.zookeeper["super"].reveal()
+    assert f'user_kafka="{kafka_pw}";' in jaas.content
+    assert f"superDigest={super_digest(super_pw)}" in args.content
+    unit = zk.file(F.ZK_UNIT).content
+    assert f"@{ZK_ARGS}" in unit and super_pw not in unit and super_digest(super_pw) not in unit
+    b = broker_desired(s, s.brokers[0], "kafka-3.9.1-0123456789ab")
+    props = F.parse_properties(b.file(F.SERVER_PROPERTIES).content)
+    assert props["zookeeper.set.acl"] == "true"
+    client = b.file(KAFKA_ZK_JAAS)
+    assert (client.mode, client.owner) == ("0600", "kafka") and f'password="{kafka_pw}"' in client.content
+    assert f"-Djava.security.auth.login.config={KAFKA_ZK_JAAS}" in b.file(F.KAFKA_UNIT).content
+    assert zk_auth(s) == [("digest", f"super:{super_pw}")]
+    assert secrets.scrub(f"x {super_digest(super_pw)} y") == "x (sensitive) y"
+    again = material.prepare(s)  # kept: the same passwords next time
+    assert again is not None and again.zookeeper["kafka"].reveal() == kafka_pw

@@ -48,8 +48,16 @@ def _ends_with_continuation(line: str) -> bool:
     return (len(line) - len(line.rstrip("\\"))) % 2 == 1
 
 
+# Files that are secrets as a whole (JAAS logins, java @argfiles with the super digest): observe
+# keeps only their hash.
+SECRET_FILES = ("jaas.conf", ".args")
+
+
 def redact(path: str, text: str) -> str:
-    """Hide secret values in Java .properties / zoo.cfg style text, including continued lines."""
+    """Hide secret values in Java .properties / zoo.cfg style text, including continued lines; a
+    file that is a secret as a whole becomes the mask."""
+    if path.endswith(SECRET_FILES):
+        return REDACTED
     if not path.endswith((".properties", ".cfg")):
         return text
     out: list[str] = []
