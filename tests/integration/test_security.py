@@ -48,7 +48,12 @@ class Secure:
     data: dict[str, Any]
     dir: Path
     home: Path
+    mode: str
     outputs: list[str] = field(default_factory=list)  # every kafkaform output of this module
+
+    @property
+    def tls(self) -> Path:
+        return self.home / "clusters" / self.data["name"] / "tls"
 
     def write(self) -> Path:
         self.spec.write_text(yaml.safe_dump(self.data, sort_keys=False))
@@ -56,26 +61,33 @@ class Secure:
 
     def admin(self) -> dict[str, Any]:
         """kafka-python settings of kafkaform's own admin certificate (a super user)."""
-        tls = self.home / "clusters" / "secure" / "tls"
-        return {"security_protocol": "SSL", "ssl_cafile": str(tls / "ca.crt"),
-                "ssl_certfile": str(tls / "admin.crt"), "ssl_keyfile": str(tls / "admin.key")}
+        return {"security_protocol": "SSL", "ssl_cafile": str(self.tls / "ca.crt"),
+                "ssl_certfile": str(self.tls / "admin.crt"), "ssl_keyfile": str(self.tls / "admin.key")}
 
     def scram(self, user: str, password: str) -> dict[str, Any]:
         return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
-                "sasl_plain_password": password, "ssl_cafile": str(self.home / "clusters/secure/tls/ca.crt")}
+                "sasl_plain_password": password, "ssl_cafile": str(self.tls / "ca.crt")}
 
 
-@pytest.fixture(scope="module")
-def secure(cli: Cli, kf_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
-    d = tmp_path_factory.mktemp("secure")
+@pytest.fixture(scope="module", params=["kraft", "zookeeper"])
+def secure(request: pytest.FixtureRequest, cli: Cli, kf_home: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Secure]:
+    """KRaft 4.4.0 (examples/lab-secure.yaml), or ZooKeeper mode 3.9.1 with the same listeners and
+    security (the ZooKeeper-mode lab's ensemble, brokers logging in to ZooKeeper)."""
+    d = tmp_path_factory.mktemp(f"secure-{request.param}")
     for name, value in (("app.pw", APP_PW), ("ops.pw", OPS_PW)):
         (d / name).write_text(value + "\n")
         os.chmod(d / name, 0o600)
     data = yaml.safe_load((REPO / "examples" / "lab-secure.yaml").read_text())
     data["security"]["users"] = [{"name": "app", "password": {"file": str(d / "app.pw")}},
                                  {"name": "ops", "password": {"file": str(d / "ops.pw")}}]
-    s = Secure(spec=d / "secure.yaml", data=data, dir=d, home=kf_home)
-    with lab_for(cli, s.write(), "secure"):
+    if request.param == "zookeeper":
+        zk = yaml.safe_load((REPO / "examples" / "lab-zookeeper.yaml").read_text())
+        zk["kafka"]["listeners"] = data["kafka"]["listeners"]
+        zk["kafka"]["inter_broker_listener"] = data["kafka"]["inter_broker_listener"]
+        data = {**zk, "name": "secure-zk", "security": data["security"]}
+    s = Secure(spec=d / "secure.yaml", data=data, dir=d, home=kf_home, mode=request.param)
+    with lab_for(cli, s.write(), data["name"]):
         yield s
 
 
@@ -119,12 +131,16 @@ def test_secured_cluster_from_bare_hosts(secure: Secure, cli: Cli) -> None:
     d = json.loads(run(secure, cli, "describe-cluster", str(secure.spec), "--json").stdout)
     assert d["State"] == "ACTIVE" and d["RegisteredBrokers"] == [1, 2, 3]
     assert d["EncryptionInTransit"] == {"ClientBroker": "TLS", "InCluster": True}
-    assert d["Quorum"]["LeaderId"] in (101, 102, 103)  # DescribeQuorum over TLS with kafkaform's certificate
     assert all(c["DaysLeft"] > 300 for c in d["Certificates"].values())
+    if secure.mode == "kraft":
+        assert d["Quorum"]["LeaderId"] in (101, 102, 103)  # DescribeQuorum over TLS with kafkaform's certificate
+        private = ["/etc/kafka/server.properties", "/etc/kafka-controller/controller.properties"]
+    else:
+        private = ["/etc/kafka/server.properties", "/etc/kafka/zookeeper-jaas.conf", "/etc/zookeeper/jaas.conf",
+                   "/etc/zookeeper/security.args"]
     for h in ("kf1", "kf2", "kf3"):
-        mode = lab.exec_in(h, ["stat", "-c", "%a %U", "/etc/kafka/server.properties",
-                               "/etc/kafka-controller/controller.properties"], check=True).stdout.split("\n")
-        assert mode[:2] == ["600 kafka", "600 kafka"], mode
+        modes = lab.exec_in(h, ["stat", "-c", "%a", *private], check=True).stdout.split()
+        assert modes == ["600"] * len(private), (h, private, modes)
     b = json.loads(run(secure, cli, "get-bootstrap-brokers", str(secure.spec), "--json").stdout)
     assert b == {"BootstrapBrokerStringTls": INTERNAL, "BootstrapBrokerStringSaslScram": CLIENT}
 
@@ -180,6 +196,28 @@ def test_kafkas_own_clients_are_authenticated_and_authorized(secure: Secure, cli
     assert len(records(c.stdout)) == 30, c.stderr[-2000:]
 
 
+@pytest.mark.parametrize("secure", ["zookeeper"], indirect=True)
+def test_an_unauthenticated_zookeeper_client_cannot_change_brokers_or_configs(secure: Secure) -> None:
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+
+    zk = KazooClient(hosts=",".join(f"{h}:2181" for h in HOSTS), timeout=10)
+    zk.start(timeout=15)
+    try:
+        assert sorted(zk.get_children("/brokers/ids")) == ["1", "2", "3"]  # reading is allowed
+        for attempt in (lambda: zk.set("/brokers/ids/1", b"{}"), lambda: zk.delete("/brokers/ids/1"),
+                        lambda: zk.create("/brokers/ids/9", b"{}"), lambda: zk.set("/config/topics/orders", b"{}"),
+                        lambda: zk.create("/config/changes/config_change_9999999999", b"{}"),
+                        lambda: zk.get("/config/users/app")):
+            with pytest.raises(NoAuthError):
+                attempt()
+    finally:
+        zk.stop()
+        zk.close()
+
+
+# The roll and the users' and ACLs' Admin API calls are the same in both modes: run once.
+@pytest.mark.parametrize("secure", ["kraft"], indirect=True)
 def test_rolling_config_change_under_a_scram_producer(secure: Secure, cli: Cli) -> None:
     create_topic(INTERNAL, "orders-rolling", partitions=6, replication_factor=3, min_insync_replicas=2,
                  client=secure.admin())
@@ -202,6 +240,7 @@ def test_rolling_config_change_under_a_scram_producer(secure: Secure, cli: Cli) 
     assert not missing, f"{len(missing)} acknowledged messages lost"
 
 
+@pytest.mark.parametrize("secure", ["kraft"], indirect=True)
 def test_password_rotation_and_acl_removal(secure: Secure, cli: Cli) -> None:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
@@ -238,15 +277,24 @@ def test_planted_secrets_are_nowhere_but_their_files(secure: Secure, cli: Cli) -
     assert run(secure, cli, "plan", str(secure.spec), "-out", str(saved)).returncode == 0
     run(secure, cli, "show", str(saved), "--json")
     planted = [APP_PW, APP_PW2, OPS_PW]
+    intended = {secure.dir / "app.pw", secure.dir / "ops.pw"} | set(secure.dir.glob("*.properties"))
+    on_hosts: set[str] = set()
+    if secure.mode == "zookeeper":  # kafkaform's own ZooKeeper logins: only in their 0600 files
+        from reconciler.security.zookeeper import super_digest
+
+        zk = json.loads((secure.tls / "zookeeper.json").read_text())
+        planted += [zk["kafka"], zk["super"], super_digest(zk["super"]).split(":", 1)[1]]
+        intended.add(secure.tls / "zookeeper.json")
+        on_hosts = {"etc/zookeeper/jaas.conf", "etc/zookeeper/security.args", "etc/kafka/zookeeper-jaas.conf"}
     for text in secure.outputs:
         assert not any(p in text for p in planted), "a planted secret in kafkaform's output"
-    intended = {secure.dir / "app.pw", secure.dir / "ops.pw"} | set(secure.dir.glob("*.properties"))
     # this machine's state and temp files (other test runs' temp dirs aside), and every host's disk
     places = [secure.home, secure.dir, *(p for p in Path(tempfile.gettempdir()).iterdir()
                                          if not p.name.startswith("pytest-of-"))]
     st = lab.status()
     assert st is not None
     places += [Path(h.upper) for h in st.hosts]  # every file the hosts wrote (their overlay upper dirs)
+    intended |= {Path(h.upper) / f for h in st.hosts for f in on_hosts}
     found = []
     for place in places:
         g = subprocess.run(["grep", "-r", "-l", "-a", "-F", *sum((["-e", p] for p in planted), []), str(place)],
