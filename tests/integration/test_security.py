@@ -116,6 +116,13 @@ def records(out: str) -> list[str]:
     return [line for line in out.splitlines() if re.fullmatch(r"(order|x)-\d+", line)]
 
 
+def private_file(path: Path, text: str) -> Path:
+    """A client config the test writes itself, 0600 like the ones client-config writes."""
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
 def client_config(s: Secure, cli: Cli, user: str, *extra: str) -> Path:
     out = s.dir / f"{user}-{len(s.outputs)}.properties"
     p = run(s, cli, "client-config", str(s.spec), "--user", user, "--out", str(out), *extra)
@@ -169,15 +176,13 @@ def test_kafkas_own_clients_are_authenticated_and_authorized(secure: Secure, cli
         admin.close()
     assert leaders == {1, 2, 3}
     # a wrong password is refused
-    wrong = secure.dir / "wrong.properties"
-    wrong.write_text(props.replace(APP_PW, "not-the-password"))
+    wrong = private_file(secure.dir / "wrong.properties", props.replace(APP_PW, "not-the-password"))
     c = console("consumer", wrong, "--bootstrap-server", CLIENT, "--topic", "orders", "--group", "orders-x",
                 "--from-beginning", "--max-messages", "1", "--timeout-ms", "20000")
     assert records(c.stdout) == [] and "Authentication failed" in c.stdout + c.stderr, c.stderr[-2000:]
     # no credentials at all (TLS only) are refused on the SCRAM listener
-    anon = secure.dir / "anonymous.properties"
-    anon.write_text("\n".join(x for x in props.splitlines() if not x.startswith(("sasl.", "security.protocol")))
-                    + "\nsecurity.protocol=SSL\n")
+    tls_only = [x for x in props.splitlines() if not x.startswith(("sasl.", "security.protocol"))]
+    anon = private_file(secure.dir / "anonymous.properties", "\n".join(tls_only) + "\nsecurity.protocol=SSL\n")
     c = console("consumer", anon, "--bootstrap-server", CLIENT, "--topic", "orders", "--group", "orders-y",
                 "--from-beginning", "--max-messages", "1", "--timeout-ms", "15000")
     assert records(c.stdout) == [], c.stdout
