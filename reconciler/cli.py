@@ -104,8 +104,13 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
     if spec.security is not None and not destroy:
         from reconciler.security.material import material_of
 
-        for what, why in material_of(spec).renewed.items():
+        m = material_of(spec)
+        for what, why in m.renewed.items():
             out.message(f"certificate of {what}: issued ({why})")
+        if m.rotation:
+            from reconciler.security.material import ROTATION_TEXT
+
+            out.message(f"CA rotation under way, this plan: phase {ROTATION_TEXT[m.rotation]}")
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy,
                                   allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
@@ -404,6 +409,25 @@ def bootstrap_strings(s: ClusterSpec) -> dict[str, str]:
     return out
 
 
+@app.command("rotate-ca")
+def rotate_ca(spec: Path = typer.Argument(..., help="Cluster spec (YAML)."), json_out: bool = JsonOpt) -> None:
+    """Start rotating the cluster CA kafkaform generated: a new CA is made here, and the next three
+    applies roll the cluster through it (trust both CAs; reissue every certificate; drop the old)."""
+    from reconciler.security import material
+
+    s = _load(spec, json_out)
+    if s.security is None:
+        raise _fail(f"cluster {s.name!r} has no security section, so no CA", json_out)
+    try:
+        first = material.start_rotation(s)
+    except material.CaChanged as e:
+        raise _fail(str(e), json_out) from None
+    if json_out:
+        _emit({"ok": True, "phase": "trust", "phases": list(material.ROTATION_PHASES)})
+    else:
+        print(f"CA rotation started. Run plan/apply three times; the first: phase {first}.")
+
+
 @app.command("client-config")
 def client_config(
     spec: Path = typer.Argument(..., help="Cluster spec (YAML)."),
@@ -504,9 +528,13 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
         "UnreachableHosts": observed.unreachable(),
     }
     if s.security is not None:
+        from reconciler.security import tls
         from reconciler.security.material import material_of
 
         m = material_of(s)
+        doc["CertificateAuthority"] = {"Subject": tls.inspect(m.issuing_pem or m.ca_pem).issuer,
+                                       "NotAfter": tls.inspect(m.issuing_pem or m.ca_pem).not_after.isoformat(),
+                                       "Trusted": m.ca_pem.count("BEGIN CERTIFICATE"), "Rotation": m.rotation}
         doc["Certificates"] = {
             **{h: {"NotAfter": c.info.not_after.isoformat(), "DaysLeft": round(c.info.days_left(), 1)}
                for h, c in sorted(m.nodes.items())},

@@ -291,4 +291,10 @@ def apply_plan(plan: Plan, spec: ClusterSpec, arts: Artifacts, observed: Observe
         record_revision(spec.name, plan.spec_digest, hosts, plan.counts())
     if plan.destroy:
         state.forget_kraft_identity(spec.name)
+    elif spec.security is not None:
+        from reconciler.security.material import advance_rotation
+
+        done = advance_rotation(spec.name)  # every host has this phase's files now
+        if done:
+            hooks.message(done)
     return result

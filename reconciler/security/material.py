@@ -37,7 +37,7 @@ class Issued:
 class Material:
     """What renderers and kafkaform's own connections need; made by `prepare`."""
 
-    ca_pem: str  # the issuing CA's certificate (the one trusted)
+    ca_pem: str  # the trusted CAs' certificates (one; two while a CA rotation trusts both)
     nodes: dict[str, Issued]  # by host
     admin: Issued
     tls_dir: Path  # admin.crt, admin.key, ca.crt for kafka-python and the tools
@@ -45,9 +45,11 @@ class Material:
     # ZooKeeper mode: the digest passwords of the brokers' ZooKeeper login ("kafka") and of
     # kafkaform's own session ("super"), made by kafkaform (random) and kept with the CA
     zookeeper: dict[str, secrets.Secret] = field(default_factory=dict)
+    issuing_pem: str = ""  # the CA that issues certificates now (the new one from a rotation's 2nd phase)
+    rotation: str | None = None  # the CA rotation's phase: trust | reissue | drop
 
     def node_chain(self, host: str) -> str:
-        return self.nodes[host].cert_pem + self.ca_pem
+        return self.nodes[host].cert_pem + (self.issuing_pem or self.ca_pem)
 
     @property
     def renewed(self) -> dict[str, str]:
@@ -58,8 +60,8 @@ class Material:
         return out
 
     def admin_files(self) -> tuple[str, str, str]:
-        """(CA file, certificate file, key file) of kafkaform's own client."""
-        return str(self.tls_dir / "ca.crt"), str(self.tls_dir / "admin.crt"), str(self.tls_dir / "admin.key")
+        """(trusted CAs file, certificate file, key file) of kafkaform's own client."""
+        return str(self.tls_dir / "trust.crt"), str(self.tls_dir / "admin.crt"), str(self.tls_dir / "admin.key")
 
 
 class CaChanged(Exception):
@@ -133,7 +135,7 @@ def _ca(spec: ClusterSpec, d: Path, issues: list[SpecIssue]) -> tuple[str, str] 
 
 
 def _keep_or_issue(path: Path, ca: tuple[str, str], cn: str, sans: list[str], days: int, renew_days: int,
-                   org: str, now: dt.datetime) -> Issued:
+                   org: str, now: dt.datetime, rotating_from: str | None = None) -> Issued:
     """The certificate kept at path.crt/.key if it is still good for this name, else a new one."""
     from reconciler.security import tls
     crt, keyf = Path(f"{path}.crt"), Path(f"{path}.key")  # (not with_suffix: hosts are often addresses)
@@ -143,9 +145,11 @@ def _keep_or_issue(path: Path, ca: tuple[str, str], cn: str, sans: list[str], da
         info = tls.inspect(cert)
         left = info.days_left(now)
         if not tls.signed_by(cert, ca[0]):
-            raise CaChanged(f"{crt} was issued by another CA ({info.issuer}); rotating the "
-                            "cluster CA is not supported yet (nodes would stop trusting each other mid-roll)")
-        if info.subject_cn != cn or sorted(info.sans) != sorted(sans):
+            if rotating_from is None or not tls.signed_by(cert, rotating_from):
+                raise CaChanged(f"{crt} was issued by another CA ({info.issuer}); to change the cluster CA, "
+                                "rotate it (kafkaform rotate-ca): nodes would stop trusting each other mid-roll")
+            why = "the cluster CA is being rotated (reissued by the new CA)"
+        elif info.subject_cn != cn or sorted(info.sans) != sorted(sans):
             why = f"its names changed ({', '.join(info.sans) or info.subject_cn} -> {', '.join(sans) or cn})"
         elif left <= renew_days:
             why = f"it expires in {max(0.0, left):.0f} days ({info.not_after:%Y-%m-%d})"
@@ -205,19 +209,93 @@ def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | Non
     t = sec.tls
     hosts_dir = d / "hosts"
     hosts_dir.mkdir(mode=0o700, exist_ok=True)
+    phase = rotation_phase(spec.name)
+    issuing, trusted, old = ca, ca[0], None
+    if phase is not None:
+        nxt = _read(d / "ca-next.crt"), _read(d / "ca-next.key")
+        if nxt[0] is None or nxt[1] is None:
+            raise MaterialError([SpecIssue(path="security.tls.ca", message=(
+                f"a CA rotation is recorded ({phase}) but the new CA is missing from {d}"))])
+        secrets.register(nxt[1])
+        if phase == "trust":  # 1: every node trusts both CAs; certificates stay
+            trusted = ca[0] + nxt[0]
+        elif phase == "reissue":  # 2: every certificate is reissued by the new CA; both still trusted
+            issuing, trusted, old = (nxt[0], nxt[1]), ca[0] + nxt[0], ca[0]
+        else:  # 3 (drop): only the new CA is trusted
+            issuing, trusted, old = (nxt[0], nxt[1]), nxt[0], ca[0]
     try:
-        nodes = {h: _keep_or_issue(hosts_dir / h, ca, NODE_PRINCIPAL, [h], t.validity_days, t.renew_before_days,
-                                   spec.name, now) for h in spec.hosts()}
-        admin = _keep_or_issue(d / "admin", ca, sec.admin_principal, [], t.validity_days, t.renew_before_days,
-                               spec.name, now)
+        nodes = {h: _keep_or_issue(hosts_dir / h, issuing, NODE_PRINCIPAL, [h], t.validity_days,
+                                   t.renew_before_days, spec.name, now, old) for h in spec.hosts()}
+        admin = _keep_or_issue(d / "admin", issuing, sec.admin_principal, [], t.validity_days, t.renew_before_days,
+                               spec.name, now, old)
     except CaChanged as e:
         raise MaterialError([SpecIssue(path="security.tls.ca", message=str(e))]) from None
     if _read(d / "ca.crt") != ca[0]:
         _write(d / "ca.crt", ca[0])  # (a provided CA: its certificate beside the admin's, for clients)
+    if _read(d / "trust.crt") != trusted:
+        _write(d / "trust.crt", trusted)  # what kafkaform's own client trusts
     zk = _zookeeper_secrets(d) if spec.zookeeper is not None and not spec.kraft else {}
-    material = Material(ca_pem=ca[0], nodes=nodes, admin=admin, tls_dir=d, users=users, zookeeper=zk)
+    material = Material(ca_pem=trusted, nodes=nodes, admin=admin, tls_dir=d, users=users, zookeeper=zk,
+                        issuing_pem=issuing[0], rotation=phase)
     spec._material = material
     return material
+
+
+ROTATION_PHASES = ("trust", "reissue", "drop")
+ROTATION_TEXT = {"trust": "1 of 3: every node trusts the old and the new CA",
+                 "reissue": "2 of 3: every certificate is reissued by the new CA (both CAs trusted)",
+                 "drop": "3 of 3: the old CA is no longer trusted"}
+
+
+def rotation_phase(cluster: str) -> str | None:
+    import json
+
+    text = _read(tls_dir(cluster) / "rotation.json")
+    phase = json.loads(text).get("phase") if text else None
+    return phase if phase in ROTATION_PHASES else None
+
+
+def start_rotation(spec: ClusterSpec) -> str:
+    """`kafkaform rotate-ca`: make the next CA; the next applies roll the cluster through the three
+    phases, one per apply (each a rolling restart with its availability proof)."""
+    import json
+
+    from reconciler.security import tls
+
+    assert spec.security is not None
+    if isinstance(spec.security.tls.ca, ProvidedCa):
+        raise CaChanged("the cluster's CA is provided in the spec: kafkaform rotates only a CA it generated")
+    if rotation_phase(spec.name) is not None:
+        raise CaChanged(f"a CA rotation is already under way (phase {ROTATION_TEXT[rotation_phase(spec.name) or '']})")
+    d = tls_dir(spec.name)
+    cert, key = tls.new_ca(spec.name)
+    _write(d / "ca-next.key", key)
+    _write(d / "ca-next.crt", cert)
+    _write(d / "rotation.json", json.dumps({"phase": "trust"}))
+    return ROTATION_TEXT["trust"]
+
+
+def advance_rotation(cluster: str) -> str | None:
+    """After an apply succeeded (the hosts have this phase's files): the next phase, or, after the
+    last, the new CA becomes the cluster's CA. Returns what happened, None without a rotation."""
+    import json
+
+    phase = rotation_phase(cluster)
+    if phase is None:
+        return None
+    d = tls_dir(cluster)
+    if phase != "drop":
+        nxt = ROTATION_PHASES[ROTATION_PHASES.index(phase) + 1]
+        _write(d / "rotation.json", json.dumps({"phase": nxt}))
+        return f"CA rotation: phase {ROTATION_TEXT[phase]} done; next apply: phase {ROTATION_TEXT[nxt]}"
+    for name in ("crt", "key"):
+        old = _read(d / f"ca.{name}")
+        if old is not None:
+            _write(d / f"ca-retired.{name}", old)
+        _write(d / f"ca.{name}", _read(d / f"ca-next.{name}") or "")
+        (d / f"ca-next.{name}").unlink()
+    (d / "rotation.json").unlink()
+    return "CA rotation done: the new CA is the cluster's CA"
 
 
 def _zookeeper_secrets(d: Path) -> dict[str, secrets.Secret]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -40,8 +41,11 @@ def new_ca(cluster: str, days: int = CA_DAYS, now: dt.datetime | None = None) ->
     """A self-signed CA for one cluster: (certificate PEM, private key PEM)."""
     now = now or _now()
     key = ec.generate_private_key(ec.SECP256R1())
+    # A name of its own per CA (a rotation trusts two CAs of one cluster at once; distinct subjects
+    # keep every TLS stack's chain building unambiguous)
+    cn = f"kafkaform CA {now:%Y%m%d-%H%M%S}-{os.urandom(3).hex()}"
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "kafkaform CA")])
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE).not_valid_after(now + dt.timedelta(days=days))

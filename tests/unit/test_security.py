@@ -452,3 +452,38 @@ def test_zookeeper_mode_logs_brokers_in_and_kafkaform_in_as_the_super_user(tmp_p
     assert secrets.scrub(f"x {super_digest(super_pw)} y") == "x (sensitive) y"
     again = material.prepare(s)  # kept: the same passwords next time
     assert again is not None and again.zookeeper["kafka"].reveal() == kafka_pw
+
+
+# --- CA rotation -----------------------------------------------------------------------------------
+
+def test_ca_rotation_trusts_both_then_reissues_then_drops_the_old(secured, kafkaform_home: Path) -> None:  # noqa: ANN001
+    def state():  # noqa: ANN202
+        m = material.prepare(secured)
+        assert m is not None
+        props = F.parse_properties(F.server_properties(secured, secured.brokers[0]))
+        return m, props["ssl.truststore.certificates"], props["ssl.keystore.certificate.chain"]
+
+    m0, trust0, chain0 = state()
+    old_ca = m0.ca_pem
+    assert material.start_rotation(secured).startswith("1 of 3")
+    with pytest.raises(material.CaChanged, match="already under way"):
+        material.start_rotation(secured)
+    m1, trust1, chain1 = state()  # phase 1: both trusted, certificates unchanged
+    assert m1.rotation == "trust" and trust1.count("BEGIN CERTIFICATE") == 2 and trust1.startswith(old_ca)
+    assert chain1 == chain0 and m1.renewed == {}
+    new_ca = trust1[len(old_ca):]
+    assert tls.inspect(new_ca).issuer != tls.inspect(old_ca).issuer  # two CAs, two names
+    assert "phase 1 of 3" in (material.advance_rotation("secure") or "")
+    m2, trust2, chain2 = state()  # phase 2: reissued by the new CA, both still trusted
+    assert m2.rotation == "reissue" and trust2 == trust1
+    assert tls.signed_by(chain2, new_ca) and not tls.signed_by(chain2, old_ca)
+    assert set(m2.renewed) == {*HOSTS, "kafkaform admin"}
+    assert all("rotated" in why for why in m2.renewed.values())
+    material.advance_rotation("secure")
+    m3, trust3, chain3 = state()  # phase 3: only the new CA
+    assert m3.rotation == "drop" and trust3 == new_ca and chain3 == chain2 and m3.renewed == {}
+    assert material.advance_rotation("secure") == "CA rotation done: the new CA is the cluster's CA"
+    m4, trust4, chain4 = state()
+    assert m4.rotation is None and trust4 == new_ca and chain4 == chain3 and m4.renewed == {}
+    tls_dir = kafkaform_home / "clusters" / "secure" / "tls"
+    assert (tls_dir / "trust.crt").read_text() == new_ca and not (tls_dir / "rotation.json").exists()
