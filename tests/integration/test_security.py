@@ -277,6 +277,69 @@ def test_password_rotation_and_acl_removal(secure: Secure, cli: Cli) -> None:
     assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
 
 
+@pytest.mark.parametrize("secure", ["zookeeper"], indirect=True)  # (3 brokers roll, ZooKeeper stays)
+def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli) -> None:
+    """A certificate near expiry is renewed by a plan (that node rolls); then the CA is rotated in
+    three applies, each a roll, under a SCRAM producer: 0 lost; afterwards a client trusting only
+    the new CA connects and one trusting only the old CA does not."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    from reconciler.security import tls
+
+    create_topic(INTERNAL, "orders-rotation", partitions=6, replication_factor=3, min_insync_replicas=2,
+                 client=secure.admin())
+    secure.data["security"]["acls"].append({"principal": "app", "resource_type": "topic",
+                                            "resource_name": "orders-rotation", "operations": ["write", "describe"]})
+    assert run(secure, cli, "apply", str(secure.write()), "--auto-approve").returncode == 0
+    old_ca = (secure.tls / "ca.crt").read_text()
+    ca_key = (secure.tls / "ca.key").read_text()
+    # kf1's certificate expires in 10 days (renew_before_days: 30)
+    cert, key = tls.issue(old_ca, ca_key, "kafka-nodes", ["10.213.0.11"], 10, organization=secure.data["name"])
+    (secure.tls / "hosts" / "10.213.0.11.crt").write_text(cert)
+    (secure.tls / "hosts" / "10.213.0.11.key").write_text(key)
+    password = (secure.dir / "app.pw").read_text().strip()
+    producer = NumberedProducer(CLIENT, "orders-rotation", rate_per_s=100,
+                                client=secure.scram("app", password)).start()
+    try:
+        plan = run(secure, cli, "plan", str(secure.spec))
+        assert "certificate of 10.213.0.11: issued (it expires in 10 days" in plan.stdout + plan.stderr
+        assert re.findall(r"broker\.\d: restart kafka", plan.stdout) == ["broker.1: restart kafka"], plan.stdout
+        assert run(secure, cli, "apply", str(secure.spec), "--auto-approve").returncode == 0
+        assert run(secure, cli, "rotate-ca", str(secure.spec)).returncode == 0
+        for phase in ("1 of 3", "2 of 3", "3 of 3"):
+            a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
+            assert a.returncode == 0 and f"phase {phase}" in a.stdout + a.stderr, a.stdout + a.stderr
+            assert len(re.findall(r"restart kafka on \S+: (?:ok|changed)", a.stdout)) == 3, a.stdout
+    finally:
+        report = producer.stop()
+    assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
+    new_ca = (secure.tls / "ca.crt").read_text()
+    assert new_ca != old_ca and (secure.tls / "trust.crt").read_text() == new_ca
+    d = json.loads(run(secure, cli, "describe-cluster", str(secure.spec), "--json").stdout)
+    assert d["CertificateAuthority"]["Trusted"] == 1 and d["CertificateAuthority"]["Rotation"] is None
+    assert all(c["DaysLeft"] > 300 for c in d["Certificates"].values())
+
+    def connects(ca_pem: str) -> bool:
+        f = private_file(secure.dir / "only-one-ca.pem", ca_pem)
+        try:
+            c = KafkaConsumer(bootstrap_servers=CLIENT.split(","), request_timeout_ms=10_000,
+                              **{**secure.scram("app", password), "ssl_cafile": str(f)})
+        except KafkaError:
+            return False
+        try:
+            return "orders-rotation" in c.topics()
+        except KafkaError:
+            return False
+        finally:
+            c.close()
+
+    assert connects(new_ca) and not connects(old_ca)
+    assert report.sent > 300 and not report.errors, report.errors[:5]
+    missing = report.acked - read_numbers(INTERNAL, "orders-rotation", report.acked, client=secure.admin())
+    assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
 def test_planted_secrets_are_nowhere_but_their_files(secure: Secure, cli: Cli) -> None:
     saved = secure.dir / "saved.plan"
     assert run(secure, cli, "plan", str(secure.spec), "-out", str(saved)).returncode == 0
