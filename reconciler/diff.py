@@ -27,6 +27,7 @@ from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.security.access import AccessPlan
+from reconciler.security.migration import listener_issues
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, metadata_version_name, parse_version
 
@@ -544,6 +545,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     if errors:
         return DiffResult([], errors)
     errors += check_against_facts(spec, {h: f.mem_total_bytes for h, f in observed.hosts.items()})
+    errors += listener_issues(spec, observed)
 
     changes: list[Change] = []
     wanted: dict[str, set[str]] = {}

@@ -487,3 +487,59 @@ def test_ca_rotation_trusts_both_then_reissues_then_drops_the_old(secured, kafka
     assert m4.rotation is None and trust4 == new_ca and chain4 == chain3 and m4.renewed == {}
     tls_dir = kafkaform_home / "clusters" / "secure" / "tls"
     assert (tls_dir / "trust.crt").read_text() == new_ca and not (tls_dir / "rotation.json").exists()
+
+
+# --- securing a running cluster: one safe roll at a time ------------------------------------------
+
+def _step(tmp_path: Path, secret_dir: Path, name: str, listeners: list[dict[str, Any]], inter_broker: str,
+          controller: dict[str, Any] | None = None):  # noqa: ANN202 - a prepared ClusterSpec
+    from tests.unit.conftest import KRAFT_LAB_YAML
+
+    data = yaml.safe_load(KRAFT_LAB_YAML.read_text())
+    data["kafka"]["listeners"] = listeners
+    data["kafka"]["inter_broker_listener"] = inter_broker
+    if controller:
+        data["kafka"]["controller_listener"] = controller
+    data["security"] = {"allow_anonymous": True,
+                        "users": [{"name": "app", "password": {"file": str(secret_dir / "app.pw")}}]}
+    s = load_spec(_write(tmp_path, data, f"{name}.yaml"))
+    material.prepare(s)
+    return s
+
+
+PLAIN = {"name": "PLAINTEXT", "port": 9092}
+SASL = {"name": "CLIENT", "port": 9094, "protocol": "SASL_SSL"}
+MTLS = {"name": "INTERNAL", "port": 9096, "protocol": "SSL", "authentication": "mtls"}
+
+
+def test_securing_a_running_cluster_goes_one_safe_roll_at_a_time(tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.diff import ArtifactIds, diff
+    from tests.unit.builders import Observed
+
+    ids = ArtifactIds(kafka="kafka-4.4.0-0123456789ab")
+    add_sasl = _step(tmp_path, secret_dir, "1", [PLAIN, SASL], "PLAINTEXT")
+    add_mtls = _step(tmp_path, secret_dir, "2a", [PLAIN, SASL, MTLS], "PLAINTEXT")
+    switch = _step(tmp_path, secret_dir, "2b", [PLAIN, SASL, MTLS], "INTERNAL")
+    drop_plain = _step(tmp_path, secret_dir, "3", [SASL, MTLS], "INTERNAL")
+
+    def issues(running, wanted) -> list[str]:  # noqa: ANN001
+        return [str(i) for i in diff(wanted, Observed.converged_cluster(running, ids).build(), ids).errors]
+
+    from tests.unit.conftest import KRAFT_LAB_YAML
+
+    open_cluster = load_spec(KRAFT_LAB_YAML)
+    assert issues(open_cluster, add_sasl) == []  # 1: add the secure client listener
+    assert issues(add_sasl, add_mtls) == []  # 2a: add the listener inter-broker traffic will use
+    assert issues(add_mtls, switch) == []  # 2b: move inter-broker traffic onto it
+    assert issues(switch, drop_plain) == []  # 3: drop PLAINTEXT
+    # two steps in one roll are refused, each naming what to apply first
+    both = issues(add_sasl, switch)
+    assert len(both) == 1 and "do not serve INTERNAL yet" in both[0], both
+    assert both[0].startswith("kafka.inter_broker_listener")
+    early = issues(add_mtls, drop_plain)
+    assert any("the brokers replicate over PLAINTEXT now" in i for i in early), early
+    # the controller listener of a running KRaft cluster stays what the quorum was formed with
+    moved = _step(tmp_path, secret_dir, "c", [PLAIN, SASL], "PLAINTEXT",
+                  {"name": "CONTROLLER", "port": 9093, "protocol": "SSL", "authentication": "mtls"})
+    refused = issues(add_sasl, moved)
+    assert len(refused) == 1 and "kafka.controller_listener" in refused[0] and "(PLAINTEXT)" in refused[0], refused
