@@ -524,6 +524,7 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
         "StorageUsedBytes": {h: sum(f.dir_usage_bytes.values()) for h, f in observed.hosts.items()},
         "EncryptionInTransit": _encryption_in_transit(s),
         "ClientAuthentication": _client_authentication(s),
+        "EncryptionAtRest": _encryption_at_rest(s, observed),
         "Tags": dict(s.tags),
         "UnreachableHosts": observed.unreachable(),
     }
@@ -572,6 +573,19 @@ def _encryption_in_transit(s: ClusterSpec) -> dict[str, Any]:
     client = "TLS" if all(tls) else "TLS_PLAINTEXT" if any(tls) else "PLAINTEXT"
     internal = s.kafka.inter_broker.tls and (not s.kraft or s.kafka.controller_listener.tls)
     return {"ClientBroker": client, "InCluster": internal}
+
+
+def _encryption_at_rest(s: ClusterSpec, observed: Any) -> dict[str, Any]:
+    """Whether the spec requires it, and the data dirs (host:dir) found on dm-crypt and not."""
+    from reconciler.security.at_rest import data_dirs
+
+    found: dict[str, list[str]] = {"Encrypted": [], "Unencrypted": [], "Unknown": []}
+    for host, _, d in data_dirs(s):
+        facts = observed.hosts.get(host)
+        dev = facts.dir_devices.get(d) if facts is not None else None
+        found["Unknown" if dev is None else "Encrypted" if dev.encrypted else "Unencrypted"].append(f"{host}:{d}")
+    return {"Required": s.security is not None and s.security.encryption_at_rest == "required",
+            "DataDirs": {k: sorted(set(v)) for k, v in found.items()}}
 
 
 def _client_authentication(s: ClusterSpec) -> dict[str, Any]:

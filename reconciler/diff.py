@@ -27,6 +27,7 @@ from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.security.access import AccessPlan
+from reconciler.security.at_rest import at_rest_issues
 from reconciler.security.migration import listener_issues
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, metadata_version_name, parse_version
@@ -185,13 +186,22 @@ class AccessChange(_ChangeBase):
     access: AccessPlan
 
 
+class ZnodeAclChange(_ChangeBase):
+    """ZooKeeper mode (address "zookeeper.acls"): Kafka's znodes made while zookeeper.set.acl was
+    off are still world-writable; Kafka's ZkSecurityMigrator, run on a broker host with the brokers'
+    ZooKeeper login once every broker logs in, gives them the ACLs new znodes get."""
+
+    kind: Literal["znode_acls"] = "znode_acls"
+    znodes: tuple[str, ...]
+
+
 # A closed set of change kinds, told apart by `kind` (in saved plans and --json too): each kind
 # carries only its own fields, and a consumer narrows with isinstance/match instead of guessing
 # from which optional fields are set. An unknown kind in a saved plan fails validation.
 Change = Annotated[ServiceChange | ReassignChange | EnsembleChange | ThrottleChange | FeatureChange
-                   | UnregisterChange | VoterChange | AccessChange, Field(discriminator="kind")]
+                   | UnregisterChange | VoterChange | AccessChange | ZnodeAclChange, Field(discriminator="kind")]
 ClusterChange = (ReassignChange | EnsembleChange | ThrottleChange | FeatureChange | UnregisterChange | VoterChange
-                 | AccessChange)
+                 | AccessChange | ZnodeAclChange)
 
 
 @dataclass(frozen=True)
@@ -546,6 +556,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
         return DiffResult([], errors)
     errors += check_against_facts(spec, {h: f.mem_total_bytes for h, f in observed.hosts.items()})
     errors += listener_issues(spec, observed)
+    errors += at_rest_issues(spec, observed)
 
     changes: list[Change] = []
     wanted: dict[str, set[str]] = {}

@@ -16,6 +16,7 @@ from reconciler.apply import state
 from reconciler.apply.state import Journal, record_revision
 from reconciler.diff import AttrDiff, Change, carry_pending_restarts, delete_change, diff
 from reconciler.files import SERVER_PROPERTIES, parse_properties
+from reconciler.modes import mode_of
 from reconciler.observe.model import ObservedCluster
 from reconciler.observe.targets import observe, ssh_settings  # noqa: F401  (re-exported stage)
 from reconciler.plan import planfile
@@ -204,6 +205,7 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
             access = access_change(spec, observed, progress)
             if access is not None:
                 changes.append(access)
+            changes += mode_of(spec).metadata_security_changes(spec, observed)
     kraft, kraft_errors = (None, []) if destroy else kraft_ids(spec, observed)
     errors += kraft_errors
     if errors:

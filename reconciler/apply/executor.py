@@ -440,6 +440,21 @@ def _access(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> Ho
     return _api_step(step, lambda: hooks.message(apply_access(spec, access, password_marks(spec), hooks.message)))
 
 
+def _secure_znodes(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
+    """ZkSecurityMigrator on a broker host, then proof from ZooKeeper that no znode it covers is
+    writable by anyone (a resumed apply whose run had finished skips the tool)."""
+    from reconciler.apply import kafka_tools
+
+    def act() -> None:
+        if gates.open_znodes(spec):
+            hooks.message(kafka_tools.secure_znodes(spec, _ARTIFACT["kafka"], step.host))
+        left = gates.open_znodes(spec)
+        if left:
+            raise gates.GateFailed(f"still writable by anyone after ZkSecurityMigrator: {', '.join(left)}")
+
+    return _api_step(step, act)
+
+
 _ARTIFACT: dict[str, str] = {}  # the build the cluster runs, for tool classes run on its hosts
 
 
@@ -455,6 +470,7 @@ API_STEPS: dict[StepKind, Callable[[Step, ClusterSpec, Hooks, Journal], HostResu
     StepKind.REASSIGN: _reassign,
     StepKind.ELECT_LEADERS: _elect_leaders,
     StepKind.ACCESS: _access,
+    StepKind.SECURE_ZNODES: _secure_znodes,
 }
 
 

@@ -404,6 +404,14 @@ def brokers_unregistered(spec: ClusterSpec, brokers: tuple[int, ...], timeout: f
     return _poll(f"broker(s) {', '.join(map(str, brokers))} unregistered", check, timeout, progress)
 
 
+def open_znodes(spec: ClusterSpec) -> tuple[str, ...]:
+    """Kafka's znodes anyone may change (ZooKeeper mode); raises while ZooKeeper cannot be read."""
+    st = cluster_state(spec)
+    if not st.zookeeper_reachable:
+        raise GateFailed(f"ZooKeeper unreadable: {st.zookeeper_error}")
+    return st.open_znodes
+
+
 def voters(spec: ClusterSpec) -> tuple[int, ...]:
     st = cluster_state(spec)
     return st.quorum.voter_ids if st.quorum else ()

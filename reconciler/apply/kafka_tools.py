@@ -17,9 +17,9 @@ class ToolFailed(Exception):
 
 
 def run_tool(spec: ClusterSpec, host: str, artifact_id: str, main_class: str, args: list[str],
-             timeout: float = 120) -> CommandResult:
+             timeout: float = 120, jvm: tuple[str, ...] = ()) -> CommandResult:
     """`java -cp <home>/libs/* <main_class> <args>` on `host` (through sudo for other logins)."""
-    argv = ["java", "-Dlog4j2.configurationFile=/etc/kafka/log4j2.properties", "-Dkafka.logs.dir=/tmp",
+    argv = ["java", "-Dlog4j2.configurationFile=/etc/kafka/log4j2.properties", "-Dkafka.logs.dir=/tmp", *jvm,
             "-cp", f"{kafka_home(spec, artifact_id)}/libs/*", main_class, *args]
     cmd = " ".join(formats.sh(a) for a in argv)
     if spec.ssh.user != "root":
@@ -78,3 +78,15 @@ def unregister_brokers(spec: ClusterSpec, artifact_id: str, brokers: tuple[int, 
         run_tool(spec, host, artifact_id, "org.apache.kafka.tools.ClusterTool",
                  ["unregister", "--bootstrap-server", bootstrap, *config, "--id", str(b)])
     return f"unregistered broker(s) {', '.join(map(str, brokers))} through {host}"
+
+
+def secure_znodes(spec: ClusterSpec, artifact_id: str, host: str) -> str:
+    """Kafka's `ZkSecurityMigrator --zookeeper.acl secure` on a broker host, logged in to ZooKeeper
+    with the brokers' own JAAS file: every znode beneath Kafka's roots gets the ACLs a broker with
+    zookeeper.set.acl gives the znodes it makes (its login: all; anyone: read, sensitive ones none)."""
+    from reconciler.render.kafka import KAFKA_ZK_JAAS
+
+    res = run_tool(spec, host, artifact_id, "kafka.admin.ZkSecurityMigrator",
+                   ["--zookeeper.acl", "secure", "--zookeeper.connect", spec.zookeeper_connect()],
+                   timeout=300, jvm=(f"-Djava.security.auth.login.config={KAFKA_ZK_JAAS}",))
+    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"znode ACLs set from {host}"

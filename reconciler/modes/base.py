@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from reconciler.diff import ArtifactIds
-    from reconciler.observe.model import ClusterState
+    from reconciler.diff import ArtifactIds, Change
+    from reconciler.observe.model import ClusterState, ObservedCluster
     from reconciler.render.common import ServiceDesired
     from reconciler.spec import ClusterSpec
 
@@ -32,4 +32,9 @@ class Mode(Protocol):
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         """The host:node of the quorum leader as restart ordering needs it: a ZooKeeper host, or a
         KRaft node id as a string."""
+        ...
+
+    def metadata_security_changes(self, spec: ClusterSpec, observed: ObservedCluster) -> list[Change]:
+        """What securing the metadata store itself needs beyond config files (ZooKeeper mode: the
+        ACLs of znodes made before it was secured; KRaft keeps its metadata in its own log)."""
         ...

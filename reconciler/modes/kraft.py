@@ -10,8 +10,8 @@ from reconciler.render.common import ServiceDesired
 from reconciler.render.kafka import CONTROLLER_SERVICE, broker_desired, controller_desired
 
 if TYPE_CHECKING:
-    from reconciler.diff import ArtifactIds
-    from reconciler.observe.model import ClusterState
+    from reconciler.diff import ArtifactIds, Change
+    from reconciler.observe.model import ClusterState, ObservedCluster
     from reconciler.spec import ClusterSpec
 
 
@@ -45,3 +45,6 @@ class KRaftMode:
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         leader = cluster.quorum.leader_id if cluster.quorum else None
         return None if leader is None else str(leader)
+
+    def metadata_security_changes(self, spec: ClusterSpec, observed: ObservedCluster) -> list[Change]:
+        return []  # the metadata log is reached only through the controller listener

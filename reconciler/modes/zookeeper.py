@@ -9,8 +9,8 @@ from reconciler.render.kafka import broker_desired
 from reconciler.render.zookeeper import zookeeper_desired
 
 if TYPE_CHECKING:
-    from reconciler.diff import ArtifactIds
-    from reconciler.observe.model import ClusterState
+    from reconciler.diff import ArtifactIds, Change
+    from reconciler.observe.model import ClusterState, ObservedCluster
     from reconciler.spec import ClusterSpec
 
 
@@ -35,3 +35,9 @@ class ZooKeeperMode:
 
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         return next((h for h, m in cluster.zookeeper_modes.items() if m == "leader"), None)
+
+    def metadata_security_changes(self, spec: ClusterSpec, observed: ObservedCluster) -> list[Change]:
+        from reconciler.security.zookeeper import znode_acl_change
+
+        c = znode_acl_change(spec, observed)
+        return [c] if c is not None else []

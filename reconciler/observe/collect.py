@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import kafka_admin, zookeeper
-from .facts import artifacts, cpus, dir_usage, files, java, memory, os_release, ports, services
+from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, ports, services
 from .model import ClusterState, HostFacts, ObservedCluster
 from .script import build_script, new_nonce, section, split_output
 from .ssh import HostUnreachable, SshSettings, TransportFactory, default_factory
@@ -47,6 +47,7 @@ def host_script(target: HostTarget, nonce: str) -> str:
             services.NAME: services.command(target.services),
             ports.NAME: ports.command(),
             dir_usage.NAME: dir_usage.command(target.dirs),
+            dir_devices.NAME: dir_devices.command(target.dirs),
         },
         nonce,
     )
@@ -70,6 +71,7 @@ def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
 _FIELDS = {
     "os": os_release, "java_version": java, "mem_total_bytes": memory, "cpus": cpus, "artifacts": artifacts,
     "files": files, "services": services, "listening_ports": ports, "dir_usage_bytes": dir_usage,
+    "dir_devices": dir_devices,
 }
 _FACTS = tuple(_FIELDS.values())
 

@@ -43,6 +43,20 @@ class ServiceState(_Frozen):
     running_artifact: str | None = None  # artifact id the process runs (from its classpath), None if unknown
 
 
+class DirDevice(_Frozen):
+    """The filesystem a data dir is on and the block devices beneath it (see facts.dir_devices)."""
+
+    fstype: str  # e.g. ext4, xfs, overlay
+    stack: tuple[str, ...] = ()  # lsblk TYPEs from the mounted device down: crypt, lvm, part, disk
+
+    @property
+    def encrypted(self) -> bool:
+        return "crypt" in self.stack
+
+    def describe(self) -> str:
+        return f"{self.fstype} on {' over '.join(self.stack)}" if self.stack else f"{self.fstype} (no block device)"
+
+
 class HostFacts(_Frozen):
     """Facts of one host. `error` set means the host could not be observed; nothing else is trusted then."""
 
@@ -58,6 +72,7 @@ class HostFacts(_Frozen):
     services: dict[str, ServiceState] = Field(default_factory=dict)
     listening_ports: tuple[int, ...] = ()
     dir_usage_bytes: dict[str, int] = Field(default_factory=dict)
+    dir_devices: dict[str, DirDevice] = Field(default_factory=dict)
 
 
 class PartitionState(_Frozen):
@@ -115,6 +130,7 @@ class ClusterState(_Frozen):
     # Replication throttles (topic throttled-replica lists, broker throttle rates)
     throttled_topics: tuple[str, ...] = ()
     throttled_brokers: tuple[int, ...] = ()
+    open_znodes: tuple[str, ...] = ()  # Kafka's znodes anyone may change (see zookeeper.KAFKA_ZNODES)
     # KRaft
     cluster_id: str | None = None
     fenced_brokers: tuple[int, ...] = ()  # registered but fenced (down, or not caught up)
@@ -171,6 +187,7 @@ class ObservedCluster(_Frozen):
                     "artifacts": sorted(a.artifact_id for a in f.artifacts),
                     "files": {p: m.sha256 for p, m in sorted(f.files.items())},
                     "services": {n: [s.active, s.enabled, s.pid] for n, s in sorted(f.services.items())},
+                    "encrypted_dirs": sorted(d for d, v in f.dir_devices.items() if v.encrypted),
                 }
                 for h, f in sorted(self.hosts.items())
             },
@@ -182,6 +199,7 @@ class ObservedCluster(_Frozen):
             "voters": list(self.cluster.quorum.voter_ids) if self.cluster.quorum else [],
             "features": sorted(self.cluster.features.items()),
             "throttles": [list(self.cluster.throttled_topics), list(self.cluster.throttled_brokers)],
+            "open_znodes": list(self.cluster.open_znodes),
         }
         blob = json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()

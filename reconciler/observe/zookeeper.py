@@ -186,6 +186,28 @@ def read_partitions(client: KazooClient) -> tuple[PartitionState, ...]:
     return tuple(sorted(out, key=lambda x: (x.topic, x.partition)))
 
 
+# Kafka's znodes made at a broker's first start. On a cluster that turned zookeeper.set.acl on
+# later these stay world-writable (new znodes get ACLs, old ones keep theirs) until Kafka's
+# ZkSecurityMigrator sets them; any of them writable by anyone means that has not happened.
+KAFKA_ZNODES = ("/admin", "/brokers", "/brokers/ids", "/brokers/topics", "/cluster", "/cluster/id", "/config",
+                "/config/changes", "/config/topics", "/controller_epoch")
+_WRITE = 2 | 4 | 8 | 16  # ZooKeeper perms: WRITE, CREATE, DELETE, ADMIN
+
+
+def read_open_znodes(client: KazooClient) -> tuple[str, ...]:
+    """Which of Kafka's znodes anyone may change (world:anyone with more than READ), pipelined."""
+    pending = {p: client.get_acls_async(p) for p in KAFKA_ZNODES}
+    out = []
+    for path, res in pending.items():
+        try:
+            acls, _ = res.get()
+        except NoNodeError:
+            continue
+        if any(a.id.scheme == "world" and a.perms & _WRITE for a in acls):
+            out.append(path)
+    return tuple(out)
+
+
 def parse_members(config: str) -> dict[int, str]:
     """`server.<myid>=<spec>` lines of ZooKeeper's /zookeeper/config (the `version=` line dropped)."""
     out: dict[int, str] = {}
@@ -248,6 +270,7 @@ def read_state(client: KazooClient) -> ClusterState:
     min_isr, throttled_topics = read_topic_configs(client, sorted({p.topic for p in parts}))
     return ClusterState(
         zookeeper_members=read_members(client),
+        open_znodes=read_open_znodes(client),
         throttled_topics=throttled_topics,
         throttled_brokers=read_throttled_brokers(client, sorted(endpoints)),
         zookeeper_reachable=True,

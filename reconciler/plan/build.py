@@ -20,7 +20,8 @@ Ordering rules, each one method of `_Graph` below (the restart order itself: pla
 9. after a broker roll, one preferred-leader election, once every broker restart (both rolls of
    an upgrade) is done: leadership goes back where the roll moved it away from;
 10. users and ACLs change once every broker started or restarted (their listeners and the
-   authorizer are in place), before any broker stops.
+   authorizer are in place), before any broker stops; so do the ACLs of znodes made before
+   ZooKeeper was secured (every broker logs in to it by then).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from reconciler.diff import (
     ThrottleChange,
     UnregisterChange,
     VoterChange,
+    ZnodeAclChange,
 )
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan import roll
@@ -73,6 +75,8 @@ ELECT_AVAILABILITY = ("no restart: each partition's leadership moves to its pref
                       "auto.leader.rebalance moves leaders back later")
 ACCESS_AVAILABILITY = ("no restart: credentials and ACLs change in the cluster's metadata; a rotated password "
                        "takes effect at the user's next login (open connections stay)")
+ZNODES_AVAILABILITY = ("no restart: every broker already logs in to ZooKeeper, and the ACLs let its login do "
+                       "all it did; only clients without it lose write access")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -121,6 +125,7 @@ class _Graph:
     unregister: str | None = None
     voter_steps: list[tuple[str, Step]] = field(default_factory=list)  # ("join" | "leave", step)
     access: str | None = None
+    znodes: str | None = None
 
     def add(self, step: Step) -> str:
         if step.id not in self.g:
@@ -173,6 +178,10 @@ class _Graph:
                 self.access = self.add(Step(id=f"{StepKind.ACCESS.value}:kafka", kind=StepKind.ACCESS, host=c.host,
                                             service="kafka", address=c.address, access=c.access,
                                             availability=ACCESS_AVAILABILITY))
+            case ZnodeAclChange():
+                self.znodes = self.add(Step(id=f"{StepKind.SECURE_ZNODES.value}:kafka", kind=StepKind.SECURE_ZNODES,
+                                            host=c.host, service="kafka", address=c.address, znodes=c.znodes,
+                                            availability=ZNODES_AVAILABILITY))
             case ReassignChange():
                 self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
                                               host=c.host, service="kafka", address=c.address, moves=c.moves,
@@ -372,14 +381,15 @@ class _Graph:
             self.g.add_edge(n, elect)
 
     def access_when_brokers_serve(self) -> None:
-        """Rule 10: users and ACLs once every broker start and restart is done, before any stop."""
-        if not self.access:
-            return
-        for n in list(self.g.nodes):
-            if self.step(n).service == "kafka" and self.step(n).kind in (StepKind.START, StepKind.RESTART):
-                self.g.add_edge(n, self.access)
-        for s in self.stops["kafka"]:
-            self.g.add_edge(self.access, s)
+        """Rule 10: users and ACLs, and the ACLs of znodes made before ZooKeeper was secured, once
+        every broker start and restart is done (every broker then logs in as the new config says),
+        before any stop."""
+        for last in (x for x in (self.access, self.znodes) if x):
+            for n in list(self.g.nodes):
+                if self.step(n).service == "kafka" and self.step(n).kind in (StepKind.START, StepKind.RESTART):
+                    self.g.add_edge(n, last)
+            for s in self.stops["kafka"]:
+                self.g.add_edge(last, s)
 
     def removal_order(self) -> None:
         """Rule 4: brokers stop before the quorum's nodes; files go only once every leaving service

@@ -72,6 +72,7 @@ class StepKind(StrEnum):
     REMOVE_VOTER = "remove_voter"  # KRaft: a controller stops voting, before it is stopped
     ELECT_LEADERS = "elect_leaders"  # preferred-leader election after a broker roll (Admin API)
     ACCESS = "access"  # SCRAM users and ACLs created, rotated, deleted (Admin API)
+    SECURE_ZNODES = "secure_znodes"  # ZooKeeper mode: ACLs on znodes made before zookeeper.set.acl (ZkSecurityMigrator)
 
 
 class Step(BaseModel):
@@ -107,6 +108,7 @@ class Step(BaseModel):
     voter_id: int | None = None  # add_voter / remove_voter: the controller
     voter_dir: str | None = None  # remove_voter: its metadata directory id
     access: AccessPlan | None = None  # access: the users and ACL rows it changes (never a password)
+    znodes: tuple[str, ...] = ()  # secure_znodes: Kafka's znodes found writable by anyone
 
     def describe(self) -> str:
         what = {
@@ -119,6 +121,8 @@ class Step(BaseModel):
             StepKind.REMOVE_VOTER: f"remove controller {self.voter_id} from the quorum's voters",
             StepKind.ELECT_LEADERS: "move leadership back to the preferred replicas (ElectLeaders)",
             StepKind.ACCESS: _describe_access(self.access),
+            StepKind.SECURE_ZNODES: f"set the ACLs of {len(self.znodes)} znode(s) made before ZooKeeper was secured, "
+            "and all beneath them (ZkSecurityMigrator)",
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"

@@ -163,3 +163,6 @@ class SecuritySpec(_Model):
     super_users: tuple[UserName, ...] = ()
     users: tuple[UserSpec, ...] = ()
     acls: tuple[AclSpec, ...] = ()
+    # required: plan refuses unless every data dir (brokers', controllers', ZooKeeper's) is on a
+    # dm-crypt (LUKS) device, found by observe; kafkaform does not set up the encryption itself.
+    encryption_at_rest: Literal["none", "required"] = "none"

@@ -12,6 +12,8 @@ import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from reconciler.diff import Change
+    from reconciler.observe.model import ObservedCluster
     from reconciler.spec import ClusterSpec
 
 BROKER_LOGIN = "kafka"
@@ -66,3 +68,20 @@ def server_args(spec: ClusterSpec, jaas_path: str) -> str:
     digest = super_digest(material_of(spec).zookeeper[SUPER].reveal())
     return (f"-Djava.security.auth.login.config={jaas_path}\n"
             f"-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}\n")
+
+
+def znode_acl_change(spec: ClusterSpec, observed: ObservedCluster) -> Change | None:
+    """Kafka's znodes that anyone may still change on a secured cluster (made before
+    zookeeper.set.acl was turned on): set their ACLs once every broker logs in (see ZnodeAclChange).
+    A cluster secured from its first start has none; one being secured has them all."""
+    from reconciler.diff import Action, AttrDiff, ZnodeAclChange
+
+    open_znodes = observed.cluster.open_znodes
+    if not enabled(spec) or not spec.brokers or not open_znodes:
+        return None
+    return ZnodeAclChange(
+        address="zookeeper.acls", service="kafka", key="znode-acls", host=spec.brokers[0].host, action=Action.UPDATE,
+        reasons=(f"{len(open_znodes)} of Kafka's znodes are writable by anyone (made before zookeeper.set.acl)",),
+        attrs=tuple(AttrDiff(name=f"acl {z}", before="anyone may change it", after="brokers' login: all; world: read")
+                    for z in open_znodes),
+        znodes=open_znodes)

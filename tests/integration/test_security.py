@@ -150,6 +150,18 @@ def test_secured_cluster_from_bare_hosts(secure: Secure, cli: Cli) -> None:
         assert modes == ["600"] * len(private), (h, private, modes)
     b = json.loads(run(secure, cli, "get-bootstrap-brokers", str(secure.spec), "--json").stdout)
     assert b == {"BootstrapBrokerStringTls": INTERNAL, "BootstrapBrokerStringSaslScram": CLIENT}
+    # the lab's data dirs are not on dm-crypt (its kernel has no device-mapper): requiring it is refused
+    rest = d["EncryptionAtRest"]
+    assert rest["Required"] is False and not rest["DataDirs"]["Encrypted"] and not rest["DataDirs"]["Unknown"]
+    assert len(rest["DataDirs"]["Unencrypted"]) == 6  # 3 brokers, and 3 controllers or 3 ZooKeeper nodes
+    required = secure.dir / "at-rest.yaml"
+    required.write_text(yaml.safe_dump({**secure.data, "security": {**secure.data["security"],
+                                                                    "encryption_at_rest": "required"}}))
+    p = run(secure, cli, "plan", str(required))
+    host, data_dir = rest["DataDirs"]["Unencrypted"][0].split(":", 1)
+    assert p.returncode == 1 and f"security.encryption_at_rest: data dir {data_dir} of " in p.stderr, p.stderr
+    assert f" on {host} is on " in p.stderr and "not on a dm-crypt (LUKS) device" in p.stderr
+    assert p.stderr.count("security.encryption_at_rest:") == len(rest["DataDirs"]["Unencrypted"])
 
 
 def test_kafkas_own_clients_are_authenticated_and_authorized(secure: Secure, cli: Cli) -> None:

@@ -32,6 +32,7 @@ def _outputs(broker_id: int, props: str | None = None) -> dict[str, str]:
         "unit kafka\nMainPID=321\nActiveState=active\nUnitFileState=enabled\nActiveEnterTimestamp=x\n",
         "ports": "LISTEN 0 50 *:9092 *:*\n",
         "dir_usage": "",
+        "dir_devices": "",
     }
 
 

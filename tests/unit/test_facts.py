@@ -18,6 +18,7 @@ from reconciler.observe.facts import (
     FactError,
     artifacts,
     cpus,
+    dir_devices,
     dir_usage,
     files,
     java,
@@ -30,7 +31,7 @@ from reconciler.observe.script import build_script, split_output
 
 FIXTURES = Path(__file__).parent / "facts"
 MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (os_release, java, memory, cpus, artifacts, files, services, ports, dir_usage)
+    m.NAME: m for m in (os_release, java, memory, cpus, artifacts, files, services, ports, dir_usage, dir_devices)
 }
 CASES = sorted(FIXTURES.glob("*/*.json"))
 
@@ -99,3 +100,4 @@ def test_whole_host_script_runs_under_local_sh(tmp_path: Path) -> None:
     assert facts.files[str(f)].content == "broker.id=1\nsasl.jaas.config=(sensitive)\n"
     assert set(facts.services) == {"zookeeper", "kafka-controller", "kafka"}
     assert str(tmp_path) in facts.dir_usage_bytes
+    assert facts.dir_devices[str(tmp_path)].fstype not in ("", "-") and not facts.dir_devices[str(tmp_path)].encrypted

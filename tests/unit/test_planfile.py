@@ -29,6 +29,7 @@ from reconciler.diff import (
     ThrottleChange,
     UnregisterChange,
     VoterChange,
+    ZnodeAclChange,
     diff,
 )
 from reconciler.plan import planfile
@@ -145,6 +146,8 @@ def _every_kind() -> tuple[Change, ...]:
                          acls_delete=(AclRow(principal="User:old", resource_type="group", resource_name="g",
                                              pattern="literal", operation="read", permission="deny", host="10.0.0.1"),),
                          marks={"app": "ab" * 32, "ops": "cd" * 32}, unmanaged_users=1, unmanaged_acls=2)),
+        ZnodeAclChange(address="zookeeper.acls", service="kafka", key="znode-acls", host="10.213.0.11",
+                       action=Action.UPDATE, reasons=why, attrs=attrs, znodes=("/brokers", "/config")),
     )
 
 
@@ -159,7 +162,7 @@ def test_every_change_kind_round_trips(bare_plan: Plan, tmp_path: Path) -> None:
     assert [type(c) for c in loaded.changes] == [type(c) for c in changes]
     doc = json.loads((tmp_path / "p.plan").read_text())
     assert [c["kind"] for c in doc["changes"]] == ["service", "service", "reassign", "zk_ensemble", "throttles",
-                                                   "features", "unregister", "voters", "access"]
+                                                   "features", "unregister", "voters", "access", "znode_acls"]
     assert "moves" not in doc["changes"][0] and "restart" not in doc["changes"][2], "each kind: its own fields"
 
 

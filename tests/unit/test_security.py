@@ -543,3 +543,69 @@ def test_securing_a_running_cluster_goes_one_safe_roll_at_a_time(tmp_path: Path,
                   {"name": "CONTROLLER", "port": 9093, "protocol": "SSL", "authentication": "mtls"})
     refused = issues(add_sasl, moved)
     assert len(refused) == 1 and "kafka.controller_listener" in refused[0] and "(PLAINTEXT)" in refused[0], refused
+
+
+# --- encryption at rest ------------------------------------------------------------------------------
+
+def test_encryption_at_rest_required_refuses_each_data_dir_not_on_dm_crypt(tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.diff import ArtifactIds, diff
+    from reconciler.observe.model import DirDevice
+    from reconciler.security.at_rest import data_dirs
+    from tests.unit.builders import Observed
+
+    ids = ArtifactIds(kafka="kafka-4.4.0-0123456789ab")
+    s = _step(tmp_path, secret_dir, "rest", [PLAIN, SASL], "PLAINTEXT")
+    required = s.model_copy(update={"security": s.security.model_copy(update={"encryption_at_rest": "required"})})
+    observed = Observed.converged_cluster(s, ids).build()
+    dirs = data_dirs(s)
+    assert len(dirs) == len(s.brokers) + len(s.controllers)
+
+    def on(devices: dict[tuple[str, str], DirDevice]) -> list[str]:
+        hosts = {h: f.model_copy(update={"dir_devices": {d: dev for (hh, d), dev in devices.items() if hh == h}})
+                 for h, f in observed.hosts.items()}
+        return [str(i) for i in diff(required, observed.model_copy(update={"hosts": hosts}), ids).errors]
+
+    luks = DirDevice(fstype="xfs", stack=("lvm", "crypt", "part", "disk"))
+    plain = DirDevice(fstype="ext4", stack=("part", "disk"))
+    assert on({(h, d): luks for h, _, d in dirs}) == []
+    host, what, d = dirs[0]
+    refused = on({(h, dd): plain if (h, dd) == (host, d) else luks for h, _, dd in dirs})
+    assert refused == [f"security.encryption_at_rest: data dir {d} of {what} on {host} is on ext4 on part over "
+                       "disk, not on a dm-crypt (LUKS) device: mount an encrypted volume there (see the README), "
+                       "or drop encryption_at_rest: required"]
+    unknown = on({})  # no device facts at all: every dir refused, none silently passed
+    assert len(unknown) == len(dirs) and all("could not be checked" in i for i in unknown)
+    assert [str(i) for i in diff(s, observed, ids).errors] == []  # not required: not judged
+
+
+def test_znodes_made_before_zookeeper_was_secured_get_acls_after_every_broker_restart(
+        tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.diff import ArtifactIds, ZnodeAclChange, diff
+    from reconciler.modes import mode_of
+    from reconciler.plan.build import build_steps
+    from reconciler.plan.model import StepKind
+    from tests.unit.builders import Observed
+    from tests.unit.conftest import LAB_YAML
+
+    data = _base(secret_dir)
+    data["kafka"] = {**data["kafka"], "version": "3.9.1", "metadata_mode": "zookeeper"}
+    del data["kafka"]["controller_listener"]
+    data["controllers"] = []
+    data["zookeeper"] = {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]}
+    s = load_spec(_write(tmp_path, data))
+    material.prepare(s)
+    ids = ArtifactIds(kafka="kafka-3.9.1-0123456789ab", zookeeper="zookeeper-3.8.4-0123456789ab")
+    open_cluster = Observed.converged_cluster(load_spec(LAB_YAML), ids).build()
+    made_open = open_cluster.model_copy(update={"cluster": open_cluster.cluster.model_copy(
+        update={"open_znodes": ("/brokers", "/brokers/ids", "/config")})})
+    mode = mode_of(s)
+    [change] = mode.metadata_security_changes(s, made_open)
+    assert isinstance(change, ZnodeAclChange) and change.znodes == ("/brokers", "/brokers/ids", "/config")
+    assert change.host == s.brokers[0].host
+    steps, edges = build_steps([*diff(s, made_open, ids).changes, change], made_open)
+    secure = next(st for st in steps if st.kind is StepKind.SECURE_ZNODES)
+    restarts = [st.id for st in steps if st.kind is StepKind.RESTART and st.service == "kafka"]
+    assert len(restarts) == 3 and all((r, secure.id) in edges for r in restarts)  # every broker logs in first
+    assert "3 znode(s) made before ZooKeeper was secured" in secure.describe()
+    assert mode.metadata_security_changes(s, open_cluster) == []  # nothing open (secured from the start)
+    assert mode_of(load_spec(LAB_YAML)).metadata_security_changes(load_spec(LAB_YAML), made_open) == []  # not secured
