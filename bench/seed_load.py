@@ -113,8 +113,12 @@ def stock_cluster(libs_on_host: str) -> None:
 
     voters = ",".join(f"{100 + i}@{a}:9093:{new_kafka_uuid()}" for i, a in enumerate(HOSTS.values(), 1))
     quorum = ",".join(f"{a}:9093" for a in HOSTS.values())
+    # every broker first, then the controllers: a broker stopping after the quorum lost its majority
+    # waits out its whole controlled-shutdown timeout
+    for unit in ("kafka.service", "kafka-controller.service"):
+        for name in HOSTS:
+            lab.exec_in(name, ["systemctl", "stop", unit], check=True)
     for i, (name, addr) in enumerate(HOSTS.items(), 1):
-        lab.exec_in(name, ["systemctl", "stop", "kafka.service", "kafka-controller.service"], check=True)
         ctrl = (f"process.roles=controller\nnode.id={100 + i}\ncontroller.quorum.bootstrap.servers={quorum}\n"
                 f"listeners=CONTROLLER://{addr}:9093\nadvertised.listeners=CONTROLLER://{addr}:9093\n"
                 "controller.listener.names=CONTROLLER\nlog.dirs=/var/lib/stock/controller\n"

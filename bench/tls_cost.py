@@ -7,14 +7,16 @@ The lab's secured KRaft cluster (examples/lab-secure.yaml: 3 controllers + 3 bro
 (RF 3, min ISR 2, 6 partitions):
 
 1. the seed's load, Kafka's own ProducerPerformance (4.4.0 kafka-tools, on this machine) at
-   10,000 records/s x 1,000 B, acks=all, a warm-up then a measured run, against the PLAINTEXT
-   listener and against the SASL_SSL listener (client properties from `kafkaform client-config`):
-   avg, p50, p99 latency of both and their ratio (goal: p50 <= 1.3 x PLAINTEXT);
+   10,000 records/s x 1,000 B, acks=all, against the PLAINTEXT listener and against the SASL_SSL
+   listener (client properties from `kafkaform client-config`): a warm-up on each, then measured
+   runs in alternating order (P,S then S,P, ...: a cluster still warming up, JIT and page cache,
+   must not favour whichever goes second); avg, p50, p99 latency of both (median over the rounds)
+   and their ratio (goal: p50 <= 1.3 x PLAINTEXT);
 2. a reconnect storm: 1,000 new connections, 20 at a time, each made ready to serve requests
    (PLAINTEXT: TCP + ApiVersions; SASL_SSL: TCP + TLS handshake with host name verification +
    SaslHandshake + the two SCRAM-SHA-512 SaslAuthenticate round trips + ApiVersions).
 
-Usage (root): python3 bench/tls_cost.py [--measure-s 60] [--warmup-s 20] [--connections 1000]
+Usage (root): python3 bench/tls_cost.py [--measure-s 60] [--warmup-s 30] [--rounds 2] [--connections 1000]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import re
 import socket
 import ssl
+import statistics
 import struct
 import subprocess
 import sys
@@ -121,7 +124,8 @@ def storm(n: int, connect: object) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--measure-s", type=int, default=60)
-    ap.add_argument("--warmup-s", type=int, default=20)
+    ap.add_argument("--warmup-s", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=1000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kf-bench-tls-"))
@@ -156,13 +160,19 @@ def main() -> None:
         plain_props = work / "plain.properties"
         plain_props.write_text("security.protocol=PLAINTEXT\n")
         libs = "/var/cache/kafkaform/artifacts/kafka-4.4.0/libs/*"
-        results = {}
-        for label, props, bootstrap in (("PLAINTEXT", plain_props, PLAIN), ("SASL_SSL", scram_props, SCRAM)):
+        listeners = [("PLAINTEXT", plain_props, PLAIN), ("SASL_SSL", scram_props, SCRAM)]
+        for _, props, bootstrap in listeners:
             perf(libs, props, bootstrap, args.warmup_s)
-            results[label] = r = perf(libs, props, bootstrap, args.measure_s)
-            print(f"{label:9} {args.measure_s} s at {RATE} rec/s x {SIZE} B, acks=all: {r['rate']:.0f} rec/s, "
-                  f"avg {r['avg']:.2f} ms, p50 {r['p50']:.0f} ms, p95 {r['p95']:.0f} ms, p99 {r['p99']:.0f} ms, "
-                  f"max {r['max']:.0f} ms", flush=True)
+        runs: dict[str, list[dict[str, float]]] = {"PLAINTEXT": [], "SASL_SSL": []}
+        for i in range(args.rounds):
+            for label, props, bootstrap in (listeners if i % 2 == 0 else listeners[::-1]):
+                runs[label].append(r := perf(libs, props, bootstrap, args.measure_s))
+                print(f"round {i + 1} {label:9} {args.measure_s} s at {RATE} rec/s x {SIZE} B, acks=all: "
+                      f"{r['rate']:.0f} rec/s, avg {r['avg']:.2f} ms, p50 {r['p50']:.0f} ms, p95 {r['p95']:.0f} ms, "
+                      f"p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms", flush=True)
+        results = {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
+        for label, r in results.items():
+            print(f"median {label:9} avg {r['avg']:.2f} ms, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
         p, s = results["PLAINTEXT"], results["SASL_SSL"]
         ratio = s["p50"] / p["p50"] if p["p50"] else float("inf")
         print(f"SASL_SSL / PLAINTEXT: avg {s['avg'] / p['avg']:.2f}x, p50 {ratio:.2f}x (goal <= 1.3), "
