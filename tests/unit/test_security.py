@@ -419,17 +419,22 @@ def test_client_config_for_a_scram_user_and_an_mtls_user(tmp_path: Path, secret_
 
 # --- ZooKeeper mode ------------------------------------------------------------------------------
 
-def test_zookeeper_mode_logs_brokers_in_and_kafkaform_in_as_the_super_user(tmp_path: Path, secret_dir: Path) -> None:
-    from reconciler.render.kafka import KAFKA_ZK_JAAS, broker_desired
-    from reconciler.render.zookeeper import ZK_ARGS, ZK_JAAS, zookeeper_desired
-    from reconciler.security.zookeeper import super_digest, zk_auth
-
+def _zookeeper_mode(tmp_path: Path, secret_dir: Path):  # noqa: ANN202 - a ClusterSpec
+    """The secured base spec on Kafka 3.9.1 in ZooKeeper mode (an ensemble on the three hosts)."""
     data = _base(secret_dir)
     data["kafka"] = {**data["kafka"], "version": "3.9.1", "metadata_mode": "zookeeper"}
     del data["kafka"]["controller_listener"]
     data["controllers"] = []
     data["zookeeper"] = {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]}
-    s = load_spec(_write(tmp_path, data))
+    return load_spec(_write(tmp_path, data))
+
+
+def test_zookeeper_mode_logs_brokers_in_and_kafkaform_in_as_the_super_user(tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.render.kafka import KAFKA_ZK_JAAS, broker_desired
+    from reconciler.render.zookeeper import ZK_ARGS, ZK_JAAS, zookeeper_desired
+    from reconciler.security.zookeeper import super_digest, zk_auth
+
+    s = _zookeeper_mode(tmp_path, secret_dir)
     m = material.prepare(s)
     assert m is not None and set(m.zookeeper) == {"kafka", "super"}
     zk = zookeeper_desired(s, s.zookeeper.nodes[0], "zookeeper-3.8.4-0123456789ab")
@@ -587,12 +592,7 @@ def test_znodes_made_before_zookeeper_was_secured_get_acls_after_every_broker_re
     from tests.unit.builders import Observed
     from tests.unit.conftest import LAB_YAML
 
-    data = _base(secret_dir)
-    data["kafka"] = {**data["kafka"], "version": "3.9.1", "metadata_mode": "zookeeper"}
-    del data["kafka"]["controller_listener"]
-    data["controllers"] = []
-    data["zookeeper"] = {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]}
-    s = load_spec(_write(tmp_path, data))
+    s = _zookeeper_mode(tmp_path, secret_dir)
     material.prepare(s)
     ids = ArtifactIds(kafka="kafka-3.9.1-0123456789ab", zookeeper="zookeeper-3.8.4-0123456789ab")
     open_cluster = Observed.converged_cluster(load_spec(LAB_YAML), ids).build()
