@@ -12,7 +12,7 @@ kafkaform / stock <= 1.0 (its configuration costs nothing).
 It also shows why the first run after a create is slow: the warm-up's first intervals, and the
 CPU seconds the brokers' JIT compiler threads spent during it.
 
-Usage (root): python3 bench/seed_load.py [--measure-s 60] [--warmup-s 30]
+Usage (root): python3 bench/seed_load.py [--measure-s 60] [--warmup-s 30] [--heap 1g]
 """
 
 from __future__ import annotations
@@ -172,14 +172,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--measure-s", type=int, default=60)
     ap.add_argument("--warmup-s", type=int, default=30)
+    ap.add_argument("--heap", help="give kafkaform's brokers and controllers this heap (e.g. 1g, the stock "
+                    "start script's) instead of the lab spec's, to tell heap from configuration")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="kf-bench-seed-")
+    spec = SPEC
+    if args.heap:
+        import yaml
+
+        data = yaml.safe_load(SPEC.read_text())
+        data["kafka"]["heap"] = data["kafka"]["controller_heap"] = args.heap
+        spec = Path(home) / "lab-heap.yaml"
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
     env = {**os.environ, "KAFKAFORM_HOME": home}
     cli = [sys.executable, "-m", "reconciler.cli"]
     libs = libs_on_host_local()
     (libs.parent / "tools-log4j2.properties").write_text("rootLogger.level = warn\n")
     try:
-        for args_ in (["lab", "up", str(SPEC)], ["apply", str(SPEC), "--auto-approve"]):
+        for args_ in (["lab", "up", str(spec)], ["apply", str(spec), "--auto-approve"]):
             p = subprocess.run(cli + args_, env=env, text=True, capture_output=True)
             if p.returncode != 0:
                 raise SystemExit(p.stdout[-2000:] + p.stderr[-2000:])
