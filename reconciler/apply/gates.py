@@ -405,8 +405,11 @@ def brokers_unregistered(spec: ClusterSpec, brokers: tuple[int, ...], timeout: f
 
 
 def open_znodes(spec: ClusterSpec) -> tuple[str, ...]:
-    """Kafka's znodes anyone may change (ZooKeeper mode); raises while ZooKeeper cannot be read."""
-    st = cluster_state(spec)
+    """Kafka's znodes anyone may change (ZooKeeper mode), read as observe reads them (the gates'
+    session skips ACLs); raises while ZooKeeper cannot be read."""
+    from reconciler.security.zookeeper import zk_auth
+
+    st = zookeeper.read_cluster(_zk(spec), auth=zk_auth(spec))
     if not st.zookeeper_reachable:
         raise GateFailed(f"ZooKeeper unreadable: {st.zookeeper_error}")
     return st.open_znodes

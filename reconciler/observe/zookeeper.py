@@ -247,8 +247,9 @@ def _close(client: KazooClient) -> None:
         log.debug("kazoo cleanup failed", exc_info=True)
 
 
-def read_state(client: KazooClient) -> ClusterState:
-    """Registrations, controller, assignments, ISR and topic min ISR through a started client."""
+def read_state(client: KazooClient, acls: bool = False) -> ClusterState:
+    """Registrations, controller, assignments, ISR and topic min ISR through a started client;
+    `acls`: also which of Kafka's znodes anyone may change (plans need it, health polls do not)."""
     endpoints: dict[int, str] = {}
     try:
         ids = client.get_children("/brokers/ids")
@@ -270,7 +271,7 @@ def read_state(client: KazooClient) -> ClusterState:
     min_isr, throttled_topics = read_topic_configs(client, sorted({p.topic for p in parts}))
     return ClusterState(
         zookeeper_members=read_members(client),
-        open_znodes=read_open_znodes(client),
+        open_znodes=read_open_znodes(client) if acls else (),
         throttled_topics=throttled_topics,
         throttled_brokers=read_throttled_brokers(client, sorted(endpoints)),
         zookeeper_reachable=True,
@@ -286,7 +287,7 @@ def _read_znodes(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]
     client = _client(zk_hosts, timeout, auth)
     try:
         client.start(timeout=timeout)
-        return read_state(client)
+        return read_state(client, acls=True)
     finally:
         _close(client)
 
