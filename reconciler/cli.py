@@ -533,8 +533,8 @@ def describe_cluster(spec: Path = typer.Argument(...), json_out: bool = JsonOpt)
         from reconciler.security.material import material_of
 
         m = material_of(s)
-        doc["CertificateAuthority"] = {"Subject": tls.inspect(m.issuing_pem or m.ca_pem).issuer,
-                                       "NotAfter": tls.inspect(m.issuing_pem or m.ca_pem).not_after.isoformat(),
+        ca = tls.inspect(m.issuing_pem or m.ca_pem)
+        doc["CertificateAuthority"] = {"Subject": ca.issuer, "NotAfter": ca.not_after.isoformat(),
                                        "Trusted": m.ca_pem.count("BEGIN CERTIFICATE"), "Rotation": m.rotation}
         doc["Certificates"] = {
             **{h: {"NotAfter": c.info.not_after.isoformat(), "DaysLeft": round(c.info.days_left(), 1)}
@@ -577,12 +577,10 @@ def _encryption_in_transit(s: ClusterSpec) -> dict[str, Any]:
 
 def _encryption_at_rest(s: ClusterSpec, observed: Any) -> dict[str, Any]:
     """Whether the spec requires it, and the data dirs (host:dir) found on dm-crypt and not."""
-    from reconciler.security.at_rest import data_dirs
+    from reconciler.security.at_rest import data_dir_devices
 
     found: dict[str, list[str]] = {"Encrypted": [], "Unencrypted": [], "Unknown": []}
-    for host, _, d in data_dirs(s):
-        facts = observed.hosts.get(host)
-        dev = facts.dir_devices.get(d) if facts is not None else None
+    for host, _, d, dev in data_dir_devices(s, observed):
         found["Unknown" if dev is None else "Encrypted" if dev.encrypted else "Unencrypted"].append(f"{host}:{d}")
     return {"Required": s.security is not None and s.security.encryption_at_rest == "required",
             "DataDirs": {k: sorted(set(v)) for k, v in found.items()}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.observe.model import ObservedCluster
+    from reconciler.observe.model import DirDevice, ObservedCluster
     from reconciler.spec import ClusterSpec, SpecIssue
 
 
@@ -23,6 +23,15 @@ def data_dirs(spec: ClusterSpec) -> list[tuple[str, str, str]]:
     return out
 
 
+def data_dir_devices(spec: ClusterSpec, observed: ObservedCluster) -> list[tuple[str, str, str, DirDevice | None]]:
+    """(host, what, dir, what it is stored on) for every data dir; None where observe has no facts."""
+    out = []
+    for host, what, d in data_dirs(spec):
+        facts = observed.hosts.get(host)
+        out.append((host, what, d, facts.dir_devices.get(d) if facts is not None else None))
+    return out
+
+
 def at_rest_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIssue]:
     """One refusal per data dir that is not on dm-crypt, naming the dir, the host and what it is on."""
     from reconciler.spec import SpecIssue
@@ -30,9 +39,7 @@ def at_rest_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIss
     if spec.security is None or spec.security.encryption_at_rest != "required":
         return []
     issues = []
-    for host, what, d in data_dirs(spec):
-        facts = observed.hosts.get(host)
-        dev = facts.dir_devices.get(d) if facts is not None else None
+    for host, what, d, dev in data_dir_devices(spec, observed):
         if dev is None:
             why = "could not be checked (no device facts)"
         elif dev.encrypted:

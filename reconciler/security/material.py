@@ -265,8 +265,9 @@ def start_rotation(spec: ClusterSpec) -> str:
     assert spec.security is not None
     if isinstance(spec.security.tls.ca, ProvidedCa):
         raise CaChanged("the cluster's CA is provided in the spec: kafkaform rotates only a CA it generated")
-    if rotation_phase(spec.name) is not None:
-        raise CaChanged(f"a CA rotation is already under way (phase {ROTATION_TEXT[rotation_phase(spec.name) or '']})")
+    phase = rotation_phase(spec.name)
+    if phase is not None:
+        raise CaChanged(f"a CA rotation is already under way (phase {ROTATION_TEXT[phase]})")
     d = tls_dir(spec.name)
     cert, key = tls.new_ca(spec.name)
     _write(d / "ca-next.key", key)

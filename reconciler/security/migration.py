@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reconciler.render.common import CONTROLLER_PROPERTIES, SERVER_PROPERTIES
+from reconciler import files as F
 from reconciler.render.formats import parse_properties
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from reconciler.spec import ClusterSpec, SpecIssue
 
 
-def _running_config(facts: HostFacts, service: str, path: str) -> dict[str, str] | None:
+def _running_config(facts: HostFacts, service: str) -> dict[str, str] | None:
+    """The config file of a service that is running, parsed (None when it is not running)."""
     st = facts.services.get(service)
-    f = facts.files.get(path)
+    f = facts.files.get(F.SERVICE_PATHS[service].config)
     if st is None or st.active != "active" or f is None or not f.content:
         return None
     return parse_properties(f.content)
@@ -48,7 +49,7 @@ def listener_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIs
     wanted = {lst.name for lst in spec.kafka.listeners}
     target = spec.kafka.inter_broker.name
     running = {b.id: p for b in spec.brokers  # (a config without listeners, e.g. hand-edited: not judged)
-               if (p := _running_config(observed.hosts[b.host], "kafka", SERVER_PROPERTIES)) and _listener_names(p)}
+               if (p := _running_config(observed.hosts[b.host], "kafka")) and _listener_names(p)}
     lacking = sorted(i for i, p in running.items() if target not in _listener_names(p))
     if lacking:
         issues.append(SpecIssue(path="kafka.inter_broker_listener", message=(
@@ -71,10 +72,10 @@ def _controller_listener_issues(spec: ClusterSpec, observed: ObservedCluster) ->
     c = spec.kafka.controller_listener
     want = (c.name, c.port, c.protocol)
     seen: set[tuple[str, int, str]] = set()
-    nodes = [(x.host, "kafka-controller", CONTROLLER_PROPERTIES) for x in spec.controllers]
-    nodes += [(b.host, "kafka", SERVER_PROPERTIES) for b in spec.brokers if b.controller]
-    for host, service, path in nodes:
-        props = _running_config(observed.hosts[host], service, path)
+    nodes = [(x.host, "kafka-controller") for x in spec.controllers]
+    nodes += [(b.host, "kafka") for b in spec.brokers if b.controller]
+    for host, service in nodes:
+        props = _running_config(observed.hosts[host], service)
         if props is None:
             continue
         name = props.get("controller.listener.names", "")

@@ -123,6 +123,23 @@ def private_file(path: Path, text: str) -> Path:
     return path
 
 
+def sees_topic(client: dict[str, Any], topic: str) -> bool:
+    """Whether a consumer with these settings connects to the SCRAM listener and lists `topic`."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        c = KafkaConsumer(bootstrap_servers=CLIENT.split(","), request_timeout_ms=10_000, **client)
+    except KafkaError:
+        return False
+    try:
+        return topic in c.topics()
+    except KafkaError:
+        return False
+    finally:
+        c.close()
+
+
 def client_config(s: Secure, cli: Cli, user: str, *extra: str) -> Path:
     out = s.dir / f"{user}-{len(s.outputs)}.properties"
     p = run(s, cli, "client-config", str(s.spec), "--user", user, "--out", str(out), *extra)
@@ -259,21 +276,9 @@ def test_rolling_config_change_under_a_scram_producer(secure: Secure, cli: Cli) 
 
 @pytest.mark.parametrize("secure", ["kraft"], indirect=True)
 def test_password_rotation_and_acl_removal(secure: Secure, cli: Cli) -> None:
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
 
     def can_log_in(password: str) -> bool:
-        try:
-            c = KafkaConsumer(bootstrap_servers=CLIENT.split(","), request_timeout_ms=10_000,
-                              **secure.scram("app", password))
-        except KafkaError:
-            return False
-        try:
-            return "orders" in c.topics()
-        except KafkaError:
-            return False
-        finally:
-            c.close()
+        return sees_topic(secure.scram("app", password), "orders")
 
     (secure.dir / "app.pw").write_text(APP_PW2 + "\n")
     plan = run(secure, cli, "plan", str(secure.spec))
@@ -294,8 +299,6 @@ def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli
     """A certificate near expiry is renewed by a plan (that node rolls); then the CA is rotated in
     three applies, each a roll, under a SCRAM producer: 0 lost; afterwards a client trusting only
     the new CA connects and one trusting only the old CA does not."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
 
     from reconciler.security import tls
 
@@ -334,17 +337,7 @@ def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli
 
     def connects(ca_pem: str) -> bool:
         f = private_file(secure.dir / "only-one-ca.pem", ca_pem)
-        try:
-            c = KafkaConsumer(bootstrap_servers=CLIENT.split(","), request_timeout_ms=10_000,
-                              **{**secure.scram("app", password), "ssl_cafile": str(f)})
-        except KafkaError:
-            return False
-        try:
-            return "orders-rotation" in c.topics()
-        except KafkaError:
-            return False
-        finally:
-            c.close()
+        return sees_topic({**secure.scram("app", password), "ssl_cafile": str(f)}, "orders-rotation")
 
     assert connects(new_ca) and not connects(old_ca)
     assert report.sent > 300 and not report.errors, report.errors[:5]

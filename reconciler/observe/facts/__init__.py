@@ -21,6 +21,14 @@ def b64decode(text: str, what: str) -> bytes:
         raise FactError(f"bad base64 for {what}: {e}") from e
 
 
+def each_dir(dirs: tuple[str, ...] | list[str], body: str) -> str:
+    """A POSIX sh loop running `body` (lines ending in newlines) with $d set to each dir; a no-op
+    for none."""
+    if not dirs:
+        return ":"
+    return f"for d in {' '.join(sh_quote(d) for d in dirs)}; do\n{body}done"
+
+
 def sh_quote(s: str) -> str:
     """Single-quote for POSIX sh (shlex.quote, but always quoted so output is predictable)."""
     return "'" + s.replace("'", "'\"'\"'") + "'"

@@ -10,22 +10,18 @@ has an empty stack.
 from __future__ import annotations
 
 from ..model import DirDevice
-from . import FactError, sh_quote
+from . import FactError, each_dir
 
 NAME = "dir_devices"
 
 
 def command(dirs: tuple[str, ...] | list[str]) -> str:
-    if not dirs:
-        return ":"
-    quoted = " ".join(sh_quote(d) for d in dirs)
-    return (
-        f"for d in {quoted}; do\n"
+    return each_dir(
+        dirs,
         '  a="$d"; while [ ! -e "$a" ] && [ "$a" != / ]; do a=$(dirname -- "$a"); done\n'
         '  set -- $(findmnt -n -r -o SOURCE,FSTYPE -T "$a" 2>/dev/null); s="${1:--}"; t="${2:--}"\n'
         '  k=-; case "$s" in /dev/*) k=$(lsblk -s -n -r -o TYPE -- "$s" 2>/dev/null | paste -sd, -);; esac\n'
-        "  printf 'mount %s %s %s\\n' \"$t\" \"${k:--}\" \"$d\"\n"
-        "done"
+        "  printf 'mount %s %s %s\\n' \"$t\" \"${k:--}\" \"$d\"\n",
     )
 
 

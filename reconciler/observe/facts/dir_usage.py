@@ -9,22 +9,18 @@ total (e.g. the directory vanished mid-walk) is also left out rather than failin
 
 from __future__ import annotations
 
-from . import FactError, sh_quote
+from . import FactError, each_dir
 
 NAME = "dir_usage"
 
 
 def command(dirs: tuple[str, ...] | list[str]) -> str:
-    if not dirs:
-        return ":"
-    quoted = " ".join(sh_quote(d) for d in dirs)
-    return (
-        f"for d in {quoted}; do\n"
+    return each_dir(
+        dirs,
         '  if [ -d "$d" ]; then k=$(du -sk -- "$d" 2>/dev/null | cut -f1); '
         's=-; [ -n "$k" ] && s=$((k * 1024)); '
         'printf \'dir %s %s\\n\' "$s" "$d"\n'
-        "  else printf 'absent - %s\\n' \"$d\"; fi\n"
-        "done"
+        "  else printf 'absent - %s\\n' \"$d\"; fi\n",
     )
 
 
