@@ -108,6 +108,16 @@ def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor
         admin.close()
 
 
+def delete_topic(bootstrap: str, topic: str, client: dict[str, object] | None = None) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=30_000, **(client or {}))
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
 def read_numbers(bootstrap: str, topic: str, expect: set[int], timeout_s: float = 120,
                  client: dict[str, object] | None = None) -> set[int]:
     """Every number in the topic, read from the beginning until `expect` is covered or time is up."""
