@@ -1,12 +1,12 @@
-"""Cluster view of a KRaft cluster, all through the Kafka Admin API (kafka-python).
+"""Cluster view of a KRaft cluster, all through the Kafka protocol (`wire`, no kafka-python).
 
 One read: DescribeQuorum (leader, epoch, voters and observers with log end offsets and
 last-caught-up times) sent straight to the controllers (KIP-919: they answer it on the controller
 listener, so the quorum is readable while no broker runs: a new cluster, a broken one), then from
-the brokers DescribeCluster (brokers, fenced or not), DescribeTopics (replicas, ISR, leaders),
-ListPartitionReassignments, DescribeFeatures (finalized and supported levels) and DescribeConfigs
-(topic min.insync.replicas overrides, replication throttles). A `SessionReader` keeps one admin
-client for a whole apply (gates poll several times a second).
+the brokers ApiVersions (finalized and supported feature levels), DescribeCluster (brokers, fenced
+or not), Metadata (replicas, ISR, leaders), ListPartitionReassignments and DescribeConfigs (topic
+min.insync.replicas overrides, replication throttles; a broker's own configs from that broker).
+A `SessionReader` keeps its connections for a whole apply (gates poll several times a second).
 
 Nothing here raises to the caller: failures become `kafka_reachable=False` plus a reason.
 """
@@ -14,24 +14,19 @@ Nothing here raises to the caller: failures become `kafka_reachable=False` plus 
 from __future__ import annotations
 
 import base64
-import logging
-import socket
-import struct
+import ssl
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from . import wire
 from .connect import ClientTls, Endpoint
-from .kafka_admin import _close, to_partitions
+from .kafka_admin import to_partitions
 from .model import ClusterState, Quorum, QuorumMember
-
-if TYPE_CHECKING:
-    from kafka.admin import KafkaAdminClient
-
-log = logging.getLogger(__name__)
-logging.getLogger("kafka").addHandler(logging.NullHandler())
 
 TOPIC_THROTTLES = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
 BROKER_THROTTLES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+CLIENT_ID = "kafkaform-observe"
 
 
 def directory_id_b64(value: str | None) -> str | None:
@@ -86,44 +81,25 @@ class QuorumUnreadable(Exception):
     pass
 
 
-def _describe_quorum_at(endpoint: str, timeout: float, tls: ClientTls | None = None) -> dict[str, Any]:
-    """One DescribeQuorum (v2) request to one controller over a plain (or TLS) socket."""
-    from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
-
-    topic = DescribeQuorumRequest.TopicData
-    req = DescribeQuorumRequest(version=2, topics=[topic(topic_name="__cluster_metadata",
-                                                         partitions=[topic.PartitionData(partition_index=0)])])
-    req.with_header(correlation_id=1, client_id="kafkaform-observe")
-    host, _, port = endpoint.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
-        s = tls.context().wrap_socket(raw, server_hostname=host) if tls is not None else raw
-        s.settimeout(timeout)
-        s.sendall(req.encode(version=2, header=True, framed=True))
-        head = _recv(s, 4)
-        size = struct.unpack(">i", head)[0]
-        if not 0 < size < 16 * 2**20:
-            raise QuorumUnreadable(f"{endpoint}: bad response size {size}")
-        return DescribeQuorumResponse.decode(_recv(s, size), version=2, header=True).to_dict()
+def _describe_quorum_at(endpoint: str, timeout: float, tls: ssl.SSLContext | None) -> dict[str, Any]:
+    """One DescribeQuorum request to one controller over a plain (or TLS) socket."""
+    conn = wire.Connection(endpoint, timeout, tls, CLIENT_ID)
+    try:
+        return conn.describe_quorum()
+    finally:
+        conn.close()
 
 
-def _recv(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise QuorumUnreadable("connection closed mid-response")
-        buf += chunk
-    return buf
-
-
-def describe_quorum(controllers: list[str], timeout: float = 3.0, tls: ClientTls | None = None) -> Quorum:
+def describe_quorum(controllers: list[str], timeout: float = 3.0,
+                    tls: ClientTls | ssl.SSLContext | None = None) -> Quorum:
     """The quorum from whichever controller leads it (the others answer NOT_LEADER_OR_FOLLOWER).
     Raises QuorumUnreadable with each controller's answer when none leads."""
     seen: list[str] = []
+    ctx = tls.context() if isinstance(tls, ClientTls) else tls
     for endpoint in controllers:
         try:
-            doc = _describe_quorum_at(endpoint, timeout, tls)
-        except (OSError, QuorumUnreadable, ValueError) as e:
+            doc = _describe_quorum_at(endpoint, timeout, ctx)
+        except (OSError, wire.WireError, ValueError) as e:
             seen.append(f"{endpoint}: {type(e).__name__}: {e}")
             continue
         parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
@@ -135,71 +111,56 @@ def describe_quorum(controllers: list[str], timeout: float = 3.0, tls: ClientTls
     raise QuorumUnreadable("no controller answers as the quorum's leader (" + "; ".join(seen) + ")")
 
 
-def _admin(brokers: Endpoint, timeout: float) -> KafkaAdminClient:
-    from kafka.admin import KafkaAdminClient
-
-    ms = int(timeout * 1000)
-    admin = KafkaAdminClient.__new__(KafkaAdminClient)
-    try:
-        admin.__init__(**brokers.kafka_kwargs(), client_id="kafkaform-observe", request_timeout_ms=ms,
-                       bootstrap_timeout_ms=ms, reconnect_backoff_max_ms=min(ms, 1000))
-    except Exception:
-        _close(admin)
-        raise
-    return admin
+Connect = Callable[[str], wire.Connection]
 
 
-def read_with(admin: KafkaAdminClient, quorum: Quorum | None = None) -> ClusterState:
-    """Everything the plan and the gates need, through one admin client (the quorum as read from
-    the controllers, else through the brokers). Raises on failure."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    desc = admin.describe_cluster()
-    brokers = desc.get("brokers") or []
+def read_from(conn: wire.Connection, connect: Connect, quorum: Quorum | None = None,
+              timeout_ms: int = 3000) -> ClusterState:
+    """Everything the plan and the gates need: through `conn` (any broker), a broker's own configs
+    through `connect(its address)`; the quorum as read from the controllers, else through the
+    broker. Raises on failure."""
+    features = conn.api_versions()
+    desc = conn.describe_cluster()
+    brokers = desc["brokers"]
     if quorum is None:
-        quorum = to_quorum(admin.describe_metadata_quorum())
-    parts = to_partitions(admin.describe_topics())
-    moving = {(tp.topic, tp.partition) for tp in (admin.list_partition_reassignments() or {})}
+        quorum = to_quorum(conn.describe_quorum())
+    parts = to_partitions(conn.metadata())
+    moving = set(conn.list_partition_reassignments(timeout_ms))
     parts = tuple(p.model_copy(update={"reassigning": True}) if (p.topic, p.partition) in moving else p
                   for p in parts)
-    feats = admin.describe_features()
-    finalized = {k: int(v["finalized"][1]) for k, v in feats.items() if v.get("finalized")}
-    supported = {k: (int(v["supported"][0]), int(v["supported"][1])) for k, v in feats.items() if v.get("supported")}
     topics = sorted({p.topic for p in parts})
     min_isr: dict[str, int] = {}
     throttled_topics: list[str] = []
     if topics:
-        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t,
-                                                     configs=["min.insync.replicas", *TOPIC_THROTTLES])
-                                      for t in topics], config_filter="all")
-        for t, cfg in (res.get("topic") or {}).items():
+        for t, cfg in conn.describe_configs(wire.RESOURCE_TOPIC, topics,
+                                            ["min.insync.replicas", *TOPIC_THROTTLES]).items():
             v = cfg.get("min.insync.replicas") or {}
-            if v.get("config_source") == "TOPIC_CONFIG" and str(v.get("value", "")).isdigit():
+            if v.get("config_source") == "DYNAMIC_TOPIC_CONFIG" and str(v.get("value", "")).isdigit():
                 min_isr[t] = int(v["value"])
             if any((cfg.get(k) or {}).get("value") for k in TOPIC_THROTTLES):
                 throttled_topics.append(t)
     throttled_brokers: list[int] = []
-    live = [b for b in brokers if not b.get("is_fenced")]
-    if live:
-        res = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, str(b["broker_id"]),
-                                                     configs=list(BROKER_THROTTLES)) for b in live],
-                                     config_filter="all")
-        for bid, cfg in (res.get("broker") or {}).items():
-            if any((cfg.get(k) or {}).get("config_source") == "DYNAMIC_BROKER_CONFIG" for k in BROKER_THROTTLES):
-                throttled_brokers.append(int(bid))
+    for b in brokers:
+        if b["is_fenced"]:
+            continue
+        bid = str(b["broker_id"])
+        cfg = connect(f"{b['host']}:{b['port']}").describe_configs(wire.RESOURCE_BROKER, [bid],
+                                                                  list(BROKER_THROTTLES)).get(bid, {})
+        if any((cfg.get(k) or {}).get("config_source") == "DYNAMIC_BROKER_CONFIG" for k in BROKER_THROTTLES):
+            throttled_brokers.append(int(bid))
     return ClusterState(
         mode="kraft",
         kafka_reachable=True,
         cluster_id=desc.get("cluster_id"),
         broker_ids=tuple(sorted(int(b["broker_id"]) for b in brokers)),
-        fenced_brokers=tuple(sorted(int(b["broker_id"]) for b in brokers if b.get("is_fenced"))),
+        fenced_brokers=tuple(sorted(int(b["broker_id"]) for b in brokers if b["is_fenced"])),
         broker_endpoints={int(b["broker_id"]): f"PLAINTEXT://{b['host']}:{b['port']}" for b in brokers},
         controller_id=quorum.leader_id,
         quorum=quorum,
         partitions=parts,
         topic_min_isr=min_isr,
-        features=finalized,
-        supported_features=supported,
+        features=features["finalized"],
+        supported_features=features["supported"],
         throttled_topics=tuple(sorted(throttled_topics)),
         throttled_brokers=tuple(sorted(throttled_brokers)),
     )
@@ -220,17 +181,18 @@ def read_cluster(brokers: Endpoint, controllers: Endpoint, timeout: float = 3.0)
 
 
 class SessionReader:
-    """The quorum from the controllers, the rest through one admin client reused across many reads
-    (it reconnects after a failure); never raises. A cluster whose brokers do not answer still
-    shows its quorum (kafka_reachable False)."""
+    """The quorum from the controllers, the rest through broker connections kept across many reads
+    (all dropped and made again after a failure); never raises. A cluster whose brokers do not
+    answer still shows its quorum (kafka_reachable False)."""
 
     def __init__(self, brokers: Endpoint, controllers: Endpoint, timeout: float = 3.0) -> None:
-        self.brokers = brokers
         self.bootstrap = list(brokers.addresses)
         self.controllers = list(controllers.addresses)
-        self._controller_tls = controllers.tls
         self.timeout = timeout
-        self._admin: KafkaAdminClient | None = None
+        # TLS contexts made once per session (each loads the CA and kafkaform's certificate)
+        self._broker_tls = brokers.tls.context() if brokers.tls else None
+        self._controller_tls = controllers.tls.context() if controllers.tls else None
+        self._conns: dict[str, wire.Connection] = {}
 
     def _quorum(self) -> tuple[Quorum | None, str | None]:
         try:
@@ -243,12 +205,28 @@ class SessionReader:
             self.controllers.insert(0, leader)
         return q, None
 
+    def _connect(self, address: str) -> wire.Connection:
+        conn = self._conns.get(address)
+        if conn is None:
+            conn = self._conns[address] = wire.Connection(address, self.timeout, self._broker_tls, CLIENT_ID)
+        return conn
+
+    def _any_broker(self) -> wire.Connection:
+        for address in self._conns:  # one already open
+            if address in self.bootstrap:
+                return self._conns[address]
+        errors = []
+        for address in self.bootstrap:
+            try:
+                return self._connect(address)
+            except (OSError, ValueError) as e:
+                errors.append(f"{address}: {type(e).__name__}: {e}")
+        raise wire.WireError("no broker answers (" + "; ".join(errors) + ")")
+
     def read(self) -> ClusterState:
         quorum, quorum_error = self._quorum()
         try:
-            if self._admin is None:
-                self._admin = _admin(self.brokers, self.timeout)
-            return read_with(self._admin, quorum)
+            return read_from(self._any_broker(), self._connect, quorum, int(self.timeout * 1000))
         except Exception as e:  # the caller's gate reports it and keeps polling
             self.close()
             error = _reason(e, self.bootstrap) + (f"; quorum: {quorum_error}" if quorum_error else "")
@@ -256,6 +234,6 @@ class SessionReader:
                                 controller_id=quorum.leader_id if quorum else None)
 
     def close(self) -> None:
-        if self._admin is not None:
-            _close(self._admin)
-            self._admin = None
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
