@@ -185,7 +185,8 @@ cat > /etc/stock/start.sh <<'EOF'
 #!/bin/sh
 set -e
 for role in controller broker; do
-  systemd-run --unit=stock-$role -p User=kafka /usr/bin/java {' '.join(STOCK_FLAGS)} \
+  systemctl reset-failed stock-$role 2>/dev/null || true  # stopped Java exits 143: a failed unit
+  systemd-run --collect --unit=stock-$role -p User=kafka /usr/bin/java {' '.join(STOCK_FLAGS)} \
     -Dkafka.logs.dir=/var/lib/stock/logs-$role -Dlog4j2.configurationFile=/etc/stock/log4j2.properties \
     -cp '{libs_on_host}/*' kafka.Kafka /etc/stock/$role.properties
 done
