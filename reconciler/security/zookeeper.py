@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 BROKER_LOGIN = "kafka"
 SUPER = "super"
-# The first ZooKeeper release kafkaform runs with TLS: Netty's secure client port, sslQuorum and
-# PEM key stores are in 3.5.5+ (read in ZooKeeper's source, release-3.8.4 run in the lab); 3.5 is
-# end of life, so the floor is the oldest line still maintained when this was written.
+# The oldest ZooKeeper kafkaform accepts with TLS. Netty's secure client port, sslQuorum and PEM
+# key stores are in ZooKeeper's source from 3.5.5 on, and everything used here was read in
+# release-3.8.4's (the version Kafka 3.8/3.9 bring and the lab runs); the end-of-life 3.5 line is
+# left out rather than trusted unread.
 TLS_MIN_ZOOKEEPER = (3, 6, 0)
 NETTY_SERVER = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 NETTY_CLIENT = "org.apache.zookeeper.ClientCnxnSocketNetty"
