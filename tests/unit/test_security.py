@@ -605,6 +605,25 @@ def test_zookeeper_tls_kazoo_sessions_use_kafkaforms_certificate(tmp_path: Path,
     assert zk_observe.kazoo_tls_args(None) == {}
 
 
+def test_zk_security_migrator_connects_as_the_broker_does(tmp_path: Path, secret_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.apply import kafka_tools
+    from reconciler.observe.ssh import CommandResult
+
+    calls: list[list[str]] = []
+
+    def tool(spec: Any, host: str, artifact_id: str, main_class: str, args: list[str], **kw: Any) -> CommandResult:
+        calls.append(args)
+        return CommandResult(rc=0, stdout="", stderr="")
+
+    monkeypatch.setattr(kafka_tools, "run_tool", tool)
+    for on in (True, False):
+        kafka_tools.secure_znodes(_zookeeper_tls(tmp_path, secret_dir, on=on), "kafka-3.9.1-0123456789ab", HOSTS[0])
+    with_tls, without = calls
+    assert with_tls[-2:] == ["--zk-tls-config-file", F.SERVER_PROPERTIES]  # its zookeeper.ssl.* keys
+    assert "--zk-tls-config-file" not in without
+
+
 def test_four_letter_words_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
     """`srvr` over a TLS-only port that requires a client certificate (as ZooKeeper's Netty port
     with ssl.clientAuth=need): answered with kafkaform's certificate, refused without one."""
