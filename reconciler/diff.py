@@ -28,7 +28,7 @@ from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.security.access import AccessPlan
 from reconciler.security.at_rest import at_rest_issues
-from reconciler.security.migration import listener_issues
+from reconciler.security.migration import listener_issues, zookeeper_tls_issues
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, metadata_version_name, parse_version
 
@@ -556,6 +556,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
         return DiffResult([], errors)
     errors += check_against_facts(spec, {h: f.mem_total_bytes for h, f in observed.hosts.items()})
     errors += listener_issues(spec, observed)
+    errors += zookeeper_tls_issues(spec, observed)
     errors += at_rest_issues(spec, observed)
 
     changes: list[Change] = []

@@ -27,7 +27,9 @@ from reconciler.render.common import (
 )
 from reconciler.render.formats import parse_properties  # noqa: F401  (the reader for these files)
 from reconciler.render.kafka import *  # noqa: F403
+from reconciler.render.kafka import KAFKA_ZK_KEYSTORE, KAFKA_ZK_TRUSTSTORE
 from reconciler.render.zookeeper import *  # noqa: F403
+from reconciler.render.zookeeper import ZK_KEYSTORE, ZK_TRUSTSTORE
 from reconciler.spec import ClusterSpec
 
 
@@ -40,7 +42,8 @@ def managed_paths(spec: ClusterSpec) -> tuple[str, ...]:
     paths = [SERVER_PROPERTIES, f"{KAFKA_ETC}/log4j.properties", f"{KAFKA_ETC}/log4j2.properties", KAFKA_UNIT,
              CONTROLLER_PROPERTIES, f"{CONTROLLER_ETC}/log4j.properties", f"{CONTROLLER_ETC}/log4j2.properties",
              CONTROLLER_UNIT, ZOO_CFG, f"{ZK_ETC}/logback.xml", ZK_RUNTIME_SCRIPT, ZK_UNIT,
-             f"{ZK_ETC}/jaas.conf", f"{ZK_ETC}/security.args", f"{KAFKA_ETC}/zookeeper-jaas.conf"]
+             f"{ZK_ETC}/jaas.conf", f"{ZK_ETC}/security.args", f"{KAFKA_ETC}/zookeeper-jaas.conf",
+             ZK_KEYSTORE, ZK_TRUSTSTORE, KAFKA_ZK_KEYSTORE, KAFKA_ZK_TRUSTSTORE]
     if spec.zookeeper is not None:
         paths.append(f"{spec.zookeeper.data_dir}/myid")
     paths += [owner_marker(d) for d in sorted(data | set(FIXED_DIRS))]

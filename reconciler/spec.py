@@ -459,7 +459,15 @@ MANAGED_ZK_KEYS = {
     "dataDir": "zookeeper.data_dir",
     "dataLogDir": "zookeeper.data_dir (a separate transaction log dir is not supported yet)",
     "clientPort": "zookeeper.client_port",
-    "secureClientPort": "zookeeper.client_port (TLS is not supported yet)",
+    "secureClientPort": "zookeeper.client_port (TLS-only with security.zookeeper_tls)",
+    "secureClientPortAddress": "kafkaform (the client port listens on every address)",
+    "serverCnxnFactory": "security.zookeeper_tls (Netty, for the TLS client port)",
+    "client.portUnification": "security.zookeeper_tls (the client port is TLS-only)",
+    "portUnification": "security.zookeeper_tls (the quorum port is TLS-only)",
+    "sslQuorum": "security.zookeeper_tls",
+    "ssl.clientAuth": "security.zookeeper_tls (clients show a certificate from the cluster CA)",
+    "ssl.hostnameVerification": "security.zookeeper_tls",
+    "ssl.quorum.hostnameVerification": "security.zookeeper_tls",
     "myid": "zookeeper.nodes[].myid",
     "dynamicConfigFile": "kafkaform (ZooKeeper's membership file)",
     "reconfigEnabled": "kafkaform (membership changes use dynamic reconfiguration)",
@@ -468,6 +476,8 @@ MANAGED_ZK_KEYS = {
     "authProvider.sasl": "the security section (brokers log in to ZooKeeper)",
 }
 ZK_MEMBERSHIP_KEY_RE = re.compile(r"(server|group|weight)\.[0-9]+")
+# The key and trust stores security.zookeeper_tls sets (client port and quorum).
+ZK_TLS_STORE_KEY_RE = re.compile(r"ssl\.(quorum\.)?(keyStore|trustStore)\..+")
 
 
 def broker_config(spec: ClusterSpec) -> dict[str, ConfigValue]:
@@ -657,6 +667,9 @@ def _zookeeper_issues(spec: ClusterSpec, add: Any, seen_hosts: dict[Any, int]) -
     for key in zk.config:
         if key in MANAGED_ZK_KEYS:
             add(f"zookeeper.config.{key}", f"set by {MANAGED_ZK_KEYS[key]}, not under config")
+        elif ZK_TLS_STORE_KEY_RE.fullmatch(key):
+            add(f"zookeeper.config.{key}", "set by security.zookeeper_tls (PEM files from the cluster CA), "
+                "not under config")
         elif ZK_MEMBERSHIP_KEY_RE.fullmatch(key):
             add(f"zookeeper.config.{key}", "ensemble membership is set by zookeeper.nodes, not under config")
 

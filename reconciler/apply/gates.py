@@ -83,9 +83,9 @@ def reader_for(spec: ClusterSpec) -> ClusterReader:
 
             readers[key] = kraft.SessionReader(admin_endpoint(spec), controller_endpoint(spec, quorum_endpoints(spec)))
         else:
-            from reconciler.security.zookeeper import zk_auth
+            from reconciler.security.zookeeper import zk_auth, zk_tls
 
-            readers[key] = zookeeper.SessionReader(_zk(spec), auth=zk_auth(spec))
+            readers[key] = zookeeper.SessionReader(_zk(spec), auth=zk_auth(spec), tls=zk_tls(spec))
     return readers[key]
 
 
@@ -101,26 +101,36 @@ def close() -> None:
     readers.clear()
 
 
-def _member_endpoints(members: dict[int, str]) -> dict[int, str]:
-    """myid -> host:clientPort from ZooKeeper's membership lines ("host:2888:3888:participant;0.0.0.0:2181")."""
+def _member_endpoints(members: dict[int, str], client_port: int = 2181) -> dict[int, str]:
+    """myid -> host:clientPort from ZooKeeper's membership lines ("host:2888:3888:participant;0.0.0.0:2181");
+    a line without a client part (a TLS ensemble: its port is the static secureClientPort) gets
+    `client_port`."""
     out = {}
     for myid, value in members.items():
         host = value.split(":", 1)[0]
         client = value.partition(";")[2]
-        out[myid] = f"{host}:{client.rsplit(':', 1)[-1] or 2181}"
+        out[myid] = f"{host}:{client.rsplit(':', 1)[-1] or client_port}"
     return out
+
+
+def _client_port(spec: ClusterSpec) -> int:
+    return spec.zookeeper.client_port if spec.zookeeper is not None else 2181
 
 
 def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress = None,
                      members_too: bool = False) -> GateResult:
     """Every node of the spec's ensemble serves, with exactly one leader (or standalone for one node).
     members_too: also the current members the spec no longer has (before they are reconfigured away)."""
+    from reconciler.security.zookeeper import zk_tls
+
     nodes = _zk(spec)
     if members_too:
-        nodes += [e for e in _member_endpoints(cluster_state(spec).zookeeper_members).values() if e not in nodes]
+        nodes += [e for e in _member_endpoints(cluster_state(spec).zookeeper_members, _client_port(spec)).values()
+                  if e not in nodes]
+    tls = zk_tls(spec)
 
     def check() -> tuple[bool, str]:
-        modes = {n: zookeeper.ensemble_mode(n, timeout=2.0) for n in nodes}
+        modes = {n: zookeeper.ensemble_mode(n, timeout=2.0, tls=tls) for n in nodes}
         shown = ", ".join(f"{n.split(':')[0]}={m}" for n, m in modes.items())
         if len(nodes) == 1:
             return modes[nodes[0]] == "standalone", shown
@@ -175,11 +185,13 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
     if not todo_join and not todo_leave:
         return "membership already as planned"  # a resumed apply: the reconfig had committed
     joining = ",".join("server.{}={}".format(*zk_server_line(spec, n)) for n in todo_join)
-    endpoints = _member_endpoints(members)
-    from reconciler.security.zookeeper import zk_auth
+    endpoints = _member_endpoints(members, _client_port(spec))
+    from reconciler.observe.zookeeper import kazoo_tls_args
+    from reconciler.security.zookeeper import zk_auth, zk_tls
 
     client = KazooClient(hosts=",".join(endpoints[i] for i in sorted(endpoints) if i not in leave) or
-                         ",".join(endpoints.values()), timeout=10, auth_data=zk_auth(spec) or None)
+                         ",".join(endpoints.values()), timeout=10, auth_data=zk_auth(spec) or None,
+                         **kazoo_tls_args(zk_tls(spec)))
     client.start(timeout=15)
     try:
         data, _ = client.reconfig(joining=joining or None, leaving=",".join(map(str, todo_leave)) or None,
@@ -407,9 +419,9 @@ def brokers_unregistered(spec: ClusterSpec, brokers: tuple[int, ...], timeout: f
 def open_znodes(spec: ClusterSpec) -> tuple[str, ...]:
     """Kafka's znodes anyone may change (ZooKeeper mode), read as observe reads them (the gates'
     session skips ACLs); raises while ZooKeeper cannot be read."""
-    from reconciler.security.zookeeper import zk_auth
+    from reconciler.security.zookeeper import zk_auth, zk_tls
 
-    st = zookeeper.read_cluster(_zk(spec), auth=zk_auth(spec))
+    st = zookeeper.read_cluster(_zk(spec), auth=zk_auth(spec), tls=zk_tls(spec))
     if not st.zookeeper_reachable:
         raise GateFailed(f"ZooKeeper unreadable: {st.zookeeper_error}")
     return st.open_znodes

@@ -83,10 +83,15 @@ def unregister_brokers(spec: ClusterSpec, artifact_id: str, brokers: tuple[int, 
 def secure_znodes(spec: ClusterSpec, artifact_id: str, host: str) -> str:
     """Kafka's `ZkSecurityMigrator --zookeeper.acl secure` on a broker host, logged in to ZooKeeper
     with the brokers' own JAAS file: every znode beneath Kafka's roots gets the ACLs a broker with
-    zookeeper.set.acl gives the znodes it makes (its login: all; anyone: read, sensitive ones none)."""
+    zookeeper.set.acl gives the znodes it makes (its login: all; anyone: read, sensitive ones none).
+    On a TLS ensemble it connects as the broker does: `--zk-tls-config-file` reads the zookeeper.ssl.*
+    and zookeeper.clientCnxnSocket keys of the broker's own server.properties (and ignores the rest)."""
+    from reconciler.render.common import SERVER_PROPERTIES
     from reconciler.render.kafka import KAFKA_ZK_JAAS
+    from reconciler.security.zookeeper import tls_enabled
 
+    tls = ["--zk-tls-config-file", SERVER_PROPERTIES] if tls_enabled(spec) else []
     res = run_tool(spec, host, artifact_id, "kafka.admin.ZkSecurityMigrator",
-                   ["--zookeeper.acl", "secure", "--zookeeper.connect", spec.zookeeper_connect()],
+                   ["--zookeeper.acl", "secure", "--zookeeper.connect", spec.zookeeper_connect(), *tls],
                    timeout=300, jvm=(f"-Djava.security.auth.login.config={KAFKA_ZK_JAAS}",))
     return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else f"znode ACLs set from {host}"

@@ -27,11 +27,11 @@ class ZooKeeperMode:
 
     def read_cluster(self, spec: ClusterSpec, timeout: float) -> ClusterState:
         from reconciler.observe.collect import observe_cluster
-        from reconciler.security.zookeeper import zk_auth
+        from reconciler.security.zookeeper import zk_auth, zk_tls
 
         zk = spec.zookeeper
         return observe_cluster([f"{n.host}:{zk.client_port}" for n in zk.nodes] if zk else [], timeout,
-                               zk_auth(spec))
+                               zk_auth(spec), zk_tls(spec))
 
     def quorum_leader(self, cluster: ClusterState) -> str | None:
         return next((h for h, m in cluster.zookeeper_modes.items() if m == "leader"), None)

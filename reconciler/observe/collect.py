@@ -13,13 +13,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import kafka_admin, zookeeper
 from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, ports, services
 from .model import ClusterState, HostFacts, ObservedCluster
 from .script import build_script, new_nonce, section, split_output
 from .ssh import HostUnreachable, SshSettings, TransportFactory, default_factory
+
+if TYPE_CHECKING:
+    from reconciler.security.zookeeper import ZkTls
 
 Progress = Callable[[str, str], None]
 
@@ -104,13 +107,14 @@ def observe_host(
     return facts
 
 
-def observe_cluster(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> ClusterState:
+def observe_cluster(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None,
+                    tls: ZkTls | None = None) -> ClusterState:
     """ZooKeeper holds registrations, controller, assignments and ISR (ZooKeeper mode). A ZooKeeper
     read either completes or reports ZooKeeper unreachable, so an empty partition list from it is
     the truth (a cluster without topics); the Admin API is asked only when ZooKeeper could not be
     read. Never raises."""
     try:
-        state = zookeeper.read_cluster(zk_hosts, timeout, auth)
+        state = zookeeper.read_cluster(zk_hosts, timeout, auth, tls)
         if state.zookeeper_reachable:
             return state
         return kafka_admin.observe_kafka(state, timeout)

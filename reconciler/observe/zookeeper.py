@@ -5,6 +5,10 @@ Modes come from the `srvr` four-letter word sent over a raw socket to *every* me
 commands only when whitelisted: zoo.cfg needs `4lw.commands.whitelist=srvr,mntr,ruok`; otherwise
 the mode is reported as "unknown".
 
+With ZooKeeper TLS (`security.zookeeper_tls`) the client port is TLS-only and asks for a
+client certificate: kazoo sessions and the 4lw reads both connect with kafkaform's admin
+certificate (`ZkTls`), verifying the server's certificate and name against the cluster CA.
+
 Nothing here raises to the caller: failures become `zookeeper_reachable=False` plus a reason.
 """
 
@@ -14,15 +18,19 @@ import json
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.retry import KazooRetry
 
 from .model import ClusterState, PartitionState
+
+if TYPE_CHECKING:
+    from reconciler.security.zookeeper import ZkTls
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -44,15 +52,35 @@ def split_hostport(hostport: str, default_port: int = 2181) -> tuple[str, int]:
     return host, int(port)
 
 
-def four_letter_word(hostport: str, word: bytes, timeout: float) -> str:
-    """Send a 4lw command and return the whole reply (the server closes the socket when done)."""
+def tls_context(tls: ZkTls) -> ssl.SSLContext:
+    """A client context trusting the cluster's CAs only (not the system's), with kafkaform's
+    certificate, verifying the server's name (its certificate's SAN is the node's host)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca)
+    ctx.load_cert_chain(tls.certfile, tls.keyfile)
+    return ctx
+
+
+def kazoo_tls_args(tls: ZkTls | None) -> dict[str, Any]:
+    """KazooClient's TLS arguments (none for a plaintext ensemble). kazoo builds its own context and
+    also loads the system's CAs; the server's name is checked (check_hostname)."""
+    if tls is None:
+        return {}
+    return {"use_ssl": True, "ca": tls.ca, "certfile": tls.certfile, "keyfile": tls.keyfile,
+            "verify_certs": True, "check_hostname": True}
+
+
+def four_letter_word(hostport: str, word: bytes, timeout: float, tls: ZkTls | None = None) -> str:
+    """Send a 4lw command and return the whole reply (the server closes the socket when done).
+    Over TLS on a TLS-only client port (ZooKeeper's Netty server answers 4lw after the handshake)."""
     host, port = split_hostport(hostport)
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        s.sendall(word)
-        chunks: list[bytes] = []
-        while (chunk := s.recv(65536)) and sum(map(len, chunks)) < 1 << 20:
-            chunks.append(chunk)
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        s = tls_context(tls).wrap_socket(raw, server_hostname=host) if tls is not None else raw
+        with s:
+            s.settimeout(timeout)
+            s.sendall(word)
+            chunks: list[bytes] = []
+            while (chunk := s.recv(65536)) and sum(map(len, chunks)) < 1 << 20:
+                chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")
 
 
@@ -68,10 +96,10 @@ def parse_srvr(reply: str) -> str:
     return "unknown"
 
 
-def ensemble_mode(hostport: str, timeout: float) -> str:
+def ensemble_mode(hostport: str, timeout: float, tls: ZkTls | None = None) -> str:
     try:
-        return parse_srvr(four_letter_word(hostport, b"srvr", timeout))
-    except OSError:
+        return parse_srvr(four_letter_word(hostport, b"srvr", timeout, tls))
+    except OSError:  # (ssl.SSLError too: a server that is starting, or refuses the handshake)
         return "down"
 
 
@@ -82,15 +110,15 @@ def _broker_endpoint(data: dict) -> str:
     return f"PLAINTEXT://{data.get('host')}:{data.get('port')}"
 
 
-def read_cluster(zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None
-                 ) -> ClusterState:
+def read_cluster(zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None,
+                 tls: ZkTls | None = None) -> ClusterState:
     """Broker registrations, controller and ensemble modes (keyed by host); partitions: see kafka_admin."""
     if not zk_hosts:
         return ClusterState(zookeeper_error="no ZooKeeper hosts given")
     with ThreadPoolExecutor(max_workers=len(zk_hosts) + 1) as ex:
-        modes_f = {h: ex.submit(ensemble_mode, h, timeout) for h in zk_hosts}
+        modes_f = {h: ex.submit(ensemble_mode, h, timeout, tls) for h in zk_hosts}
         try:
-            state = _read_znodes(zk_hosts, timeout, auth)
+            state = _read_znodes(zk_hosts, timeout, auth, tls)
         except Exception as e:  # never raise to the caller: the plan reports it instead
             state = ClusterState(zookeeper_error=_reason(e, zk_hosts, timeout))
         hosts = [split_hostport(h)[0] for h in modes_f]
@@ -226,9 +254,11 @@ def read_members(client: KazooClient) -> dict[int, str]:
     return parse_members(raw.decode("utf-8"))
 
 
-def _client(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> KazooClient:
+def _client(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None,
+            tls: ZkTls | None = None) -> KazooClient:
     """A session for kafkaform's reads; `auth`: its login (the super user's digest on a secured
-    cluster, whose sensitive znodes only the brokers' and the super user may read)."""
+    cluster, whose sensitive znodes only the brokers' and the super user may read); `tls`: its
+    certificate, on a TLS ensemble."""
     return KazooClient(
         auth_data=auth or None,
         hosts=",".join(zk_hosts),
@@ -236,6 +266,7 @@ def _client(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | N
         connection_retry=KazooRetry(max_tries=0, ignore_expire=False),
         command_retry=KazooRetry(max_tries=1, deadline=timeout),
         read_only=True,
+        **kazoo_tls_args(tls),
     )
 
 
@@ -283,8 +314,9 @@ def read_state(client: KazooClient, acls: bool = False) -> ClusterState:
     )
 
 
-def _read_znodes(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None) -> ClusterState:
-    client = _client(zk_hosts, timeout, auth)
+def _read_znodes(zk_hosts: list[str], timeout: float, auth: list[tuple[str, str]] | None = None,
+                 tls: ZkTls | None = None) -> ClusterState:
+    client = _client(zk_hosts, timeout, auth, tls)
     try:
         client.start(timeout=timeout)
         return read_state(client, acls=True)
@@ -297,18 +329,19 @@ class SessionReader:
     through a roll; a new session per poll would cost more than the read). Reconnects when the
     session is lost; never raises from read()."""
 
-    def __init__(self, zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None
-                 ) -> None:
+    def __init__(self, zk_hosts: list[str], timeout: float = 3.0, auth: list[tuple[str, str]] | None = None,
+                 tls: ZkTls | None = None) -> None:
         self.zk_hosts = zk_hosts
         self.timeout = timeout
         self.auth = auth
+        self.tls = tls
         self._client: KazooClient | None = None
 
     def read(self) -> ClusterState:
         try:
             if self._client is None or not self._client.connected:
                 self.close()
-                self._client = _client(self.zk_hosts, self.timeout, self.auth)
+                self._client = _client(self.zk_hosts, self.timeout, self.auth, self.tls)
                 self._client.start(timeout=self.timeout)
             return read_state(self._client)
         except Exception as e:  # the caller's gate reports it and keeps polling

@@ -34,6 +34,10 @@ from reconciler.spec import BrokerSpec, ClusterSpec, ControllerSpec, broker_conf
 
 CONTROLLER_SERVICE = "kafka-controller"
 KAFKA_ZK_JAAS = f"{KAFKA_ETC}/zookeeper-jaas.conf"  # ZooKeeper mode, secured: the brokers' ZooKeeper login
+# security.zookeeper_tls: the broker's ZooKeeper client key store (the node's key and chain) and
+# trusted CAs, as PEM files (ZooKeeper's client reads no inline PEM)
+KAFKA_ZK_KEYSTORE = f"{KAFKA_ETC}/zookeeper-client.key.pem"
+KAFKA_ZK_TRUSTSTORE = f"{KAFKA_ETC}/zookeeper-ca.pem"
 
 
 def _listeners(spec: ClusterSpec, host: str, controller: bool, broker: bool) -> list[tuple[str, str, str]]:
@@ -92,6 +96,8 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None
         if zookeeper_security.enabled(spec):
             # the brokers log in to ZooKeeper (KAFKA_ZK_JAAS) and their znodes get ACLs
             managed.append(("zookeeper.set.acl", True))
+        if zookeeper_security.tls_enabled(spec):
+            managed += zookeeper_security.client_tls_config(KAFKA_ZK_KEYSTORE, KAFKA_ZK_TRUSTSTORE)
     if broker.rack is not None:
         managed.append(("broker.rack", broker.rack))
     merged = broker_config(spec)
@@ -240,6 +246,9 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
     )
     if zookeeper_security.enabled(spec):
         files += (DesiredFile(KAFKA_ZK_JAAS, zookeeper_security.client_jaas(spec), "0600", "kafka"),)
+    if zookeeper_security.tls_enabled(spec):
+        files += (DesiredFile(KAFKA_ZK_KEYSTORE, zookeeper_security.keystore_pem(spec, broker.host), "0600", "kafka"),
+                  DesiredFile(KAFKA_ZK_TRUSTSTORE, zookeeper_security.truststore_pem(spec)))
     dirs = tuple(DesiredDir(d, "kafka", "0750") for d in broker.data_dirs) + (
         DesiredDir(KAFKA_LOGS, "kafka"), DesiredDir(KAFKA_ETC, "root"))
     files += tuple(_marker_file(spec, "kafka", d.path) for d in dirs)

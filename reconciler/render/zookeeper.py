@@ -21,6 +21,13 @@ from reconciler.render.common import (
 from reconciler.security import zookeeper as zookeeper_security
 from reconciler.spec import ClusterSpec, ZooKeeperNode, ZooKeeperSpec, is_sensitive
 
+ZK_JAAS = f"{ZK_ETC}/jaas.conf"
+ZK_ARGS = f"{ZK_ETC}/security.args"
+# security.zookeeper_tls: the node's key and chain (observe keeps only the hash of a *.key.pem) and
+# the trusted CAs, for the client port and the quorum both
+ZK_KEYSTORE = f"{ZK_ETC}/node.key.pem"
+ZK_TRUSTSTORE = f"{ZK_ETC}/ca.pem"
+
 
 def _zk(spec: ClusterSpec) -> ZooKeeperSpec:
     if spec.zookeeper is None:
@@ -30,7 +37,8 @@ def _zk(spec: ClusterSpec) -> ZooKeeperSpec:
 
 def zoo_cfg(spec: ClusterSpec) -> str:
     """Static settings. No server lines or clientPort: membership and client ports live in the
-    dynamic config ZooKeeper maintains (see ZK_SEED and `zk_server_line`)."""
+    dynamic config ZooKeeper maintains (see ZK_SEED and `zk_server_line`); with ZooKeeper TLS the
+    only client port is the static `secureClientPort`."""
     zk = _zk(spec)
     items: list[tuple[str, object]] = [
         ("tickTime", 2000), ("initLimit", 10), ("syncLimit", 5),
@@ -44,6 +52,8 @@ def zoo_cfg(spec: ClusterSpec) -> str:
         # brokers log in (SASL DIGEST-MD5, their JAAS Client section); kafkaform's session logs in
         # as the super user (superDigest, see zk_args), which may reconfigure
         items.append(("authProvider.sasl", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"))
+        if zookeeper_security.tls_enabled(spec):
+            items += zookeeper_security.server_tls_config(spec, ZK_KEYSTORE, ZK_TRUSTSTORE)
     else:
         # reconfig needs the super user or skipACL. Without ZooKeeper authentication every znode
         # Kafka writes is world-writable already, so skipACL opens nothing new.
@@ -54,9 +64,14 @@ def zoo_cfg(spec: ClusterSpec) -> str:
 
 
 def zk_server_line(spec: ClusterSpec, node: ZooKeeperNode) -> tuple[int, str]:
-    """(myid, value) of a dynamic-config `server.<myid>=` line, as ZooKeeper writes it back."""
+    """(myid, value) of a dynamic-config `server.<myid>=` line, as ZooKeeper writes it back. With
+    ZooKeeper TLS the line has no client port: a client port there is a plaintext one, and the TLS
+    port (`secureClientPort`) is static config."""
     zk = _zk(spec)
-    return node.myid, f"{node.host}:{zk.peer_port}:{zk.election_port}:participant;0.0.0.0:{zk.client_port}"
+    line = f"{node.host}:{zk.peer_port}:{zk.election_port}:participant"
+    if zookeeper_security.tls_enabled(spec):
+        return node.myid, line
+    return node.myid, f"{line};0.0.0.0:{zk.client_port}"
 
 
 def zk_seed(spec: ClusterSpec, node: ZooKeeperNode, members: dict[int, str] | None) -> str:
@@ -104,10 +119,6 @@ ZK_LOGBACK = """\
   <root level="INFO"><appender-ref ref="FILE"/></root>
 </configuration>
 """
-
-
-ZK_JAAS = f"{ZK_ETC}/jaas.conf"
-ZK_ARGS = f"{ZK_ETC}/security.args"
 
 
 def zookeeper_unit(spec: ClusterSpec, home: str) -> str:
@@ -159,6 +170,9 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
     if zookeeper_security.enabled(spec):
         files += (DesiredFile(ZK_JAAS, zookeeper_security.server_jaas(spec), "0600", "zookeeper"),
                   DesiredFile(ZK_ARGS, zookeeper_security.server_args(spec, ZK_JAAS), "0600", "zookeeper"))
+    if zookeeper_security.tls_enabled(spec):
+        files += (DesiredFile(ZK_KEYSTORE, zookeeper_security.keystore_pem(spec, node.host), "0600", "zookeeper"),
+                  DesiredFile(ZK_TRUSTSTORE, zookeeper_security.truststore_pem(spec)))
     dirs = (DesiredDir(zk.data_dir, "zookeeper", "0750"), DesiredDir(ZK_LOGS, "zookeeper"),
             DesiredDir(ZK_ETC, "root"))
     files += tuple(_marker_file(spec, "zookeeper", d.path) for d in dirs)

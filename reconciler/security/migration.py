@@ -14,6 +14,12 @@ mid-roll the brokers would not find each other:
 KRaft's controller listener (name, port, protocol) is what the quorum's voters are registered
 with: it is chosen when the cluster is created, and changing it on a running cluster is refused
 (rolling the controllers onto another protocol splits the quorum and fences the brokers).
+
+ZooKeeper TLS (`security.zookeeper_tls`) is chosen when the cluster is created, too: a running
+ensemble is not switched. Done safely it takes several rolls (a TLS port beside the plaintext one;
+the brokers and kafkaform move to it; the quorum through `portUnification` onto `sslQuorum`; then
+the plaintext paths closed), which are not built yet; one roll would split the ensemble (servers on
+TLS and on plaintext quorum connections cannot talk) and cut the brokers off ZooKeeper.
 """
 
 from __future__ import annotations
@@ -93,3 +99,38 @@ def _controller_listener_issues(spec: ClusterSpec, observed: ObservedCluster) ->
             f"to {c.name}:{c.port} ({c.protocol}) on a running KRaft cluster is not supported (the voters are "
             "registered with it, and a roll across protocols splits the quorum)"))]
     return []
+
+
+def _zookeeper_tls_of(props: dict[str, str], service: str) -> bool:
+    """Whether a running node's config has ZooKeeper TLS: a server's secure client port, a broker's
+    TLS ZooKeeper client."""
+    if service == "zookeeper":
+        return "secureClientPort" in props or props.get("sslQuorum", "").strip().lower() == "true"
+    return props.get("zookeeper.ssl.client.enable", "").strip().lower() == "true"
+
+
+def zookeeper_tls_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIssue]:
+    """Refuses turning security.zookeeper_tls on or off for a running ZooKeeper-mode cluster (see the
+    module docstring): judged on the servers and brokers that run now; a new cluster has none."""
+    from reconciler.security.zookeeper import tls_enabled
+    from reconciler.spec import SpecIssue
+
+    if spec.kraft or spec.zookeeper is None:
+        return []
+    want = tls_enabled(spec)
+    groups = (("ZooKeeper", "zookeeper", [n.host for n in spec.zookeeper.nodes]),
+              ("Kafka", "kafka", [b.host for b in spec.brokers]))
+    other = []
+    for name, service, hosts in groups:
+        differ = [h for h in hosts if h in observed.hosts and (props := _running_config(observed.hosts[h], service))
+                  and _zookeeper_tls_of(props, service) != want]
+        if differ:
+            other.append(f"{name} on {', '.join(differ)}")
+    if not other:
+        return []
+    now, then = ("without", "on") if want else ("with", "off")
+    return [SpecIssue(path="security.zookeeper_tls", message=(
+        f"{' and '.join(other)} run{'s' if len(other) == 1 else ''} {now} ZooKeeper TLS; turning it {then} for a "
+        "running cluster is not supported (one roll would split the ensemble between TLS and plaintext quorum "
+        "ports and cut the brokers off ZooKeeper): security.zookeeper_tls is set when the cluster is created, "
+        f"so set it back to {str(not want).lower()} for this cluster"))]

@@ -29,6 +29,11 @@ MANAGED_SECURITY_KEYS = {
     "ssl.truststore.location", "ssl.truststore.password", "ssl.client.auth", "ssl.principal.mapping.rules",
     "ssl.endpoint.identification.algorithm", "sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol",
     "sasl.mechanism.controller.protocol", "super.users", "allow.everyone.if.no.acl.found", "zookeeper.set.acl",
+    # the brokers' ZooKeeper client over TLS (security.zookeeper_tls)
+    "zookeeper.ssl.client.enable", "zookeeper.clientCnxnSocket", "zookeeper.ssl.keystore.location",
+    "zookeeper.ssl.keystore.type", "zookeeper.ssl.keystore.password", "zookeeper.ssl.truststore.location",
+    "zookeeper.ssl.truststore.type", "zookeeper.ssl.truststore.password",
+    "zookeeper.ssl.endpoint.identification.algorithm",
 }
 
 
@@ -166,3 +171,8 @@ class SecuritySpec(_Model):
     # required: plan refuses unless every data dir (brokers', controllers', ZooKeeper's) is on a
     # dm-crypt (LUKS) device, found by observe; kafkaform does not set up the encryption itself.
     encryption_at_rest: Literal["none", "required"] = "none"
+    # ZooKeeper mode: TLS on ZooKeeper's client port (zookeeper.client_port becomes TLS-only; every
+    # client shows a certificate from the cluster CA: the brokers their node's, kafkaform its own)
+    # and between the ensemble's servers (sslQuorum). Set when the cluster is created: a running
+    # ensemble is not switched (refused at plan time, see security.migration).
+    zookeeper_tls: bool = False

@@ -35,6 +35,31 @@ def _listener_issues(path: str, lst: Listener, spec: ClusterSpec, add: Add) -> N
             "User:ANONYMOUS): set its authentication, or security.allow_anonymous: true")
 
 
+def _zookeeper_tls_issues(spec: ClusterSpec, add: Add) -> None:
+    """security.zookeeper_tls needs a ZooKeeper ensemble, one whose release reads PEM key stores
+    for TLS, and brokers whose ZooKeeper client has the TLS settings."""
+    from reconciler import versions
+    from reconciler.security.zookeeper import TLS_MIN_ZOOKEEPER
+
+    path = "security.zookeeper_tls"
+    if spec.kraft or spec.zookeeper is None:
+        add(path, "TLS for ZooKeeper is for ZooKeeper mode (a zookeeper section, Kafka 3.x): a KRaft cluster has "
+            "no ZooKeeper, its controllers' traffic is TLS through kafka.controller_listener")
+        return
+    floor = ".".join(map(str, TLS_MIN_ZOOKEEPER))
+    try:
+        old = versions.parse_version(spec.zookeeper.version) < TLS_MIN_ZOOKEEPER
+    except ValueError:
+        old = False  # (reported on zookeeper.version)
+    if old:
+        add(path, f"ZooKeeper {spec.zookeeper.version} is older than {floor}, the first release kafkaform runs "
+            "with TLS (PEM key stores, a TLS client port, sslQuorum): raise zookeeper.version")
+    table = versions.config_table(spec.kafka.version)
+    if table is not None and "zookeeper.ssl.client.enable" not in table.broker_configs:
+        add(path, f"Kafka {spec.kafka.version}'s brokers cannot reach ZooKeeper over TLS (no "
+            "zookeeper.ssl.client.enable, KIP-515): raise kafka.version")
+
+
 def security_issues(spec: ClusterSpec, add: Add) -> None:
     """Listener protocols and authentication, the inter-broker and controller channels, super
     users, SCRAM users and ACLs."""
@@ -58,6 +83,8 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
     sec = spec.security
     if sec is None:
         return
+    if sec.zookeeper_tls:
+        _zookeeper_tls_issues(spec, add)
     if not sec.allow_anonymous and internal_unauthenticated(spec):
         for what in internal_unauthenticated(spec):
             field = "kafka.controller_listener" if what.startswith("controller") else "kafka.inter_broker_listener"

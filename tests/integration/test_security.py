@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -73,7 +75,8 @@ class Secure:
 def secure(request: pytest.FixtureRequest, cli: Cli, kf_home: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Secure]:
     """KRaft 4.4.0 (examples/lab-secure.yaml), or ZooKeeper mode 3.9.1 with the same listeners and
-    security (the ZooKeeper-mode lab's ensemble, brokers logging in to ZooKeeper)."""
+    security (the ZooKeeper-mode lab's ensemble, brokers logging in to ZooKeeper) and ZooKeeper TLS
+    from create (security.zookeeper_tls: a TLS-only client port, quorum TLS)."""
     d = tmp_path_factory.mktemp(f"secure-{request.param}")
     for name, value in (("app.pw", APP_PW), ("ops.pw", OPS_PW)):
         (d / name).write_text(value + "\n")
@@ -85,7 +88,7 @@ def secure(request: pytest.FixtureRequest, cli: Cli, kf_home: Path, tmp_path_fac
         zk = yaml.safe_load((REPO / "examples" / "lab-zookeeper.yaml").read_text())
         zk["kafka"]["listeners"] = data["kafka"]["listeners"]
         zk["kafka"]["inter_broker_listener"] = data["kafka"]["inter_broker_listener"]
-        data = {**zk, "name": "secure-zk", "security": data["security"]}
+        data = {**zk, "name": "secure-zk", "security": {**data["security"], "zookeeper_tls": True}}
     s = Secure(spec=d / "secure.yaml", data=data, dir=d, home=kf_home, mode=request.param)
     with lab_for(cli, s.write(), data["name"]):
         yield s
@@ -161,7 +164,7 @@ def test_secured_cluster_from_bare_hosts(secure: Secure, cli: Cli) -> None:
         private = ["/etc/kafka/server.properties", "/etc/kafka-controller/controller.properties"]
     else:
         private = ["/etc/kafka/server.properties", "/etc/kafka/zookeeper-jaas.conf", "/etc/zookeeper/jaas.conf",
-                   "/etc/zookeeper/security.args"]
+                   "/etc/zookeeper/security.args", "/etc/zookeeper/node.key.pem", "/etc/kafka/zookeeper-client.key.pem"]
     for h in ("kf1", "kf2", "kf3"):
         modes = lab.exec_in(h, ["stat", "-c", "%a", *private], check=True).stdout.split()
         assert modes == ["600"] * len(private), (h, private, modes)
@@ -230,12 +233,72 @@ def test_kafkas_own_clients_are_authenticated_and_authorized(secure: Secure, cli
     assert len(records(c.stdout)) == 30, c.stderr[-2000:]
 
 
+def tls_reply(host: str, port: int, ctx: ssl.SSLContext, send: bytes = b"") -> bytes | None:
+    """What a TLS client gets from host:port for `send` (read until the server closes), or None
+    when the server refuses the handshake or ends the session with an alert."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(send)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except (ssl.SSLError, ConnectionError):
+        return None
+
+
+# Run inside a ZooKeeper host: a TLS handshake with the election port of another ensemble member,
+# with this host's own ZooKeeper key store (the server checks the certificate names the address the
+# connection comes from); prints the protocol and the server certificate's SAN.
+QUORUM_PROBE = """
+import socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(cafile="/etc/zookeeper/ca.pem")
+ctx.load_cert_chain("/etc/zookeeper/node.key.pem")
+with socket.create_connection((host, port), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+    print(s.version(), ",".join(v for _, v in s.getpeercert()["subjectAltName"]))
+"""
+
+
 @pytest.mark.parametrize("secure", ["zookeeper"], indirect=True)
-def test_an_unauthenticated_zookeeper_client_cannot_change_brokers_or_configs(secure: Secure) -> None:
+def test_zookeeper_speaks_tls_only_and_an_unauthenticated_client_cannot_change_brokers_or_configs(
+        secure: Secure, cli: Cli) -> None:
+    """security.zookeeper_tls: no plaintext ZooKeeper client reaches any member (nor a TLS client
+    without a certificate from the cluster CA), the quorum's election port speaks TLS between
+    members, and a TLS client with a certificate but without the brokers' or the super user's
+    login can read but not change /brokers or /config, nor read SCRAM credentials."""
     from kazoo.client import KazooClient
     from kazoo.exceptions import NoAuthError
+    from kazoo.handlers.threading import KazooTimeoutError
+    from kazoo.retry import KazooRetry
 
-    zk = KazooClient(hosts=",".join(f"{h}:2181" for h in HOSTS), timeout=10)
+    ca, cert, key = (str(secure.tls / n) for n in ("trust.crt", "admin.crt", "admin.key"))
+    with_cert = ssl.create_default_context(cafile=ca)
+    with_cert.load_cert_chain(cert, key)
+    no_cert = ssl.create_default_context(cafile=ca)
+    for h in HOSTS:
+        plain = KazooClient(hosts=f"{h}:2181", timeout=3, connection_retry=KazooRetry(max_tries=0))
+        try:
+            with pytest.raises(KazooTimeoutError):
+                plain.start(timeout=5)
+        finally:
+            plain.stop()
+            plain.close()
+        assert tls_reply(h, 2181, no_cert, b"srvr") is None, h  # ssl.clientAuth=need
+        assert b"Mode: " in (tls_reply(h, 2181, with_cert, b"srvr") or b""), h  # 4lw over TLS (kafkaform's gates)
+        runtime = lab.exec_in(f"kf{HOSTS.index(h) + 1}", ["cat", "/var/lib/zookeeper/conf/zoo.cfg"],
+                              check=True).stdout.splitlines()
+        assert "sslQuorum=true" in runtime and "secureClientPort=2181" in runtime, runtime
+        assert not any(x.startswith("clientPort=") for x in runtime), runtime
+        # the election port: a member's own certificate completes the handshake, none is refused
+        g = HOSTS[(HOSTS.index(h) + 1) % len(HOSTS)]
+        probe = lab.exec_in(f"kf{HOSTS.index(g) + 1}", ["python3", "-c", QUORUM_PROBE, h, "3888"])
+        assert probe.returncode == 0 and probe.stdout.split()[1] == h, probe.stdout + probe.stderr
+        assert tls_reply(h, 3888, no_cert) is None, h
+    assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
+    zk = KazooClient(hosts=",".join(f"{h}:2181" for h in HOSTS), timeout=10, use_ssl=True, ca=ca, certfile=cert,
+                     keyfile=key, verify_certs=True, check_hostname=True)
     zk.start(timeout=15)
     try:
         assert sorted(zk.get_children("/brokers/ids")) == ["1", "2", "3"]  # reading is allowed
@@ -294,7 +357,7 @@ def test_password_rotation_and_acl_removal(secure: Secure, cli: Cli) -> None:
     assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0
 
 
-@pytest.mark.parametrize("secure", ["zookeeper"], indirect=True)  # (3 brokers roll, ZooKeeper stays)
+@pytest.mark.parametrize("secure", ["zookeeper"], indirect=True)  # (3 brokers and, with ZooKeeper TLS, 3 servers roll)
 def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli) -> None:
     """A certificate near expiry is renewed by a plan (that node rolls); then the CA is rotated in
     three applies, each a roll, under a SCRAM producer: 0 lost; afterwards a client trusting only
@@ -320,12 +383,14 @@ def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli
         plan = run(secure, cli, "plan", str(secure.spec))
         assert "certificate of 10.213.0.11: issued (it expires in 10 days" in plan.stdout + plan.stderr
         assert re.findall(r"broker\.\d: restart kafka", plan.stdout) == ["broker.1: restart kafka"], plan.stdout
+        assert re.findall(r"zookeeper\.\d: restart zookeeper", plan.stdout) == ["zookeeper.1: restart zookeeper"]
         assert run(secure, cli, "apply", str(secure.spec), "--auto-approve").returncode == 0
         assert run(secure, cli, "rotate-ca", str(secure.spec)).returncode == 0
         for phase in ("1 of 3", "2 of 3", "3 of 3"):
             a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
             assert a.returncode == 0 and f"phase {phase}" in a.stdout + a.stderr, a.stdout + a.stderr
             assert len(re.findall(r"restart kafka on \S+: (?:ok|changed)", a.stdout)) == 3, a.stdout
+            assert len(re.findall(r"restart zookeeper on \S+: (?:ok|changed)", a.stdout)) == 3, a.stdout
     finally:
         report = producer.stop()
     assert run(secure, cli, "plan", str(secure.spec), "--detailed-exitcode").returncode == 0

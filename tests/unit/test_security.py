@@ -96,6 +96,11 @@ def _mismatched_key(tmp_path: Path) -> tuple[str, str]:
     return str(tmp_path / "mm.crt"), str(tmp_path / "mm.key")
 
 
+# The base spec's edits that make it ZooKeeper mode (Kafka 3.9.1, an ensemble on the three hosts).
+ZK_MODE: dict[str, Any] = {"kafka/version": "3.9.1", "kafka/metadata_mode": "zookeeper",
+                           "zookeeper": {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]},
+                           "controllers": []}
+
 # (case id, edits, expected field path, message fragment). "$TMP" in a value is the test's temp dir.
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing_secret_file", {"security/users/0/password": {"file": "$TMP/nope.pw"}}, "security.users[0].password",
@@ -169,10 +174,25 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "the CA key does not belong to the CA certificate"),
     ("provided_ca_missing", {"security/tls/ca": {"cert": "$TMP/none.crt", "key": {"file": "$TMP/none.key"}}},
      "security.tls.ca.cert", "no such file"),
-    ("zookeeper_acls_off", {"kafka/version": "3.9.1", "kafka/metadata_mode": "zookeeper",
-                            "zookeeper": {"nodes": [{"myid": i, "host": h} for i, h in enumerate(HOSTS, 1)]},
-                            "controllers": [], "kafka/config": {"zookeeper.set.acl": False}},
+    ("zookeeper_acls_off", {**ZK_MODE, "kafka/config": {"zookeeper.set.acl": False}},
      "kafka.config.zookeeper.set.acl", "set by the security section"),
+    # security.zookeeper_tls
+    ("zookeeper_tls_on_kraft", {"security/zookeeper_tls": True}, "security.zookeeper_tls",
+     "TLS for ZooKeeper is for ZooKeeper mode"),
+    ("zookeeper_tls_not_a_bool", {**ZK_MODE, "security/zookeeper_tls": "2181; clientPort=2181"},
+     "security.zookeeper_tls", "Input should be a valid boolean"),
+    ("zookeeper_tls_old_zookeeper", {**ZK_MODE, "security/zookeeper_tls": True, "zookeeper/version": "3.5.9"},
+     "security.zookeeper_tls", "ZooKeeper 3.5.9 is older than 3.6.0"),
+    ("zookeeper_tls_store_under_config", {**ZK_MODE, "security/zookeeper_tls": True,
+                                          "zookeeper/config": {"ssl.quorum.keyStore.location": "/tmp/k.pem"}},
+     "zookeeper.config.ssl.quorum.keyStore.location", "set by security.zookeeper_tls"),
+    ("zookeeper_plaintext_port_unification", {**ZK_MODE, "security/zookeeper_tls": True,
+                                              "zookeeper/config": {"client.portUnification": True}},
+     "zookeeper.config.client.portUnification", "set by security.zookeeper_tls"),
+    ("zookeeper_quorum_tls_under_config", {**ZK_MODE, "zookeeper/config": {"sslQuorum": False}},
+     "zookeeper.config.sslQuorum", "set by security.zookeeper_tls"),
+    ("zookeeper_tls_client_under_kafka_config", {**ZK_MODE, "kafka/config": {"zookeeper.ssl.client.enable": False}},
+     "kafka.config.zookeeper.ssl.client.enable", "set by the security section"),
 ]
 
 
@@ -457,6 +477,216 @@ def test_zookeeper_mode_logs_brokers_in_and_kafkaform_in_as_the_super_user(tmp_p
     assert secrets.scrub(f"x {super_digest(super_pw)} y") == "x (sensitive) y"
     again = material.prepare(s)  # kept: the same passwords next time
     assert again is not None and again.zookeeper["kafka"].reveal() == kafka_pw
+
+
+# --- ZooKeeper TLS (security.zookeeper_tls) ------------------------------------------------------
+
+ZOO_TLS_GOLDEN = Path(__file__).resolve().parent / "golden" / "zoo_tls.cfg"
+
+
+def _zookeeper_tls(tmp_path: Path, secret_dir: Path, on: bool = True):  # noqa: ANN202 - a prepared ClusterSpec
+    s = _zookeeper_mode(tmp_path, secret_dir)
+    assert s.security is not None
+    s = s.model_copy(update={"security": s.security.model_copy(update={"zookeeper_tls": on})})
+    material.prepare(s)
+    return s
+
+
+def test_zookeeper_tls_zoo_cfg_golden_and_key_stores(tmp_path: Path, secret_dir: Path) -> None:
+    """zoo.cfg (regenerate: KAFKAFORM_UPDATE_GOLDEN=1): a TLS-only client port (no clientPort, and
+    membership lines without a client port), client certificates required, quorum TLS; the PEM
+    key store is the node's key and chain (0600, zookeeper's), the trust store the cluster CA."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import load_pem_x509_certificate
+
+    from reconciler.observe.facts.files import redact
+    from reconciler.render.zookeeper import ZK_KEYSTORE, ZK_TRUSTSTORE, zookeeper_desired
+
+    s = _zookeeper_tls(tmp_path, secret_dir)
+    m = material.material_of(s)
+    zk = zookeeper_desired(s, s.zookeeper.nodes[1], "zookeeper-3.8.4-0123456789ab")
+    text = zk.file(F.ZOO_CFG).content
+    if os.environ.get("KAFKAFORM_UPDATE_GOLDEN"):
+        ZOO_TLS_GOLDEN.write_text(text)
+    assert text == ZOO_TLS_GOLDEN.read_text()
+    cfg = F.parse_properties(text)
+    assert "clientPort" not in cfg and cfg["secureClientPort"] == "2181" and cfg["sslQuorum"] == "true"
+    assert F.zk_seed(s, s.zookeeper.nodes[1], None) == "".join(
+        f"server.{i}={h}:2888:3888:participant\n" for i, h in enumerate(HOSTS, 1))
+    key_store, trust = zk.file(ZK_KEYSTORE), zk.file(ZK_TRUSTSTORE)
+    assert (key_store.mode, key_store.owner) == ("0600", "zookeeper") and trust.content == m.ca_pem
+    assert key_store.content.startswith("-----BEGIN PRIVATE KEY-----\n")  # PKCS#8: what ZooKeeper's PemReader reads
+    assert key_store.content.count("BEGIN CERTIFICATE") == 2
+    leaf = key_store.content[key_store.content.index("-----BEGIN CERTIFICATE"):]
+    assert tls.inspect(leaf).sans == (HOSTS[1],)  # the quorum's and the clients' host name check
+    assert tls.signed_by(leaf, trust.content)
+    key = serialization.load_pem_private_key(key_store.content.encode(), password=None)
+    assert key.public_key() == load_pem_x509_certificate(leaf.encode()).public_key()
+    assert redact(ZK_KEYSTORE, key_store.content) == "(sensitive)"  # observe keeps only its hash
+    assert m.nodes[HOSTS[1]].key_pem not in secrets.scrub(key_store.content)  # never printed either
+
+
+def test_zookeeper_tls_brokers_connect_over_tls_with_their_node_certificate(tmp_path: Path, secret_dir: Path) -> None:
+    from reconciler.render.kafka import KAFKA_ZK_JAAS, KAFKA_ZK_KEYSTORE, KAFKA_ZK_TRUSTSTORE, broker_desired
+
+    s = _zookeeper_tls(tmp_path, secret_dir)
+    b = broker_desired(s, s.brokers[2], "kafka-3.9.1-0123456789ab")
+    props = F.parse_properties(b.file(F.SERVER_PROPERTIES).content)
+    assert {k: v for k, v in props.items() if k.startswith("zookeeper.")} == {
+        "zookeeper.connect": ",".join(f"{h}:2181" for h in HOSTS),
+        "zookeeper.set.acl": "true",  # the SASL login stays on top of TLS
+        "zookeeper.ssl.client.enable": "true",
+        "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
+        "zookeeper.ssl.keystore.location": KAFKA_ZK_KEYSTORE,
+        "zookeeper.ssl.keystore.type": "PEM",
+        "zookeeper.ssl.truststore.location": KAFKA_ZK_TRUSTSTORE,
+        "zookeeper.ssl.truststore.type": "PEM",
+        "zookeeper.ssl.endpoint.identification.algorithm": "HTTPS",
+    }
+    key_store = b.file(KAFKA_ZK_KEYSTORE)
+    assert (key_store.mode, key_store.owner) == ("0600", "kafka")
+    assert tls.inspect(key_store.content[key_store.content.index("-----BEGIN CERTIFICATE"):]).sans == (HOSTS[2],)
+    assert b.file(KAFKA_ZK_TRUSTSTORE).content == material.material_of(s).ca_pem
+    assert b.file(KAFKA_ZK_JAAS).mode == "0600"
+    paths = F.managed_paths(s)  # observe reads them back (drift is a hash comparison)
+    assert KAFKA_ZK_KEYSTORE in paths and KAFKA_ZK_TRUSTSTORE in paths
+    # off: nothing of it in the files, the membership keeps its (plaintext) client port
+    off = _zookeeper_tls(tmp_path, secret_dir, on=False)
+    assert not any(k.startswith("zookeeper.ssl") for k in F.parse_properties(F.server_properties(off, off.brokers[0])))
+    assert F.zk_server_line(off, off.zookeeper.nodes[0])[1].endswith(";0.0.0.0:2181")
+    assert "ssl" not in F.zoo_cfg(off).lower()
+
+
+def test_zookeeper_tls_kazoo_sessions_use_kafkaforms_certificate(tmp_path: Path, secret_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.apply import gates
+    from reconciler.observe import zookeeper as zk_observe
+    from reconciler.observe.model import ClusterState
+    from reconciler.security.zookeeper import ZkTls, zk_auth, zk_tls
+
+    s = _zookeeper_tls(tmp_path, secret_dir)
+    made: list[dict[str, Any]] = []
+
+    class FakeKazoo:
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def start(self, timeout: float) -> None:
+            raise TimeoutError("no ZooKeeper here")
+
+        def stop(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(zk_observe, "KazooClient", FakeKazoo)
+    monkeypatch.setattr(zk_observe, "ensemble_mode", lambda *a, **k: "down")
+    ca, cert, key = material.material_of(s).admin_files()
+    assert zk_tls(s) == ZkTls(ca, cert, key)  # kafkaform's admin certificate, as for the Admin API
+    st = zk_observe.read_cluster([f"{h}:2181" for h in HOSTS], 1.0, zk_auth(s), zk_tls(s))
+    assert not st.zookeeper_reachable
+    want = {"use_ssl": True, "ca": ca, "certfile": cert, "keyfile": key, "verify_certs": True,
+            "check_hostname": True}
+    assert made and {k: made[0][k] for k in want} == want and made[0]["auth_data"] == zk_auth(s)
+    # the gates' session and the dynamic reconfiguration's connect the same way
+    gates.close()
+    monkeypatch.setattr(gates, "cluster_state", lambda spec: ClusterState(
+        zookeeper_reachable=True, zookeeper_members={1: f"{HOSTS[0]}:2888:3888:participant"}))
+    import kazoo.client
+
+    monkeypatch.setattr(kazoo.client, "KazooClient", FakeKazoo)
+    with pytest.raises(TimeoutError):
+        gates.reconfigure_zookeeper(s, join=(2,), leave=())
+    assert {k: made[-1][k] for k in want} == want and made[-1]["hosts"] == f"{HOSTS[0]}:2181"
+    reader = gates.reader_for(s)
+    assert isinstance(reader, zk_observe.SessionReader) and reader.tls == zk_tls(s)
+    gates.close()
+    # a plaintext ensemble: no TLS arguments at all
+    assert zk_tls(_zookeeper_tls(tmp_path, secret_dir, on=False)) is None
+    assert zk_observe.kazoo_tls_args(None) == {}
+
+
+def test_zk_security_migrator_connects_as_the_broker_does(tmp_path: Path, secret_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.apply import kafka_tools
+    from reconciler.observe.ssh import CommandResult
+
+    calls: list[list[str]] = []
+
+    def tool(spec: Any, host: str, artifact_id: str, main_class: str, args: list[str], **kw: Any) -> CommandResult:
+        calls.append(args)
+        return CommandResult(rc=0, stdout="", stderr="")
+
+    monkeypatch.setattr(kafka_tools, "run_tool", tool)
+    for on in (True, False):
+        kafka_tools.secure_znodes(_zookeeper_tls(tmp_path, secret_dir, on=on), "kafka-3.9.1-0123456789ab", HOSTS[0])
+    with_tls, without = calls
+    assert with_tls[-2:] == ["--zk-tls-config-file", F.SERVER_PROPERTIES]  # its zookeeper.ssl.* keys
+    assert "--zk-tls-config-file" not in without
+
+
+def test_four_letter_words_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    """`srvr` over a TLS-only port that requires a client certificate (as ZooKeeper's Netty port
+    with ssl.clientAuth=need): answered with kafkaform's certificate, refused without one."""
+    import socket
+    import ssl
+    import threading
+
+    from reconciler.observe import zookeeper as zk_observe
+    from reconciler.security.zookeeper import ZkTls
+
+    ca, ca_key = tls.new_ca("fourlw")
+    files = {}
+    for name, cn, sans in (("server", "kafka-nodes", ["127.0.0.1"]), ("client", "kafkaform-admin", [])):
+        cert, key = tls.issue(ca, ca_key, cn, sans, 2)
+        for ext, text in (("crt", cert), ("key", key)):
+            files[f"{name}.{ext}"] = tmp_path / f"{name}.{ext}"
+            files[f"{name}.{ext}"].write_text(text)
+    (tmp_path / "ca.crt").write_text(ca)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.crt"))
+    server.load_cert_chain(files["server.crt"], files["server.key"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            try:
+                with server.wrap_socket(conn, server_side=True) as c:
+                    if c.recv(4) == b"srvr":
+                        c.sendall(b"Zookeeper version: 3.8.4\nMode: leader\nNode count: 5\n")
+            except (ssl.SSLError, OSError):
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    good = ZkTls(str(tmp_path / "ca.crt"), str(files["client.crt"]), str(files["client.key"]))
+    assert zk_observe.ensemble_mode(f"127.0.0.1:{port}", 5.0, good) == "leader"
+    assert zk_observe.ensemble_mode(f"127.0.0.1:{port}", 5.0, None) in ("down", "unknown")  # plaintext: no answer
+    t.join(10)
+    listener.close()
+
+
+def test_zookeeper_tls_is_set_at_create_and_a_converged_cluster_plans_nothing(tmp_path: Path, secret_dir: Path
+                                                                              ) -> None:
+    from reconciler.diff import ArtifactIds, diff
+    from tests.unit.builders import Observed
+
+    ids = ArtifactIds(kafka="kafka-3.9.1-0123456789ab", zookeeper="zookeeper-3.8.4-0123456789ab")
+    on, off = _zookeeper_tls(tmp_path, secret_dir), _zookeeper_tls(tmp_path, secret_dir, on=False)
+    converged = diff(on, Observed.converged_cluster(on, ids).build(), ids)
+    assert converged.errors == [] and converged.changes == []  # a re-plan of a TLS cluster is empty
+    bare = Observed(on.name)
+    for h in HOSTS:
+        bare.host(h).java()
+    created = diff(on, bare.build(), ids)
+    assert created.errors == [] and created.changes  # from bare hosts: allowed
+    for running, wanted, now in ((off, on, "without"), (on, off, "with")):
+        errors = [str(e) for e in diff(wanted, Observed.converged_cluster(running, ids).build(), ids).errors]
+        assert len(errors) == 1 and errors[0].startswith(
+            f"security.zookeeper_tls: ZooKeeper on {', '.join(HOSTS)} and Kafka on {', '.join(HOSTS)} run {now} "
+            "ZooKeeper TLS; turning it "), errors
+        assert "is set when the cluster is created" in errors[0]
 
 
 # --- CA rotation -----------------------------------------------------------------------------------

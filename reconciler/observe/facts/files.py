@@ -48,9 +48,9 @@ def _ends_with_continuation(line: str) -> bool:
     return (len(line) - len(line.rstrip("\\"))) % 2 == 1
 
 
-# Files that are secrets as a whole (JAAS logins, java @argfiles with the super digest): observe
-# keeps only their hash.
-SECRET_FILES = ("jaas.conf", ".args")
+# Files that are secrets as a whole (JAAS logins, java @argfiles with the super digest, PEM key
+# stores: a private key and its chain): observe keeps only their hash.
+SECRET_FILES = ("jaas.conf", ".args", ".key.pem")
 
 
 def redact(path: str, text: str) -> str:
