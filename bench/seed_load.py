@@ -144,6 +144,7 @@ def start_stock(libs_on_host: str) -> None:
     """Kafka's stock setup on the same hosts, kafkaform's units stopped: formatted the first time,
     then started by the script that left on each host."""
     stop("ours")
+    stop("stock")  # (the previous turn may have been the stock setup's: start it afresh too)
     if lab.exec_in("kf1", ["test", "-x", "/etc/stock/start.sh"]).returncode != 0:
         stock_cluster(libs_on_host)
     for name in HOSTS:
