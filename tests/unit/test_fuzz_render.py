@@ -28,7 +28,7 @@ from tests.fuzz_specs import spec_dicts
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP = REPO / "tests" / "tools" / "PropertiesDump.java"
-EXAMPLES = 400
+EXAMPLES = 500
 
 
 def expected_broker_props(spec: ClusterSpec, broker_id: int) -> dict[str, str]:
