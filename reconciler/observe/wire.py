@@ -185,6 +185,17 @@ class In:
         return out
 
 
+def tagged(read: Callable[[In], T]) -> Callable[[In], T]:
+    """A struct's reader: its fields (`read`), then its tagged fields, skipped."""
+
+    def struct(i: In) -> T:
+        value = read(i)
+        i.tags()
+        return value
+
+    return struct
+
+
 class Connection:
     """One socket to one node, requests answered in order. Not thread-safe."""
 
@@ -309,12 +320,10 @@ class Connection:
         r.compact_string()
         r.int32()
 
-        def partition(i: In) -> dict[str, Any]:
-            p = {"error_code": i.int16(), "partition_index": i.int32(), "leader_id": i.int32(),
-                 "leader_epoch": i.int32(), "replica_nodes": i.int32_array(), "isr_nodes": i.int32_array(),
-                 "offline_replicas": i.int32_array()}
-            i.tags()
-            return p
+        partition = tagged(lambda i: {
+            "error_code": i.int16(), "partition_index": i.int32(), "leader_id": i.int32(),
+            "leader_epoch": i.int32(), "replica_nodes": i.int32_array(), "isr_nodes": i.int32_array(),
+            "offline_replicas": i.int32_array()})
 
         def topic(i: In) -> dict[str, Any]:
             t = {"error_code": i.int16(), "name": i.compact_string(), "topic_id": i.uuid(), "is_internal": i.bool(),
@@ -389,33 +398,16 @@ class Connection:
             [0], lambda o2, p: o2.int32(p).tags()).tags()).tags().bytes()
         r = self.send(DESCRIBE_QUORUM, 2, body)
 
-        def replica(i: In) -> dict[str, Any]:
-            m = {"replica_id": i.int32(), "replica_directory_id": i.uuid(), "log_end_offset": i.int64(),
-                 "last_fetch_timestamp": i.int64(), "last_caught_up_timestamp": i.int64()}
-            i.tags()
-            return m
-
-        def partition(i: In) -> dict[str, Any]:
-            p = {"partition_index": i.int32(), "error_code": i.int16(), "error_message": i.compact_string(),
-                 "leader_id": i.int32(), "leader_epoch": i.int32(), "high_watermark": i.int64(),
-                 "current_voters": i.compact_array(replica), "observers": i.compact_array(replica)}
-            i.tags()
-            return p
-
-        def topic(i: In) -> dict[str, Any]:
-            t = {"topic_name": i.compact_string(), "partitions": i.compact_array(partition)}
-            i.tags()
-            return t
-
-        def listener(i: In) -> dict[str, Any]:
-            lst = {"name": i.compact_string(), "host": i.compact_string(), "port": i.uint16()}
-            i.tags()
-            return lst
-
-        def node(i: In) -> dict[str, Any]:
-            n = {"node_id": i.int32(), "listeners": i.compact_array(listener)}
-            i.tags()
-            return n
+        replica = tagged(lambda i: {
+            "replica_id": i.int32(), "replica_directory_id": i.uuid(), "log_end_offset": i.int64(),
+            "last_fetch_timestamp": i.int64(), "last_caught_up_timestamp": i.int64()})
+        partition = tagged(lambda i: {
+            "partition_index": i.int32(), "error_code": i.int16(), "error_message": i.compact_string(),
+            "leader_id": i.int32(), "leader_epoch": i.int32(), "high_watermark": i.int64(),
+            "current_voters": i.compact_array(replica), "observers": i.compact_array(replica)})
+        topic = tagged(lambda i: {"topic_name": i.compact_string(), "partitions": i.compact_array(partition)})
+        listener = tagged(lambda i: {"name": i.compact_string(), "host": i.compact_string(), "port": i.uint16()})
+        node = tagged(lambda i: {"node_id": i.int32(), "listeners": i.compact_array(listener)})
 
         doc = {"error_code": r.int16(), "error_message": r.compact_string(), "topics": r.compact_array(topic),
                "nodes": r.compact_array(node)}
