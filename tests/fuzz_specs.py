@@ -30,14 +30,17 @@ printable = st.one_of(
 
 STRING_CONFIGS = ["sasl.kerberos.service.name", "ssl.truststore.location", "ssl.keystore.location",
                   "ssl.endpoint.identification.algorithm", "sasl.kerberos.kinit.cmd", "ssl.cipher.suites"]
-ZK_KEYS = ["maxClientCnxns", "ssl.keyStore.location", "minSessionTimeout", "4lw.commands.whitelist"]
+# Free string keys (a key kafkaform manages, e.g. ssl.keyStore.location under zookeeper_tls, is always
+# refused, and would only lower the share of specs that reach the renderers).
+ZK_KEYS = ["maxClientCnxns", "ssl.ciphersuites", "minSessionTimeout", "4lw.commands.whitelist"]
 
 valid_path = st.sampled_from(["/data/kafka", "/srv/kafka-1", "/mnt/disk1/k", "/var/lib/kafka/d", "/data/a+b@c"])
 
 
 def mostly(valid: st.SearchStrategy[Any], hostile: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """The valid value four times in five, so a whole spec is often accepted and reaches rendering."""
-    return st.integers(0, 4).flatmap(lambda n: hostile if n == 0 else valid)
+    """The valid value nine times in ten: a spec has about fifteen free fields, so at four in five
+    only one spec in ten or fewer passed every check and reached the renderers."""
+    return st.integers(0, 9).flatmap(lambda n: hostile if n == 0 else valid)
 
 
 @st.composite

@@ -156,7 +156,7 @@ def test_fuzzed_units_pass_systemd_and_hand_over_arguments_exactly(lab3: Path) -
     units: dict[str, str] = {}
     argvs: list[list[str]] = []
 
-    @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+    @settings(max_examples=60, derandomize=True, database=None, deadline=None)
     @given(spec_dicts())
     def collect(data: dict[str, object]) -> None:
         try:
