@@ -137,7 +137,37 @@ class OrphanedRunStillRunning(RuntimeError):
     pass
 
 
-def wait_for_orphans(cluster: str, timeout_s: float = 300, progress: Callable[[str], None] | None = None) -> None:
+def _last_task(run_dir: Path) -> str | None:
+    """The task an Ansible run last started, from its stdout (ansible-runner writes it under
+    artifacts/), so a wait on a run a killed apply left behind can say what that run is doing."""
+    for out in run_dir.glob("artifacts/*/stdout"):
+        try:
+            with out.open("rb") as f:
+                f.seek(max(0, out.stat().st_size - 16384))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        tasks = [ln.strip().rstrip("*").strip() for ln in tail.splitlines() if ln.startswith("TASK [")]
+        if tasks:
+            return tasks[-1]
+    return None
+
+
+def _describe(runs: dict[Path, list[int]]) -> str:
+    parts = []
+    for d, pids in runs.items():
+        task = _last_task(d)
+        parts.append(f"pids {', '.join(str(p) for p in pids)}" + (f", at {task}" if task else ""))
+    return "; ".join(parts)
+
+
+# The longest one step may legitimately run on a host: a Kafka restart may take the unit's
+# TimeoutStopSec (180 s) to stop and then the playbook's wait for the port (180 s).
+ORPHAN_WAIT_S = 600
+
+
+def wait_for_orphans(cluster: str, timeout_s: float = ORPHAN_WAIT_S,
+                     progress: Callable[[str], None] | None = None) -> None:
     """Before a new apply observes the hosts: let the Ansible runs a killed apply left behind end,
     so the hosts are read after their step, not halfway (a restart then counts once, not twice)."""
     deadline = time.monotonic() + timeout_s
@@ -145,13 +175,12 @@ def wait_for_orphans(cluster: str, timeout_s: float = 300, progress: Callable[[s
     while runs := orphaned_runs(cluster):
         if not said and progress:
             progress(f"waiting for {len(runs)} Ansible run(s) an interrupted apply left running "
-                     f"(pids {', '.join(str(p) for ps in runs.values() for p in ps[:1])}) to finish their step")
+                     f"({_describe(runs)}) to finish their step")
             said = True
         if time.monotonic() > deadline:
-            pids = ", ".join(str(p) for ps in runs.values() for p in ps)
             raise OrphanedRunStillRunning(
                 f"an Ansible run left by an interrupted apply of cluster {cluster!r} is still running after "
-                f"{timeout_s:.0f}s (pids {pids}); wait for it or stop it, then apply again")
+                f"{timeout_s:.0f}s ({_describe(runs)}); wait for it or stop it, then apply again")
         time.sleep(0.2)
 
 

@@ -121,6 +121,19 @@ def write_spec(base: Path, dest: Path, **changes: object) -> Path:
     return dest
 
 
+def unit_logs(names: list[str], unit: str, since: float, lines: int = 40) -> str:
+    """The last journal lines of `unit` on each lab host since `since`, for a failure message: what
+    the hosts did while a step ran longer than it should."""
+    from reconciler import lab
+
+    out = []
+    for name in names:
+        r = lab.exec_in(name, ["journalctl", "--no-pager", "-o", "short-precise", "-u", f"{unit}.service",
+                               f"--since=@{int(since)}", "-n", str(lines)])
+        out.append(f"--- {name} {unit}.service ---\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
+
+
 def unit_starts(name: str, unit: str, since: float) -> int:
     """How many times systemd started `unit` on lab host `name` since the epoch time `since` (its
     journal's "Started" lines): what a restart really did, whatever kafkaform's journal says."""

@@ -31,7 +31,7 @@ from reconciler.modes import mode_of
 from reconciler.observe.model import ClusterState
 from reconciler.safety import can_restart_voter
 from reconciler.spec import load_spec
-from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra, unit_starts
+from tests.integration.conftest import KRAFT_LAB_SPEC, LAB_SPEC, Cli, lab_for, tinfra, unit_logs, unit_starts
 
 pytestmark = pytest.mark.integration
 
@@ -325,7 +325,7 @@ def test_killed_apply_resumes_without_restarting_twice(cluster: Spec, cli: Cli, 
     time.sleep(3)  # the orphaned Ansible run may still be finishing that restart,
     wait_in_sync(cluster)  # and the broker then catching up (a KRaft broker is fenced until it has)
     a = cli("apply", str(spec), "--auto-approve")
-    assert a.returncode == 0, a.stdout + a.stderr
+    assert a.returncode == 0, a.stdout + a.stderr + unit_logs(["kf1", "kf2", "kf3"], "kafka", since)
     assert cli("plan", str(spec), "--detailed-exitcode").returncode == 0
     entries = [json.loads(x) for x in journal.read_text().splitlines()[mark:]]
     done = [e["step"] for e in entries if e["event"] == "step_done" and e["step"].startswith("restart:kafka")]

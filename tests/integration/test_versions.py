@@ -15,7 +15,7 @@ import yaml
 
 from reconciler import lab
 from reconciler.lab.workload import NumberedProducer, create_topic, read_numbers
-from tests.integration.conftest import LAB_SPEC, Cli, lab_for, unit_starts
+from tests.integration.conftest import LAB_SPEC, Cli, lab_for, unit_logs, unit_starts
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def test_upgrade_381_to_391_in_two_rolls_killed_in_the_first_resumes_without_rai
         builds = {n: running_build(n) for n in ("kf1", "kf2", "kf3")}
         assert sum("kafka-3.8.1-" in b for b in builds.values()) >= 1, builds  # the first roll is unfinished
         r = cli("apply", str(new_spec), "--auto-approve")
-        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr + unit_logs(["kf1", "kf2", "kf3"], "kafka", since)
         assert "inter.broker.protocol.version stays 3.8" in r.stdout
     finally:
         report = producer.stop()

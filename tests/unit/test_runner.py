@@ -50,6 +50,9 @@ def test_a_new_apply_waits_for_the_ansible_run_a_killed_apply_left(tmp_path: Pat
     (d / "cluster").write_text("lab")
     other = make_run_dir(tmp_path, "other-cluster", dead_pid(), 600)
     (other / "cluster").write_text("elsewhere")
+    (other / "artifacts" / "abc").mkdir(parents=True)
+    (other / "artifacts" / "abc" / "stdout").write_text(
+        "PLAY [service] ****\n\nTASK [go-ahead] ****\nok: [kf2]\n\nTASK [Wait for kafka on port 9092] ****\n")
     # stand-ins for ansible-playbook: their argv names the run dir, as Ansible's does
     mine = subprocess.Popen(["sh", "-c", "sleep 0.6", f"{d}/inventory/hosts.json"])
     theirs = subprocess.Popen(["sh", "-c", "sleep 30", f"{other}/inventory/hosts.json"])
@@ -62,7 +65,8 @@ def test_a_new_apply_waits_for_the_ansible_run_a_killed_apply_left(tmp_path: Pat
         runner.wait_for_orphans("lab", timeout_s=20, progress=said.append)
         assert mine.poll() is not None and time.monotonic() - t0 < 10
         assert len(said) == 1 and "interrupted apply" in said[0]
-        with pytest.raises(runner.OrphanedRunStillRunning, match=f"still running after 0s .*pids {theirs.pid}"):
+        at = rf"\(pids {theirs.pid}, at TASK \[Wait for kafka on port 9092\]\)"
+        with pytest.raises(runner.OrphanedRunStillRunning, match=rf"still running after 0s {at}"):
             runner.wait_for_orphans("elsewhere", timeout_s=0)
     finally:
         mine.kill()
