@@ -151,11 +151,11 @@ def plan(
 ) -> None:
     """Observe the hosts and show what apply would change."""
     s = _load(spec, json_out)
-    from reconciler.plan import planfile, render
-
     out = Printer(json_out)
     p, _, _ = _plan(s, spec, out, json_out, destroy, allow_unavailable=allow_unavailable,
                     roll_by_rack=roll_by_rack)
+    from reconciler.plan import planfile, render  # (after the hosts were asked: off the critical path)
+
     if out_file:
         try:
             planfile.save(p, out_file)
