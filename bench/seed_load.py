@@ -136,6 +136,7 @@ def stop(setup: str) -> None:
 
 def start_ours() -> None:
     stop("stock")
+    stop("ours")  # (the previous turn may have been ours: start afresh, or its JVMs come in warm)
     for unit in UNITS["ours"]:
         for name in HOSTS:
             lab.exec_in(name, ["systemctl", "start", unit], check=True)
