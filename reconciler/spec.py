@@ -812,7 +812,7 @@ MAX_SPEC_BYTES = 1 * 2**20
 MAX_SPEC_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs" stops here)
 
 
-class _SpecLoader(yaml.SafeLoader):
+class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # (libyaml when built)
     """SafeLoader that refuses duplicate keys (YAML keeps the last one silently) and alias bombs."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
