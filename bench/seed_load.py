@@ -1,8 +1,9 @@
 """The seed's load on the cluster kafkaform builds vs the same hosts running Kafka's stock setup.
 
 Kafka's own ProducerPerformance (from the kafka-tools jar of the same build, run on the control
-machine) at 10,000 records/s of 1,000 bytes with acks=all, to an RF 3 topic with min ISR 2:
-a warm-up (30 s by default), then 60 s measured (the tool's summary: avg, p50, p99). Against the
+machine) at 10,000 records/s of 1,000 bytes with acks=all, to an RF 3 topic with min ISR 2, in
+one producer run: a warm-up (30 s by default) that the tool leaves out of its steady-state
+statistics (`--warmup-records`), then 60 s measured (its steady-state summary: avg, p50, p99). Against the
 default lab cluster as kafkaform builds it (3 KRaft controllers + 3 brokers, Kafka 4.4.0), and on
 the same hosts against brokers and controllers started the way Kafka's distribution does it: the
 stock `config/broker.properties` / `config/controller.properties` (only ids, addresses and the
@@ -44,6 +45,8 @@ BOOTSTRAP = ",".join(f"{a}:9092" for a in HOSTS.values())
 RATE, SIZE = 10_000, 1_000
 SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max "
                      r"latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+STEADY = re.compile(r"(\d+) steady state records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms "
+                    r"max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
 INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max")
 
 STOCK_COMMON = """num.network.threads=3
@@ -66,20 +69,27 @@ STOCK_FLAGS = ["-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMil
                "-Djava.awt.headless=true"]
 
 
-def perf(libs: Path, seconds: int, topic: str) -> tuple[dict[str, float], list[str]]:
-    """ProducerPerformance for `seconds` at the seed's rate; (summary, interval lines)."""
+def _stats(m: re.Match[str]) -> dict[str, float]:
+    return {"records": float(m[1]), "rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]),
+            "p50": float(m[5]), "p95": float(m[6]), "p99": float(m[7])}
+
+
+def perf(libs: Path, warmup: int, seconds: int, topic: str) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """One ProducerPerformance run at the seed's rate: `warmup` seconds of records it leaves out of
+    its steady-state statistics (--warmup-records), then `seconds` measured. (whole-run summary,
+    steady-state summary, interval lines)."""
     cmd = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
            "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
-           "--num-records", str(RATE * seconds), "--record-size", str(SIZE), "--throughput", str(RATE),
+           "--num-records", str(RATE * (warmup + seconds)), "--warmup-records", str(RATE * warmup),
+           "--record-size", str(SIZE), "--throughput", str(RATE),
            "--command-property", "acks=all", f"bootstrap.servers={BOOTSTRAP}"]
-    out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds * 4 + 120)
+    out = subprocess.run(cmd, text=True, capture_output=True, timeout=(warmup + seconds) * 4 + 120)
     lines = out.stdout.splitlines()
-    m = next((SUMMARY.search(x) for x in reversed(lines) if SUMMARY.search(x)), None)
-    if m is None:
+    whole = next((SUMMARY.search(x) for x in lines if SUMMARY.search(x)), None)
+    steady = next((STEADY.search(x) for x in lines if STEADY.search(x)), None)
+    if whole is None or steady is None:
         raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return ({"records": float(m[1]), "rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]),
-             "p50": float(m[5]), "p95": float(m[6]), "p99": float(m[7])},
-            [x for x in lines if INTERVAL.search(x) and x is not lines[-1]])
+    return _stats(whole), _stats(steady), [x for x in lines if INTERVAL.search(x)]
 
 
 def jit_cpu_s(unit: str) -> float:
@@ -106,17 +116,15 @@ def measure(label: str, libs: Path, warmup: int, seconds: int, unit: str) -> dic
 def _measure(label: str, libs: Path, warmup: int, seconds: int, unit: str, topic: str) -> dict[str, float]:
     jit0 = jit_cpu_s(unit)
     t0 = time.monotonic()
-    warm, intervals = perf(libs, warmup, topic)
-    jit1 = jit_cpu_s(unit)
-    print(f"-- {label}: warm-up {warmup} s: avg {warm['avg']:.1f} ms, max {warm['max']:.0f} ms; "
-          f"brokers' JIT compiler threads used {jit1 - jit0:.1f} CPU s of {time.monotonic() - t0:.0f} s")
+    whole, result, intervals = perf(libs, warmup, seconds, topic)
+    print(f"-- {label}: {warmup} s warm-up + {seconds} s in one producer run: whole run avg {whole['avg']:.1f} ms, "
+          f"max {whole['max']:.0f} ms; brokers' JIT compiler threads used {jit_cpu_s(unit) - jit0:.1f} CPU s "
+          f"of {time.monotonic() - t0:.0f} s")
     for line in intervals[:4]:
         print(f"     {line.strip()}")
-    result, _ = perf(libs, seconds, topic)
-    print(f"   measured {seconds} s: {result['rate']:.0f} rec/s, avg {result['avg']:.2f} ms, "
+    print(f"   steady state ({seconds} s after the warm-up): {result['rate']:.0f} rec/s, avg {result['avg']:.2f} ms, "
           f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, "
-          f"max {result['max']:.0f} ms; "
-          f"JIT CPU since: {jit_cpu_s(unit) - jit1:.1f} s")
+          f"max {result['max']:.0f} ms")
     return result
 
 
