@@ -64,23 +64,22 @@ def measure(SPEC: Path, runs: int, settle_s: float, keep: bool) -> None:  # noqa
         aenv = {**ansible_env(), "ANSIBLE_STDOUT_CALLBACK": "default"}
         pb = ["ansible-playbook", "-i", str(inv_file), str(PLAYBOOKS / "site.yml")]
 
-        def ansible() -> str:
+        def ansible() -> None:
             out = run(pb, aenv).stdout
             recap = [line for line in out.splitlines() if "changed=" in line]
             assert recap and all("changed=0" in x and "failed=0" in x for x in recap), "\n".join(recap)
-            return out
 
         # Ansible's first rerun after kafkaform's apply may still change something (it is reported
         # here); the measured runs are the idempotent ones after it.
         first = run(pb, aenv).stdout
-        changed, task = set(), ""
+        changed: set[str] = set()
+        task = ""
         for line in first.splitlines():
             task = line.rstrip("* ") if line.startswith("TASK [") else task
             if line.startswith("changed:"):
                 changed.add(f"{task} {line.split()[1]}")
-        changed = sorted(changed)
         if changed:
-            print("Ansible's first rerun after kafkaform's apply changed: " + "; ".join(changed), flush=True)
+            print("Ansible's first rerun after kafkaform's apply changed: " + "; ".join(sorted(changed)), flush=True)
         print(f"letting the new cluster settle for {settle_s:.0f} s ...", flush=True)
         time.sleep(settle_s)
         s_plan: list[float] = []
