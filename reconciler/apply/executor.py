@@ -508,7 +508,13 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
             svc["deletions"] = [{"path": d.path, "proof": d.proof.value} for d in s.deletions]
         if s.kind is StepKind.FORMAT_STORAGE:
             d = desired_services(spec, kafka, None)[(s.host, s.service)] if spec.kraft else None
-            dirs = [{"path": p, "owner": d.account} for p in d.storage.dirs] if d and d.storage else []
+            # The recursive chown after the format hands the tool's files to the service account;
+            # kafkaform's marker in each dir goes back to its own owner (root), so the service
+            # cannot rewrite the proof a removal relies on.
+            owners = {f.path: f.owner for f in d.files} if d else {}
+            dirs = [{"path": p, "owner": d.account, "marker": F.owner_marker(p),
+                     "marker_owner": owners.get(F.owner_marker(p), "root")}
+                    for p in d.storage.dirs] if d and d.storage else []
             svc["format"] = {"argv": _format_argv(s, spec, kafka), "dirs": dirs}
         if s.kind is StepKind.CONFIGURE and s.ibp_pin:
             broker = next(b for b in spec.brokers if b.host == s.host)

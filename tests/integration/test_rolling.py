@@ -145,6 +145,10 @@ def test_hosts_run_what_the_spec_says(cluster: Spec, addr: str, tmp_path: Path) 
     ids = {host.file(f"{d}/meta.properties").content_string.split("cluster.id=")[1].split()[0]
            for d in ("/var/lib/kafka/data", "/var/lib/kafka-controller/metadata")}
     assert len(ids) == 1, ids  # broker and controller storage formatted into one cluster
+    for d in ("/var/lib/kafka/data", "/var/lib/kafka-controller/metadata"):
+        assert host.file(f"{d}/meta.properties").user == "kafka"  # the format's files: the service's
+        marker = host.file(f"{d}/.kafkaform-owner")  # the removal proof: not the service's to rewrite
+        assert (marker.user, marker.group) == ("root", "root"), d
     assert host.file("/etc/kafka/log4j2.properties").exists
     assert host.file("/var/log/kafka-controller/server.log").size > 0  # log4j2 logs (without a config: nothing)
 
