@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import kafka_admin, zookeeper
-from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, ports, services
+from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, services
 from .model import ClusterState, HostFacts, ObservedCluster
 from .script import build_script, new_nonce, section, split_output
 from .ssh import HostUnreachable, SshSettings, TransportFactory, default_factory
@@ -48,7 +47,6 @@ def host_script(target: HostTarget, nonce: str) -> str:
             artifacts.NAME: artifacts.command(target.artifact_roots),
             files.NAME: files.command(target.files),
             services.NAME: services.command(target.services),
-            ports.NAME: ports.command(),
             dir_usage.NAME: dir_usage.command(target.dirs),
             dir_devices.NAME: dir_devices.command(target.dirs),
         },
@@ -73,7 +71,7 @@ def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
 # HostFacts field <- fact module; the order is the order the script runs them in.
 _FIELDS = {
     "os": os_release, "java_version": java, "mem_total_bytes": memory, "cpus": cpus, "artifacts": artifacts,
-    "files": files, "services": services, "listening_ports": ports, "dir_usage_bytes": dir_usage,
+    "files": files, "services": services, "dir_usage_bytes": dir_usage,
     "dir_devices": dir_devices,
 }
 _FACTS = tuple(_FIELDS.values())
@@ -113,6 +111,8 @@ def observe_cluster(zk_hosts: list[str], timeout: float, auth: list[tuple[str, s
     read either completes or reports ZooKeeper unreachable, so an empty partition list from it is
     the truth (a cluster without topics); the Admin API is asked only when ZooKeeper could not be
     read. Never raises."""
+    from . import kafka_admin, zookeeper  # (kazoo and kafka-python: ZooKeeper mode only, not on KRaft's path)
+
     try:
         state = zookeeper.read_cluster(zk_hosts, timeout, auth, tls)
         if state.zookeeper_reachable:

@@ -70,7 +70,6 @@ class HostFacts(_Frozen):
     artifacts: tuple[InstalledArtifact, ...] = ()
     files: dict[str, ManagedFile] = Field(default_factory=dict)
     services: dict[str, ServiceState] = Field(default_factory=dict)
-    listening_ports: tuple[int, ...] = ()
     dir_usage_bytes: dict[str, int] = Field(default_factory=dict)
     dir_devices: dict[str, DirDevice] = Field(default_factory=dict)
 

@@ -64,11 +64,10 @@ class _Host:
     def build(self) -> HostFacts:
         if not self.reachable:
             return HostFacts(host=self.host, reachable=False, error=self.error)
-        ports = tuple(sorted({2181, 9092} if self.services else set()))
         return HostFacts(host=self.host, os="Debian GNU/Linux 12 (bookworm)", java_version=self.java_version,
                          mem_total_bytes=self.mem_total_bytes, cpus=2,
                          artifacts=tuple(self.artifacts[k] for k in sorted(self.artifacts)),
-                         files=dict(self.files), services=dict(self.services), listening_ports=ports)
+                         files=dict(self.files), services=dict(self.services))
 
 
 class Observed:

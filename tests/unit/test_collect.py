@@ -30,7 +30,6 @@ def _outputs(broker_id: int, props: str | None = None) -> dict[str, str]:
         "files": _file_line(PROPS, props),
         "services": "unit zookeeper\nMainPID=0\nActiveState=inactive\nUnitFileState=\nActiveEnterTimestamp=\n"
         "unit kafka\nMainPID=321\nActiveState=active\nUnitFileState=enabled\nActiveEnterTimestamp=x\n",
-        "ports": "LISTEN 0 50 *:9092 *:*\n",
         "dir_usage": "",
         "dir_devices": "",
     }

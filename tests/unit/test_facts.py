@@ -24,14 +24,13 @@ from reconciler.observe.facts import (
     java,
     memory,
     os_release,
-    ports,
     services,
 )
 from reconciler.observe.script import build_script, split_output
 
 FIXTURES = Path(__file__).parent / "facts"
 MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (os_release, java, memory, cpus, artifacts, files, services, ports, dir_usage, dir_devices)
+    m.NAME: m for m in (os_release, java, memory, cpus, artifacts, files, services, dir_usage, dir_devices)
 }
 CASES = sorted(FIXTURES.glob("*/*.json"))
 
@@ -92,12 +91,19 @@ def test_whole_host_script_runs_under_local_sh(tmp_path: Path) -> None:
     """The real script under this machine's /bin/sh (dash): every section present and parseable."""
     f = tmp_path / "server.properties"
     f.write_text("broker.id=1\nsasl.jaas.config=x\n")
-    target = HostTarget(host="local", files=(str(f), str(tmp_path / "nope")), dirs=(str(tmp_path),))
+    sub = tmp_path / "data"
+    sub.mkdir()
+    (sub / "segment").write_bytes(b"x" * 200_000)
+    target = HostTarget(host="local", files=(str(f), str(tmp_path / "nope")),
+                        dirs=(str(tmp_path), str(sub), str(tmp_path / "gone")))
     cp = subprocess.run(["sh", "-c", host_script(target, "f00d")], capture_output=True, text=True, timeout=60)
     facts = parse_host("local", cp.stdout, "f00d")
     assert facts.reachable, facts.error
     assert facts.cpus and facts.cpus >= 1 and facts.mem_total_bytes
     assert facts.files[str(f)].content == "broker.id=1\nsasl.jaas.config=(sensitive)\n"
     assert set(facts.services) == {"zookeeper", "kafka-controller", "kafka"}
-    assert str(tmp_path) in facts.dir_usage_bytes
+    # one du for all dirs: a dir nested in another still has its own total; a missing one is left out
+    usage = facts.dir_usage_bytes
+    assert set(usage) == {str(tmp_path), str(sub)} and usage[str(tmp_path)] >= usage[str(sub)] >= 200_000
+    assert facts.os and facts.java_version != "", facts.os
     assert facts.dir_devices[str(tmp_path)].fstype not in ("", "-") and not facts.dir_devices[str(tmp_path)].encrypted

@@ -39,7 +39,8 @@ def command(paths: tuple[str, ...] | list[str]) -> str:
         "  U) printf 'unreadable - - %s\\n' \"$p\" ;;\n"
         "  L) h=$(sha256sum < \"$p\"); printf 'file %s - %s\\n' \"${h%% *}\" \"$p\" ;;\n"
         "esac; done\n"
-        "printf 'tar - b64:'; printf '%s\\n' \"$list\" | sed -n 's/^S //p' |"
+        "printf 'tar - b64:'; printf '%s\\n' \"$list\" |"
+        " while IFS= read -r l; do case $l in 'S '*) printf '%s\\n' \"${l#S }\" ;; esac; done |"
         " tar -c -f - -P -h --no-recursion -T - 2>/dev/null | base64 -w0; printf ' small files\\n'"
     )
 

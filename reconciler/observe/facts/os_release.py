@@ -8,7 +8,9 @@ NAME = "os"
 
 
 def command() -> str:
-    return "cat /etc/os-release"
+    # (the shell's `read`, not cat: one process fewer per host)
+    return ("while IFS= read -r l || [ -n \"$l\" ]; do "
+            "case $l in PRETTY_NAME=*) printf '%s\\n' \"$l\" ;; esac; done < /etc/os-release")
 
 
 def parse(text: str) -> str | None:
