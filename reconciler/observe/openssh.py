@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import re
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -33,6 +34,19 @@ def control_dir() -> Path:
         digest = hashlib.sha256(str(d).encode()).hexdigest()[:12]
         d = Path(tempfile.gettempdir()) / f"kafkaform-ssh-{os.getuid()}-{digest}"
     return private_dir(d)
+
+
+def master_listening(sock_path: Path) -> bool:
+    """A master accepts on its socket. A connect, not `ssh -O check`: that would be one more
+    process per host on every observe, which is CPU-bound. A socket left by a killed master
+    refuses the connect."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(str(sock_path))
+        except OSError:
+            return False
+    return True
 
 
 def control_path(host: str, s: SshSettings) -> Path:
@@ -98,9 +112,7 @@ class OpenSshTransport:
         return t
 
     def _master_alive(self) -> bool:
-        p = subprocess.run([*self._base, "-O", "check", "--", self.host], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=10)
-        return p.returncode == 0
+        return master_listening(control_path(self.host, self._settings))
 
     def _start_master(self) -> None:
         timeout = self._settings.connect_timeout + 10

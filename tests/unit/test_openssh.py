@@ -4,6 +4,7 @@ where the master sockets live, and the options the spec decides."""
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -61,3 +62,20 @@ def test_options_follow_the_spec_and_ignore_the_users_ssh_config(tmp_path: Path,
 def test_unreadable_key_file_is_named_before_any_connection(tmp_path: Path) -> None:
     with pytest.raises(HostUnreachable, match=f"cannot read key file {tmp_path}/none: no such file"):
         openssh.OpenSshTransport.connect("10.0.0.9", SshSettings(key_file=str(tmp_path / "none")))
+
+
+def test_a_live_master_socket_is_told_from_a_stale_one(tmp_path: Path) -> None:
+    """A socket someone accepts on is a live master; the file a killed master left, or none, is not."""
+    live, stale = tmp_path / "live", tmp_path / "stale"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(live))
+    server.listen(1)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(stale))  # bound, never listening, then closed: the file stays, nobody accepts
+    dead.close()
+    try:
+        assert openssh.master_listening(live)
+        assert stale.exists() and not openssh.master_listening(stale)
+        assert not openssh.master_listening(tmp_path / "none")
+    finally:
+        server.close()

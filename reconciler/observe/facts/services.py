@@ -26,7 +26,8 @@ def command(units: tuple[str, ...] | list[str]) -> str:
     # One systemctl call for every unit (each call costs a bus connection). Its output is one block
     # per unit, separated by blank lines, properties in systemd's order (Id may come last), so a
     # block is printed under its `unit` line once it ends; then the build the process runs: its
-    # -cp '<dir>/<artifact_id>/libs/*' argument, from /proc/<MainPID>/cmdline.
+    # -cp '<dir>/<artifact_id>/libs/*' argument, from /proc/<MainPID>/cmdline: one grep reads its
+    # NUL-separated arguments (-z) and prints the one that matches with its NUL, dropped here.
     return (
         f"out=$(systemctl show --timestamp=utc -p Id,{PROPERTIES} {services} 2>&1)\n"
         'case $out in *Id=*) ;; *) for u in ' + names + ';'
@@ -37,8 +38,7 @@ def command(units: tuple[str, ...] | list[str]) -> str:
         '    if [ -n "$u" ]; then\n'
         "      printf 'unit %s\\n%s' \"$u\" \"$block\"\n"
         '      if [ "${p:-0}" -gt 0 ] 2>/dev/null; then\n'
-        "        cp=$(tr '\\0' '\\n' < \"/proc/$p/cmdline\" 2>/dev/null | grep -m1 '/libs/\\*$') &&"
-        " printf 'Classpath=%s\\n' \"$cp\"\n"
+        "        printf 'Classpath='; grep -a -z -m1 '/libs/\\*$' \"/proc/$p/cmdline\" 2>/dev/null; printf '\\n'\n"
         "      fi\n"
         "    fi\n"
         "    u=; p=0; block=; continue\n"
@@ -58,7 +58,7 @@ def _state(name: str, props: dict[str, str]) -> ServiceState:
     except ValueError as e:
         raise FactError(f"unit {name}: MainPID={pid_s!r}") from e
     ts = props.get("ActiveEnterTimestamp", "")
-    cp = props.get("Classpath", "")
+    cp = props.get("Classpath", "").rstrip("\0")
     running = cp.rsplit("/", 3)[-3] if pid and cp.endswith("/libs/*") and cp.count("/") >= 3 else None
     return ServiceState(
         name=name,
