@@ -571,7 +571,7 @@ def _encryption_in_transit(s: ClusterSpec) -> dict[str, Any]:
     """MSK's shape: ClientBroker TLS | TLS_PLAINTEXT | PLAINTEXT, InCluster (brokers and controllers)."""
     tls = [lst.tls for lst in s.kafka.listeners]
     client = "TLS" if all(tls) else "TLS_PLAINTEXT" if any(tls) else "PLAINTEXT"
-    internal = s.kafka.inter_broker.tls and (not s.kraft or s.kafka.controller_listener.tls)
+    internal = s.kafka.inter_broker.tls and (not s.kraft or all(c.tls for c in s.kafka.controller_listeners))
     return {"ClientBroker": client, "InCluster": internal}
 
 

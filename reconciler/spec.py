@@ -238,6 +238,10 @@ class KafkaSpec(_Model):
     config: ConfigMap = Field(default_factory=dict)
     metadata_mode: Literal["zookeeper", "kraft"] = "kraft"  # (default: zookeeper when the spec has a zookeeper section)
     controller_listener: ControllerListener = ControllerListener()
+    # KRaft: one more listener the controllers serve, for moving the quorum onto another listener
+    # of a running cluster (see security/migration.py); nodes reach the controllers over
+    # controller_listener either way.
+    second_controller_listener: ControllerListener | None = None
     controller_heap: Heap = "512m"  # dedicated KRaft controllers (controllers[].heap overrides)
     # KRaft: settings for the dedicated controllers only (they also get the controller's share of
     # `config`: partition and replication defaults, leader election, authorization)
@@ -247,6 +251,12 @@ class KafkaSpec(_Model):
     # The listener brokers replicate over (and kafkaform's own admin connections use): the first
     # listener unless named here.
     inter_broker_listener: str | None = None
+
+    @property
+    def controller_listeners(self) -> tuple[ControllerListener, ...]:
+        """What the controllers serve: the controller listener first (the one nodes connect over)."""
+        second = self.second_controller_listener
+        return (self.controller_listener, *([second] if second is not None else []))
 
     @property
     def inter_broker(self) -> Listener:
@@ -594,6 +604,8 @@ def semantic_issues(spec: ClusterSpec) -> list[SpecIssue]:
         for i, b in enumerate(spec.brokers):
             if b.controller:
                 add(f"brokers[{i}].controller", "combined nodes are KRaft's (kafka.metadata_mode: kraft)")
+        if spec.kafka.second_controller_listener is not None:
+            add("kafka.second_controller_listener", "controller listeners are KRaft's (kafka.metadata_mode: kraft)")
 
     # Brokers.
     if not spec.brokers:
@@ -699,13 +711,22 @@ def _kraft_issues(spec: ClusterSpec, add: Any, caps: frozenset[str]) -> None:
         if b.id in ctrl_ids:
             add(f"brokers[{i}].id", f"node id {b.id} is also controllers[{ctrl_ids[b.id]}]; brokers and "
                 "controllers share one node.id space")
-    ctrl = spec.kafka.controller_listener
-    if ctrl.name in {lst.name for lst in spec.kafka.listeners}:
+    ctrl, second = spec.kafka.controller_listener, spec.kafka.second_controller_listener
+    broker_names = {lst.name for lst in spec.kafka.listeners}
+    if ctrl.name in broker_names:
         add("kafka.controller_listener.name", f"{ctrl.name} is also a broker listener's name")
+    if second is not None:
+        if second.name in broker_names or second.name == ctrl.name:
+            add("kafka.second_controller_listener.name", f"{second.name} is also the name of another listener")
+        if second.port == ctrl.port:
+            add("kafka.second_controller_listener.port", f"port {second.port} is the controller listener's")
     broker_hosts = {b.host for b in spec.brokers}
+    shared = combined or any(c.host in broker_hosts for c in spec.controllers)
     for i, lst in enumerate(spec.kafka.listeners):
-        if lst.port == ctrl.port and (combined or any(c.host in broker_hosts for c in spec.controllers)):
-            add(f"kafka.listeners[{i}].port", f"port {lst.port} is the controller listener's on the same host(s)")
+        for c in spec.kafka.controller_listeners:
+            if lst.port == c.port and shared:
+                add(f"kafka.listeners[{i}].port", f"port {lst.port} is controller listener {c.name}'s on the "
+                    "same host(s)")
 
 
 def _config_issues(spec: ClusterSpec, add: Any, table: Any, version: str) -> None:

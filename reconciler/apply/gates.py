@@ -334,8 +334,12 @@ def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, 
     one of its voters or observers, caught up with the leader (last-caught-up time within
     controller.quorum.fetch.timeout.ms of the leader's) since the gate began: the leader keeps a
     stopped node's last catch-up time, which stays within that window for a while after the stop,
-    so only a catch-up after the leader's time at the first reading proves the new process is back."""
+    so only a catch-up after the leader's time at the first reading proves the new process is back.
+    A voter of a dynamic quorum also announces its controller listeners to the quorum (KIP-853
+    voter endpoints, updated by Kafka shortly after a start with other listeners): the gate waits
+    for them too, so the next node that reaches the quorum over a new listener finds it."""
     limit = _fetch_timeout_ms(spec)
+    served = tuple(c.name for c in spec.kafka.controller_listeners)
     since: list[int] = []  # the leader's clock at the first reading (its own last-caught-up time is "now")
 
     def check() -> tuple[bool, str]:
@@ -352,6 +356,11 @@ def controller_caught_up(spec: ClusterSpec, node_id: int, timeout: float = 180, 
         me = members.get(node_id)
         if me is None:
             return False, f"node {node_id} is not in the quorum yet (voters {list(q.voter_ids)})"
+        announced = q.listeners.get(node_id)
+        if node_id in q.voter_ids and announced and set(announced) != set(served) \
+                and st.features.get("kraft.version", 0) >= 1:
+            return False, (f"voter {node_id} has announced {','.join(announced)} to the quorum, not yet "
+                           f"{','.join(served)}")
         if node_id == leader.node_id:
             return True, f"node {node_id} leads the quorum (epoch {q.leader_epoch})"
         if me.last_caught_up_ms is None or me.last_caught_up_ms <= since[0]:

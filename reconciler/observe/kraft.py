@@ -62,9 +62,11 @@ def to_quorum(doc: dict[str, Any]) -> Quorum:
     """DescribeQuorum response -> Quorum (the __cluster_metadata partition)."""
     part = doc["topics"][0]["partitions"][0]
     endpoints: dict[int, str] = {}
+    listeners: dict[int, tuple[str, ...]] = {}
     for n in doc.get("nodes") or []:
         for lst in n.get("listeners") or []:
             endpoints.setdefault(int(n["node_id"]), f"{lst['host']}:{lst['port']}")
+        listeners[int(n["node_id"])] = tuple(lst["name"] for lst in n.get("listeners") or [])
     leader = part.get("leader_id")
     return Quorum(
         kind="kraft",
@@ -74,6 +76,7 @@ def to_quorum(doc: dict[str, Any]) -> Quorum:
         voters=_members(part.get("current_voters") or []),
         observers=_members(part.get("observers") or []),
         endpoints=endpoints,
+        listeners=listeners,
     )
 
 

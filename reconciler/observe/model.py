@@ -103,6 +103,8 @@ class Quorum(_Frozen):
     voters: tuple[QuorumMember, ...] = ()
     observers: tuple[QuorumMember, ...] = ()
     endpoints: dict[int, str] = Field(default_factory=dict)  # node id -> controller host:port
+    # node id -> the controller listener names it announced to the quorum (KIP-853 voter endpoints)
+    listeners: dict[int, tuple[str, ...]] = Field(default_factory=dict)
 
     @property
     def voter_ids(self) -> tuple[int, ...]:

@@ -45,8 +45,7 @@ def _listeners(spec: ClusterSpec, host: str, controller: bool, broker: bool) -> 
     out: list[tuple[str, str, str]] = (
         [(lst.name, lst.protocol, f"{host}:{lst.port}") for lst in spec.kafka.listeners] if broker else [])
     if controller:
-        c = spec.kafka.controller_listener
-        out.append((c.name, c.protocol, f"{host}:{c.port}"))
+        out += [(c.name, c.protocol, f"{host}:{c.port}") for c in spec.kafka.controller_listeners]
     return out
 
 
@@ -67,7 +66,9 @@ def _kraft_managed(spec: ClusterSpec, node_id: int, host: str, roles: str, log_d
     if broker:
         managed.append(("inter.broker.listener.name", spec.kafka.inter_broker.name))
     managed += [
-        ("controller.listener.names", spec.kafka.controller_listener.name),
+        # (the first is the one this node reaches the controllers over; a controller serves them all)
+        ("controller.listener.names", ",".join(c.name for c in spec.kafka.controller_listeners) if controller
+         else ctrl.name),
         ("controller.quorum.bootstrap.servers", spec.quorum_bootstrap()),
         ("log.dirs", ",".join(log_dirs)),
     ]

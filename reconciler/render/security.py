@@ -25,7 +25,7 @@ SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule required
 def _served(spec: ClusterSpec, broker: bool, controller: bool) -> list[Listener]:
     out: list[Listener] = list(spec.kafka.listeners) if broker else []
     if controller:
-        out.append(spec.kafka.controller_listener)
+        out += spec.kafka.controller_listeners
     return out
 
 

@@ -11,9 +11,16 @@ mid-roll the brokers would not find each other:
 3. (clients move to the secure listener;) remove the PLAINTEXT listener once no broker
    replicates over it (refused while one does: the others would lose their link to it).
 
-KRaft's controller listener (name, port, protocol) is what the quorum's voters are registered
-with: it is chosen when the cluster is created, and changing it on a running cluster is refused
-(rolling the controllers onto another protocol splits the quorum and fences the brokers).
+KRaft's controller listener is what the nodes reach the quorum over, and the voters announce
+their controller listeners to it (KIP-853 voter endpoints). It moves the same way, in three
+applies (a listener keeps its port and protocol: another one is added beside it):
+
+1. add the new listener as `kafka.second_controller_listener`: the controllers serve both and
+   announce both (each voter updates its endpoints once it runs with them);
+2. swap them: the new one becomes `kafka.controller_listener` and the old one the second, so
+   every node reaches the controllers over the new one (refused until every running controller
+   serves it and every voter has announced it: a restarted node would not find the quorum);
+3. remove the old one (refused while a running node still reaches the controllers over it).
 
 ZooKeeper TLS (`security.zookeeper_tls`) is chosen when the cluster is created, too: a running
 ensemble is not switched. Done safely it takes several rolls (a TLS port beside the plaintext one;
@@ -72,33 +79,60 @@ def listener_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIs
     return issues
 
 
+def _controller_names(props: dict[str, str]) -> list[str]:
+    return [n.strip() for n in props.get("controller.listener.names", "").split(",") if n.strip()]
+
+
 def _controller_listener_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIssue]:
+    """KRaft: the quorum moves to another listener in three applies (module docstring)."""
     from reconciler.spec import SpecIssue
 
-    c = spec.kafka.controller_listener
-    want = (c.name, c.port, c.protocol)
-    seen: set[tuple[str, int, str]] = set()
-    nodes = [(x.host, "kafka-controller") for x in spec.controllers]
-    nodes += [(b.host, "kafka") for b in spec.brokers if b.controller]
-    for host, service in nodes:
+    want = {c.name: (c.port, c.protocol) for c in spec.kafka.controller_listeners}
+    primary = spec.kafka.controller_listener.name
+    nodes = [(x.host, "kafka-controller", True) for x in spec.controllers]
+    nodes += [(b.host, "kafka", b.controller) for b in spec.brokers]
+    issues: list[SpecIssue] = []
+    served_by_all: set[str] | None = None  # the controller listeners every running controller serves
+    reached: set[str] = set()  # the listeners running nodes reach the controllers over now
+    for host, service, controller in nodes:
         props = _running_config(observed.hosts[host], service)
-        if props is None:
+        names = _controller_names(props) if props else []
+        if not props or not names:
             continue
-        name = props.get("controller.listener.names", "")
+        reached.add(names[0])
+        if not controller:
+            continue
         protocols = dict(x.split(":", 1) for x in props.get("listener.security.protocol.map", "").split(",")
                          if ":" in x)
-        port = next((x.rsplit(":", 1)[-1] for x in props.get("listeners", "").split(",")
-                     if x.startswith(f"{name}://")), "")
-        if name and port.isdigit():
-            seen.add((name, int(port), protocols.get(name, "PLAINTEXT")))
-    changed = sorted(s for s in seen if s != want)
-    if changed:
-        n, p, proto = changed[0]
-        return [SpecIssue(path="kafka.controller_listener", message=(
-            f"the running controllers serve the quorum on {n}:{p} ({proto}); changing the controller listener "
-            f"to {c.name}:{c.port} ({c.protocol}) on a running KRaft cluster is not supported (the voters are "
-            "registered with it, and a roll across protocols splits the quorum)"))]
-    return []
+        ports = {x.split("://", 1)[0]: x.rsplit(":", 1)[-1] for x in props.get("listeners", "").split(",")
+                 if "://" in x}
+        for name in names:
+            port, proto = ports.get(name, ""), protocols.get(name, "PLAINTEXT")
+            if name in want and port.isdigit() and (int(port), proto) != want[name]:
+                issues.append(SpecIssue(path="kafka.controller_listener", message=(
+                    f"the running controllers serve {name} on port {port} ({proto}); a controller listener's "
+                    f"port or protocol is not changed in place: add a listener of another name as "
+                    "kafka.second_controller_listener, move the quorum onto it, then remove the old one")))
+                return issues
+        served_by_all = set(names) if served_by_all is None else served_by_all & set(names)
+    for name in sorted(reached - set(want)):
+        issues.append(SpecIssue(path="kafka.controller_listener", message=(
+            f"the nodes reach the controllers over {name} now: keep it as kafka.second_controller_listener "
+            f"while the quorum moves to {primary} (apply), then remove it")))
+    if reached and reached != {primary}:  # the nodes move onto the controller listener in this roll
+        if served_by_all is not None and primary not in served_by_all:
+            issues.append(SpecIssue(path="kafka.controller_listener", message=(
+                f"the running controllers do not all serve {primary} yet, so a node restarted onto it would not "
+                f"reach the quorum: first add {primary} as kafka.second_controller_listener and keep the "
+                "controller listener as it is (apply), then make it the controller listener")))
+        q = observed.cluster.quorum
+        if q is not None and not issues:
+            missing = sorted(v for v in q.voter_ids if q.listeners.get(v) and primary not in q.listeners[v])
+            if missing:
+                issues.append(SpecIssue(path="kafka.controller_listener", message=(
+                    f"voter(s) {', '.join(map(str, missing))} have not announced {primary} to the quorum yet "
+                    "(a voter does so shortly after it starts serving it); plan again in a few seconds")))
+    return issues
 
 
 def _zookeeper_tls_of(props: dict[str, str], service: str) -> bool:

@@ -23,6 +23,9 @@ def internal_unauthenticated(spec: ClusterSpec) -> list[str]:
         out.append(f"inter-broker listener {spec.kafka.inter_broker.name}")
     if spec.kraft and spec.kafka.controller_listener.auth == "none":
         out.append(f"controller listener {spec.kafka.controller_listener.name}")
+    second = spec.kafka.second_controller_listener
+    if spec.kraft and second is not None and second.auth == "none":
+        out.append(f"second controller listener {second.name}")
     return out
 
 

@@ -73,13 +73,16 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
     elif listeners and spec.kafka.inter_broker.protocol.startswith("SASL_"):
         add("kafka.inter_broker_listener", "brokers authenticate to each other with their node certificates: "
             "make the inter-broker listener SSL with authentication: mtls (inter-broker SASL is not supported)")
-    ctrl = spec.kafka.controller_listener
     if spec.kraft:
-        if ctrl.protocol.startswith("SASL_"):
-            add("kafka.controller_listener.protocol", "KRaft nodes reach the controllers with their node "
-                "certificates: use SSL with authentication: mtls (or PLAINTEXT on an open cluster)")
-        else:
-            _listener_issues("kafka.controller_listener", ctrl, spec, add)
+        for field, ctrl in (("kafka.controller_listener", spec.kafka.controller_listener),
+                            ("kafka.second_controller_listener", spec.kafka.second_controller_listener)):
+            if ctrl is None:
+                continue
+            if ctrl.protocol.startswith("SASL_"):
+                add(f"{field}.protocol", "KRaft nodes reach the controllers with their node "
+                    "certificates: use SSL with authentication: mtls (or PLAINTEXT on an open cluster)")
+            else:
+                _listener_issues(field, ctrl, spec, add)
     sec = spec.security
     if sec is None:
         return
@@ -87,7 +90,8 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
         _zookeeper_tls_issues(spec, add)
     if not sec.allow_anonymous and internal_unauthenticated(spec):
         for what in internal_unauthenticated(spec):
-            field = "kafka.controller_listener" if what.startswith("controller") else "kafka.inter_broker_listener"
+            field = ("kafka.second_controller_listener" if what.startswith("second controller") else
+                     "kafka.controller_listener" if what.startswith("controller") else "kafka.inter_broker_listener")
             add(field, f"the {what} does not authenticate, so every anonymous client would be a super user: use "
                 "SSL with authentication: mtls (or set security.allow_anonymous: true)")
     scram = [lst.name for lst in listeners if lst.auth == "scram-sha-512"]

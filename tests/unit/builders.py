@@ -86,6 +86,7 @@ class Observed:
         self._throttles: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
         self._voters: list[int] = []
         self._quorum_leader: int | None = None
+        self._announced: dict[int, tuple[str, ...]] = {}  # voter -> controller listener names in the quorum
         self._behind: dict[int, int] = {}
         self._fenced: set[int] = set()
         self._features: dict[str, int] = {}
@@ -158,6 +159,12 @@ class Observed:
                               f"node.id={d.key}\ndirectory.id=DIR{d.key}x{i}\ncluster.id={CLUSTER_ID}\nversion=1\n")
                 if d.storage.voter:
                     self._voters.append(int(d.key))
+                    self._announced[int(d.key)] = tuple(c.name for c in spec.kafka.controller_listeners)
+        return self
+
+    def announced(self, voter: int, *listeners: str) -> Self:
+        """KRaft: the controller listeners a voter's endpoints in the quorum name."""
+        self._announced[voter] = listeners
         return self
 
     def quorum(self, leader: int | None = None, behind: dict[int, int] | None = None) -> Self:
@@ -270,7 +277,7 @@ class Observed:
             quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=3, high_watermark=100, voters=tuple(
                 QuorumMember(node_id=v, directory_id=f"DIR{v}x0", log_end_offset=100,
                              last_caught_up_ms=now - self._behind.get(v, 0))
-                for v in sorted(self._voters)))
+                for v in sorted(self._voters)), listeners=dict(self._announced))
         state = ClusterState(
             mode="kraft" if quorum else "zookeeper",
             zookeeper_reachable=bool(self._zk_modes), zookeeper_modes=dict(self._zk_modes),

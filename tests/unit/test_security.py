@@ -18,7 +18,7 @@ import yaml
 from reconciler import files as F
 from reconciler.security import material, secrets, tls
 from reconciler.security.access import AclRow, desired_rows, plan_access
-from reconciler.spec import load_spec
+from reconciler.spec import SpecError, load_spec
 from tests.unit.test_hostile_specs import _run, _set, no_connections  # noqa: F401  (fixture)
 
 HOSTS = ["10.213.0.11", "10.213.0.12", "10.213.0.13"]
@@ -727,7 +727,8 @@ def test_ca_rotation_trusts_both_then_reissues_then_drops_the_old(secured, kafka
 # --- securing a running cluster: one safe roll at a time ------------------------------------------
 
 def _step(tmp_path: Path, secret_dir: Path, name: str, listeners: list[dict[str, Any]], inter_broker: str,
-          controller: dict[str, Any] | None = None):  # noqa: ANN202 - a prepared ClusterSpec
+          controller: dict[str, Any] | None = None,
+          second: dict[str, Any] | None = None):  # noqa: ANN202 - a prepared ClusterSpec
     from tests.unit.conftest import KRAFT_LAB_YAML
 
     data = yaml.safe_load(KRAFT_LAB_YAML.read_text())
@@ -735,6 +736,8 @@ def _step(tmp_path: Path, secret_dir: Path, name: str, listeners: list[dict[str,
     data["kafka"]["inter_broker_listener"] = inter_broker
     if controller:
         data["kafka"]["controller_listener"] = controller
+    if second:
+        data["kafka"]["second_controller_listener"] = second
     data["security"] = {"allow_anonymous": True,
                         "users": [{"name": "app", "password": {"file": str(secret_dir / "app.pw")}}]}
     s = load_spec(_write(tmp_path, data, f"{name}.yaml"))
@@ -773,11 +776,60 @@ def test_securing_a_running_cluster_goes_one_safe_roll_at_a_time(tmp_path: Path,
     assert both[0].startswith("kafka.inter_broker_listener")
     early = issues(add_mtls, drop_plain)
     assert any("the brokers replicate over PLAINTEXT now" in i for i in early), early
-    # the controller listener of a running KRaft cluster stays what the quorum was formed with
+    # a controller listener keeps its port and protocol: the quorum moves to another one instead
     moved = _step(tmp_path, secret_dir, "c", [PLAIN, SASL], "PLAINTEXT",
                   {"name": "CONTROLLER", "port": 9093, "protocol": "SSL", "authentication": "mtls"})
     refused = issues(add_sasl, moved)
     assert len(refused) == 1 and "kafka.controller_listener" in refused[0] and "(PLAINTEXT)" in refused[0], refused
+    assert "not changed in place" in refused[0]
+
+
+OLD_CTRL = {"name": "CONTROLLER", "port": 9093}
+NEW_CTRL = {"name": "CONTROLLER_TLS", "port": 9095, "protocol": "SSL", "authentication": "mtls"}
+
+
+def test_the_quorum_moves_to_a_secure_controller_listener_in_three_rolls(tmp_path: Path, secret_dir: Path) -> None:
+    """Add the new controller listener beside the old, swap them once every voter announces it,
+    drop the old once no node reaches the quorum over it; skipping a step is refused."""
+    from reconciler.diff import ArtifactIds, diff
+    from reconciler.render.formats import parse_properties
+    from tests.unit.builders import Observed
+
+    ids = ArtifactIds(kafka="kafka-4.4.0-0123456789ab")
+    start = _step(tmp_path, secret_dir, "k0", [PLAIN, SASL], "PLAINTEXT")
+    add = _step(tmp_path, secret_dir, "k1", [PLAIN, SASL], "PLAINTEXT", OLD_CTRL, second=NEW_CTRL)
+    swap = _step(tmp_path, secret_dir, "k2", [PLAIN, SASL], "PLAINTEXT", NEW_CTRL, second=OLD_CTRL)
+    drop = _step(tmp_path, secret_dir, "k3", [PLAIN, SASL], "PLAINTEXT", NEW_CTRL)
+
+    def issues(running, wanted, announced: dict[int, tuple[str, ...]] | None = None) -> list[str]:  # noqa: ANN001
+        obs = Observed.converged_cluster(running, ids)
+        for voter, names in (announced or {}).items():
+            obs.announced(voter, *names)
+        return [str(i) for i in diff(wanted, obs.build(), ids).errors]
+
+    assert issues(start, add) == []
+    assert issues(add, swap) == []
+    assert issues(swap, drop) == []
+    # what the nodes run in the middle: controllers serve both, every node reaches the new one
+    ctrl = parse_properties(F.controller_properties(swap, swap.controllers[0]))
+    broker = parse_properties(F.server_properties(swap, swap.brokers[0]))
+    assert ctrl["controller.listener.names"] == "CONTROLLER_TLS,CONTROLLER"
+    assert "CONTROLLER_TLS://" in ctrl["listeners"] and "CONTROLLER://" in ctrl["listeners"]
+    assert ctrl["listener.name.controller_tls.ssl.client.auth"] == "required"
+    assert broker["controller.listener.names"] == "CONTROLLER_TLS" and "CONTROLLER" not in broker["listeners"]
+    assert broker["controller.quorum.bootstrap.servers"].endswith(":9095")
+    # skipping a step
+    jump = issues(start, swap)
+    assert any("do not all serve CONTROLLER_TLS yet" in i for i in jump), jump
+    early = issues(add, drop)
+    assert any("reach the controllers over CONTROLLER now" in i for i in early), early
+    # a voter that has not announced the new listener yet holds the swap back
+    late = issues(add, swap, announced={add.controllers[1].id: ("CONTROLLER",)})
+    assert late and f"voter(s) {add.controllers[1].id} have not announced CONTROLLER_TLS" in late[0], late
+    # the second listener is validated like the first
+    with pytest.raises(SpecError, match="kafka.second_controller_listener.protocol"):
+        _step(tmp_path, secret_dir, "bad", [PLAIN, SASL], "PLAINTEXT", OLD_CTRL,
+              second={"name": "CONTROLLER_TLS", "port": 9095, "protocol": "SASL_SSL"})
 
 
 # --- encryption at rest ------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ class ClusterTwin:
         self.no_leader_reads = 0  # reads without a quorum leader (an election)
         self.lagging: dict[int, int] = {}  # voter -> reads it stays behind the leader
         self.stopped: dict[int, int] = {}  # voter -> reads it is down: the leader keeps its last catch-up time
+        # voter -> (listener names it announces now, reads until it announces the next ones, those)
+        self.announcing: dict[int, tuple[tuple[str, ...], int, tuple[str, ...]]] = {}
+        self.kraft_version = 1
         self._last_seen: dict[int, int] = {}
         self.reads = 0
         self.restarted: list[str] = []  # what the fake runs restarted, in order
@@ -71,10 +74,16 @@ class ClusterTwin:
                 seen = self._last_seen.get(v, seen)
             self._last_seen[v] = seen
             members.append(QuorumMember(node_id=v, log_end_offset=100, last_caught_up_ms=seen))
-        quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=5, high_watermark=100, voters=tuple(members))
+        listeners: dict[int, tuple[str, ...]] = {}
+        for v, (now_names, reads, then_names) in list(self.announcing.items()):
+            listeners[v] = now_names if reads > 0 else then_names
+            self.announcing[v] = (now_names, reads - 1, then_names)
+        quorum = Quorum(kind="kraft", leader_id=leader, leader_epoch=5, high_watermark=100, voters=tuple(members),
+                        listeners=listeners)
         parts = [p.model_copy(update={"isr": tuple(b for b in p.replicas if b not in fenced)}) for p in self.partitions]
         return ClusterState(mode="kraft", kafka_reachable=True, broker_ids=tuple(self.brokers), fenced_brokers=fenced,
-                            quorum=quorum, controller_id=leader, partitions=tuple(parts))
+                            quorum=quorum, controller_id=leader, partitions=tuple(parts),
+                            features={"metadata.version": 33, **({"kraft.version": 1} if self.kraft_version else {})})
 
     def close(self) -> None:
         self.closed = True
