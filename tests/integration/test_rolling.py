@@ -356,18 +356,22 @@ def test_no_acknowledged_message_lost(cluster: Spec, producer: NumberedProducer)
 MIGRATION_PW = "Migration-App-Secret-93d1"
 
 
-@pytest.mark.parametrize("cluster", ["zookeeper"], indirect=True)
 def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: Cli, kf_home: Path) -> None:
     """The open cluster becomes a SASL_SSL one in planned rolls under an acks=all producer that
     moves from PLAINTEXT to SCRAM midway (see reconciler/security/migration.py):
 
-    1. add the SASL_SSL listener and the security section (anonymous allowed while PLAINTEXT
-       clients remain): ZooKeeper and the brokers roll, the user is created; the producer moves;
-    2. doing two steps in one roll is refused; add the mTLS listener (roll), then move inter-broker
-       traffic onto it (roll);
-    3. drop PLAINTEXT and anonymous access (roll): PLAINTEXT is closed, nothing acknowledged lost,
-       and the znodes the open cluster made are no longer writable by anyone.
+    0. doing two steps in one roll is refused, naming what to apply first;
+    1. add the SASL_SSL client listener, the mTLS listener inter-broker traffic will use and the
+       security section (anonymous allowed while PLAINTEXT clients remain); KRaft: the mTLS
+       controller listener beside the PLAINTEXT one. Everything rolls, the user is created; the
+       producer moves;
+    2. move inter-broker traffic onto the mTLS listener; KRaft: every node reaches the controllers
+       over the mTLS controller listener (the PLAINTEXT one stays served);
+    3. drop PLAINTEXT and anonymous access (KRaft: the PLAINTEXT controller listener too): it is
+       closed, nothing acknowledged is lost, and (ZooKeeper mode) the znodes the open cluster made
+       are no longer writable by anyone.
     """
+    kraft = cluster.mode == "kraft"
     tls = kf_home / "clusters" / "lab" / "tls"
     pw = cluster.dir / "app.pw"
     pw.touch(mode=0o600)
@@ -375,10 +379,18 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
     plain = {"name": "PLAINTEXT", "port": 9092}
     sasl = {"name": "CLIENT", "port": 9094, "protocol": "SASL_SSL"}
     mtls = {"name": "INTERNAL", "port": 9096, "protocol": "SSL", "authentication": "mtls"}
+    old_ctrl = {"name": "CONTROLLER", "port": 9093}
+    new_ctrl = {"name": "CONTROLLER_TLS", "port": 9095, "protocol": "SSL", "authentication": "mtls"}
 
-    def step(listeners: list[dict[str, object]], inter_broker: str, anonymous: bool) -> Path:
+    def step(listeners: list[dict[str, object]], inter_broker: str, anonymous: bool,
+             controllers: tuple[dict[str, object], ...]) -> Path:
         cluster.data["kafka"]["listeners"] = listeners
         cluster.data["kafka"]["inter_broker_listener"] = inter_broker
+        if kraft:
+            cluster.data["kafka"]["controller_listener"] = controllers[0]
+            cluster.data["kafka"].pop("second_controller_listener", None)
+            if len(controllers) > 1:
+                cluster.data["kafka"]["second_controller_listener"] = controllers[1]
         cluster.data["security"] = {
             "allow_anonymous": anonymous, "users": [{"name": "app", "password": {"file": str(pw)}}],
             "acls": [{"principal": "app", "resource_type": "topic", "resource_name": "migrate",
@@ -396,41 +408,31 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
     before = NumberedProducer(BOOTSTRAP, "migrate", rate_per_s=100).start()
     after = None
     try:
-        out = apply(step([plain, sasl], "PLAINTEXT", anonymous=True))
-        assert "create 1 user(s)" in out and restart_order(out, "zookeeper"), out
-        assert "made before ZooKeeper was secured" in out, out  # the znodes the open cluster made get ACLs
+        p = cli("plan", str(step([plain, sasl, mtls], "INTERNAL", True, (new_ctrl, old_ctrl))))
+        assert p.returncode == 1 and "do not serve INTERNAL yet" in p.stderr, p.stdout + p.stderr
+        assert not kraft or "do not all serve CONTROLLER_TLS yet" in p.stderr, p.stderr
+        out = apply(step([plain, sasl, mtls], "PLAINTEXT", True, (old_ctrl, new_ctrl)))
+        assert "create 1 user(s)" in out, out
+        if not kraft:  # the znodes the open cluster made get ACLs
+            assert restart_order(out, "zookeeper") and "made before ZooKeeper was secured" in out, out
         scram = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "app",
                  "sasl_plain_password": MIGRATION_PW, "ssl_cafile": str(tls / "ca.crt")}
         after = NumberedProducer(client, "migrate", rate_per_s=100, client=scram).start()
         time.sleep(2)
         first = before.stop()  # the clients have moved to SASL_SSL
-        both = step([plain, sasl, mtls], "INTERNAL", anonymous=True)
-        p = cli("plan", str(both))
-        assert p.returncode == 1 and "do not serve INTERNAL yet" in p.stderr, p.stdout + p.stderr
-        apply(step([plain, sasl, mtls], "PLAINTEXT", anonymous=True))
-        apply(both)  # inter-broker traffic onto INTERNAL
-        closed = step([sasl, mtls], "INTERNAL", anonymous=False)
+        apply(step([plain, sasl, mtls], "INTERNAL", True, (new_ctrl, old_ctrl)))
+        closed = step([sasl, mtls], "INTERNAL", False, (new_ctrl,))
         apply(closed)
         assert cli("plan", str(closed), "--detailed-exitcode").returncode == 0
     finally:
         second = after.stop() if after is not None else None
         before.stop()  # (already stopped unless a step failed)
     for h in hosts:
-        with pytest.raises(OSError):
-            socket.create_connection((h, 9092), timeout=3).close()  # PLAINTEXT is gone
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoAuthError
-
-    zk = KazooClient(hosts=",".join(f"{h}:2181" for h in hosts), timeout=10)
-    zk.start(timeout=15)
-    try:  # an unauthenticated ZooKeeper client can no longer change what the open cluster made
-        for attempt in (lambda: zk.create("/brokers/ids/9", b"{}"), lambda: zk.set("/config/topics/migrate", b"{}"),
-                        lambda: zk.set("/brokers/topics/rolling", b"{}"), lambda: zk.create("/admin/x", b"")):
-            with pytest.raises(NoAuthError):
-                attempt()
-    finally:
-        zk.stop()
-        zk.close()
+        for port in (9092, 9093) if kraft else (9092,):
+            with pytest.raises(OSError):
+                socket.create_connection((h, port), timeout=3).close()  # PLAINTEXT is gone
+    if not kraft:
+        _znodes_not_writable_anonymously(hosts)
     assert second is not None
     admin = {"security_protocol": "SSL", "ssl_cafile": str(tls / "ca.crt"), "ssl_certfile": str(tls / "admin.crt"),
              "ssl_keyfile": str(tls / "admin.key")}
@@ -439,3 +441,20 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
         assert report.sent > 200 and not report.errors, report.errors[:5]
         missing = report.acked - read_numbers(internal, "migrate", report.acked, client=admin)
         assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def _znodes_not_writable_anonymously(hosts: tuple[str, ...]) -> None:
+    """An unauthenticated ZooKeeper client can no longer change what the open cluster made."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+
+    zk = KazooClient(hosts=",".join(f"{h}:2181" for h in hosts), timeout=10)
+    zk.start(timeout=15)
+    try:
+        for attempt in (lambda: zk.create("/brokers/ids/9", b"{}"), lambda: zk.set("/config/topics/migrate", b"{}"),
+                        lambda: zk.set("/brokers/topics/rolling", b"{}"), lambda: zk.create("/admin/x", b"")):
+            with pytest.raises(NoAuthError):
+                attempt()
+    finally:
+        zk.stop()
+        zk.close()
