@@ -367,7 +367,7 @@ def destroy(
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Stop and remove every broker and ZooKeeper node of the cluster, data included."""
+    """Stop and remove every broker, KRaft controller and ZooKeeper node of the cluster, data included."""
     from reconciler.plan import render
 
     s = _load(spec, json_out)
