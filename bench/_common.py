@@ -1,9 +1,11 @@
-"""Shared bits for benchmarks: timing, inventory files for plain Ansible baselines."""
+"""Shared bits for benchmarks: timing, inventory files for plain Ansible baselines, the seed's load
+(Kafka's own ProducerPerformance)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,3 +50,38 @@ def write_inventory(inv: dict[str, Any], path: Path) -> Path:
 
 def fmt(samples: list[float]) -> str:
     return "[" + ", ".join(f"{x:.2f}" for x in samples) + "]"
+
+
+# The seed's load: 10,000 records/s x 1,000 B, acks=all, through Kafka's own ProducerPerformance.
+RATE, SIZE = 10_000, 1_000
+SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max "
+                     r"latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+STEADY = re.compile(r"(\d+) steady state records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms "
+                    r"max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max")
+
+
+def _stats(m: re.Match[str]) -> dict[str, float]:
+    return {"records": float(m[1]), "rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]),
+            "p50": float(m[5]), "p95": float(m[6]), "p99": float(m[7])}
+
+
+def producer_perf(libs: Path, bootstrap: str, topic: str, warmup_s: int, seconds: int,
+                  props: Path | None = None) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """One ProducerPerformance run at the seed's rate: `warmup_s` seconds of records it leaves out
+    of its steady-state statistics (--warmup-records), then `seconds` measured; one JVM, so the
+    measured part does not pay for a cold producer. (whole-run summary, steady-state summary,
+    interval lines)."""
+    cmd = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
+           "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+           "--num-records", str(RATE * (warmup_s + seconds)), "--warmup-records", str(RATE * warmup_s),
+           "--record-size", str(SIZE), "--throughput", str(RATE),
+           *(["--command-config", str(props)] if props is not None else []),
+           "--command-property", "acks=all", f"bootstrap.servers={bootstrap}"]
+    out = subprocess.run(cmd, text=True, capture_output=True, timeout=(warmup_s + seconds) * 4 + 120)
+    lines = out.stdout.splitlines()
+    whole = next((SUMMARY.search(x) for x in lines if SUMMARY.search(x)), None)
+    steady = next((STEADY.search(x) for x in lines if STEADY.search(x)), None)
+    if whole is None or steady is None:
+        raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return _stats(whole), _stats(steady), [x for x in lines if INTERVAL.search(x)]

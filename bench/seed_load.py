@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import REPO
+from _common import REPO, producer_perf
 
 from reconciler import artifacts, lab
 from reconciler.lab.workload import create_topic, delete_topic
@@ -42,13 +41,6 @@ from reconciler.spec import load_spec
 SPEC = REPO / "examples" / "lab.yaml"
 HOSTS = {"kf1": "10.213.0.11", "kf2": "10.213.0.12", "kf3": "10.213.0.13"}
 BOOTSTRAP = ",".join(f"{a}:9092" for a in HOSTS.values())
-RATE, SIZE = 10_000, 1_000
-SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max "
-                     r"latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
-STEADY = re.compile(r"(\d+) steady state records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms "
-                    r"max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
-INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max")
-
 STOCK_COMMON = """num.network.threads=3
 num.io.threads=8
 socket.send.buffer.bytes=102400
@@ -67,29 +59,6 @@ log.retention.check.interval.ms=300000
 STOCK_FLAGS = ["-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15",
                "-Djava.awt.headless=true"]
-
-
-def _stats(m: re.Match[str]) -> dict[str, float]:
-    return {"records": float(m[1]), "rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]),
-            "p50": float(m[5]), "p95": float(m[6]), "p99": float(m[7])}
-
-
-def perf(libs: Path, warmup: int, seconds: int, topic: str) -> tuple[dict[str, float], dict[str, float], list[str]]:
-    """One ProducerPerformance run at the seed's rate: `warmup` seconds of records it leaves out of
-    its steady-state statistics (--warmup-records), then `seconds` measured. (whole-run summary,
-    steady-state summary, interval lines)."""
-    cmd = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
-           "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
-           "--num-records", str(RATE * (warmup + seconds)), "--warmup-records", str(RATE * warmup),
-           "--record-size", str(SIZE), "--throughput", str(RATE),
-           "--command-property", "acks=all", f"bootstrap.servers={BOOTSTRAP}"]
-    out = subprocess.run(cmd, text=True, capture_output=True, timeout=(warmup + seconds) * 4 + 120)
-    lines = out.stdout.splitlines()
-    whole = next((SUMMARY.search(x) for x in lines if SUMMARY.search(x)), None)
-    steady = next((STEADY.search(x) for x in lines if STEADY.search(x)), None)
-    if whole is None or steady is None:
-        raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return _stats(whole), _stats(steady), [x for x in lines if INTERVAL.search(x)]
 
 
 def jit_cpu_s(unit: str) -> float:
@@ -116,7 +85,7 @@ def measure(label: str, libs: Path, warmup: int, seconds: int, unit: str) -> dic
 def _measure(label: str, libs: Path, warmup: int, seconds: int, unit: str, topic: str) -> dict[str, float]:
     jit0 = jit_cpu_s(unit)
     t0 = time.monotonic()
-    whole, result, intervals = perf(libs, warmup, seconds, topic)
+    whole, result, intervals = producer_perf(libs, BOOTSTRAP, topic, warmup, seconds)
     print(f"-- {label}: {warmup} s warm-up + {seconds} s in one producer run: whole run avg {whole['avg']:.1f} ms, "
           f"max {whole['max']:.0f} ms; brokers' JIT compiler threads used {jit_cpu_s(unit) - jit0:.1f} CPU s "
           f"of {time.monotonic() - t0:.0f} s")

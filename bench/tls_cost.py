@@ -8,10 +8,11 @@ The lab's secured KRaft cluster (examples/lab-secure.yaml: 3 controllers + 3 bro
 
 1. the seed's load, Kafka's own ProducerPerformance (4.4.0 kafka-tools, on this machine) at
    10,000 records/s x 1,000 B, acks=all, against the PLAINTEXT listener and against the SASL_SSL
-   listener (client properties from `kafkaform client-config`): a warm-up on each, then measured
-   runs in alternating order (P,S then S,P, ...: a cluster still warming up, JIT and page cache,
-   must not favour whichever goes second); avg, p50, p99 latency of both (median over the rounds)
-   and their ratio (goal: p50 <= 1.3 x PLAINTEXT);
+   listener (client properties from `kafkaform client-config`), in alternating order (P,S then
+   S,P, ...: a cluster still warming up, JIT and page cache, must not favour whichever goes
+   second). Each turn is one producer run: `--warmup-s` of records it leaves out of its
+   steady-state statistics (--warmup-records), then `--measure-s` measured; avg, p50, p99 latency
+   of both (median over the rounds) and their ratio (goal: p50 <= 1.3 x PLAINTEXT);
 2. a reconnect storm: 1,000 new connections, 20 at a time, each made ready to serve requests
    (PLAINTEXT: TCP + ApiVersions; SASL_SSL: TCP + TLS handshake with host name verification +
    SaslHandshake + the two SCRAM-SHA-512 SaslAuthenticate round trips + ApiVersions).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import ssl
 import statistics
@@ -36,30 +36,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from _common import REPO
+from _common import RATE, REPO, SIZE, producer_perf
 
-from reconciler import lab
+from reconciler import artifacts, lab
 from reconciler.lab.workload import create_topic
 
 HOSTS = ["10.213.0.11", "10.213.0.12", "10.213.0.13"]
 PLAIN = ",".join(f"{h}:9095" for h in HOSTS)
 SCRAM = ",".join(f"{h}:9094" for h in HOSTS)
-RATE, SIZE = 10_000, 1_000
-SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?, ([\d.]+) ms avg latency, ([\d.]+) ms max "
-                     r"latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
 PASSWORD = "bench-scram-password-0001"
-
-
-def perf(libs: str, props: Path, bootstrap: str, seconds: int) -> dict[str, float]:
-    cmd = ["java", "-Xmx512m", "-cp", libs, "org.apache.kafka.tools.ProducerPerformance", "--topic", "tls-cost",
-           "--num-records", str(RATE * seconds), "--record-size", str(SIZE), "--throughput", str(RATE),
-           "--command-config", str(props), "--command-property", "acks=all", f"bootstrap.servers={bootstrap}"]
-    out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds * 4 + 120)
-    m = next((SUMMARY.search(x) for x in reversed(out.stdout.splitlines()) if SUMMARY.search(x)), None)
-    if m is None:
-        raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return {"rate": float(m[2]), "avg": float(m[3]), "max": float(m[4]), "p50": float(m[5]), "p95": float(m[6]),
-            "p99": float(m[7])}
 
 
 def _frame(req: object, version: int, correlation: int) -> bytes:
@@ -159,17 +144,17 @@ def main() -> None:
         kf("client-config", str(spec), "--user", "bench", "--out", str(scram_props))
         plain_props = work / "plain.properties"
         plain_props.write_text("security.protocol=PLAINTEXT\n")
-        libs = "/var/cache/kafkaform/artifacts/kafka-4.4.0/libs/*"
+        libs = artifacts.resolve_maven("kafka", data["kafka"]["version"]) / "libs"
         listeners = [("PLAINTEXT", plain_props, PLAIN), ("SASL_SSL", scram_props, SCRAM)]
-        for _, props, bootstrap in listeners:
-            perf(libs, props, bootstrap, args.warmup_s)
         runs: dict[str, list[dict[str, float]]] = {"PLAINTEXT": [], "SASL_SSL": []}
-        for i in range(args.rounds):
+        for i in range(args.rounds):  # each turn: one producer run, its warm-up left out of the statistics
             for label, props, bootstrap in (listeners if i % 2 == 0 else listeners[::-1]):
-                runs[label].append(r := perf(libs, props, bootstrap, args.measure_s))
-                print(f"round {i + 1} {label:9} {args.measure_s} s at {RATE} rec/s x {SIZE} B, acks=all: "
-                      f"{r['rate']:.0f} rec/s, avg {r['avg']:.2f} ms, p50 {r['p50']:.0f} ms, p95 {r['p95']:.0f} ms, "
-                      f"p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms", flush=True)
+                whole, r, _ = producer_perf(libs, bootstrap, "tls-cost", args.warmup_s, args.measure_s, props)
+                runs[label].append(r)
+                print(f"round {i + 1} {label:9} {args.warmup_s} s warm-up + {args.measure_s} s at {RATE} rec/s x "
+                      f"{SIZE} B, acks=all: {r['rate']:.0f} rec/s, avg {r['avg']:.2f} ms, p50 {r['p50']:.0f} ms, "
+                      f"p95 {r['p95']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms "
+                      f"(whole run with the warm-up: avg {whole['avg']:.1f} ms)", flush=True)
         results = {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
         for label, r in results.items():
             print(f"median {label:9} avg {r['avg']:.2f} ms, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
