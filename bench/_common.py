@@ -70,8 +70,8 @@ def producer_perf(libs: Path, bootstrap: str, topic: str, warmup_s: int, seconds
                   props: Path | None = None) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """One ProducerPerformance run at the seed's rate: `warmup_s` seconds of records it leaves out
     of its steady-state statistics (--warmup-records), then `seconds` measured; one JVM, so the
-    measured part does not pay for a cold producer. (whole-run summary, steady-state summary,
-    interval lines)."""
+    measured part does not pay for a cold producer. (whole-run summary, steady-state summary (the
+    whole run's without a warm-up), interval lines)."""
     cmd = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={libs.parent / 'tools-log4j2.properties'}",
            "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
            "--num-records", str(RATE * (warmup_s + seconds)), "--warmup-records", str(RATE * warmup_s),
@@ -82,6 +82,6 @@ def producer_perf(libs: Path, bootstrap: str, topic: str, warmup_s: int, seconds
     lines = out.stdout.splitlines()
     whole = next((SUMMARY.search(x) for x in lines if SUMMARY.search(x)), None)
     steady = next((STEADY.search(x) for x in lines if STEADY.search(x)), None)
-    if whole is None or steady is None:
+    if whole is None or (steady is None and warmup_s > 0):
         raise SystemExit(f"ProducerPerformance printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return _stats(whole), _stats(steady), [x for x in lines if INTERVAL.search(x)]
+    return _stats(whole), _stats(steady or whole), [x for x in lines if INTERVAL.search(x)]
