@@ -15,17 +15,18 @@ if TYPE_CHECKING:
 PRINCIPAL_MAPPING_RULES = "RULE:^CN=([^,]+)(,.*)?$/$1/,DEFAULT"
 
 
-def internal_unauthenticated(spec: ClusterSpec) -> list[str]:
+def internal_unauthenticated(spec: ClusterSpec) -> list[tuple[str, str]]:
     """The internal channels whose peers are User:ANONYMOUS (brokers replicating, or KRaft nodes
-    reaching the controllers, without a client certificate)."""
+    reaching the controllers, without a client certificate): (spec field, what it is)."""
     out = []
     if spec.kafka.listeners and spec.kafka.inter_broker.auth == "none":
-        out.append(f"inter-broker listener {spec.kafka.inter_broker.name}")
-    if spec.kraft and spec.kafka.controller_listener.auth == "none":
-        out.append(f"controller listener {spec.kafka.controller_listener.name}")
-    second = spec.kafka.second_controller_listener
-    if spec.kraft and second is not None and second.auth == "none":
-        out.append(f"second controller listener {second.name}")
+        out.append(("kafka.inter_broker_listener", f"inter-broker listener {spec.kafka.inter_broker.name}"))
+    if spec.kraft:
+        for field, what, c in (("kafka.controller_listener", "controller listener", spec.kafka.controller_listener),
+                               ("kafka.second_controller_listener", "second controller listener",
+                                spec.kafka.second_controller_listener)):
+            if c is not None and c.auth == "none":
+                out.append((field, f"{what} {c.name}"))
     return out
 
 

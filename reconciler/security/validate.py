@@ -89,9 +89,7 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
     if sec.zookeeper_tls:
         _zookeeper_tls_issues(spec, add)
     if not sec.allow_anonymous and internal_unauthenticated(spec):
-        for what in internal_unauthenticated(spec):
-            field = ("kafka.second_controller_listener" if what.startswith("second controller") else
-                     "kafka.controller_listener" if what.startswith("controller") else "kafka.inter_broker_listener")
+        for field, what in internal_unauthenticated(spec):
             add(field, f"the {what} does not authenticate, so every anonymous client would be a super user: use "
                 "SSL with authentication: mtls (or set security.allow_anonymous: true)")
     scram = [lst.name for lst in listeners if lst.auth == "scram-sha-512"]
