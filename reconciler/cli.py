@@ -39,6 +39,9 @@ JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.
 RackOpt = typer.Option(
     False, "--roll-by-rack",
     help="Restart one rack of brokers at a time when the plan proves every partition stays writable.")
+FormatDevicesOpt = typer.Option(
+    False, "--format-devices",
+    help="Allow formatting the blank devices security.volumes names (LUKS2; destroys what is on them).")
 AllowUnavailableOpt = typer.Option(
     False, "--allow-unavailable",
     help="Accept restarts that make partitions unavailable for acks=all writes (otherwise refused).")
@@ -92,7 +95,7 @@ def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool
 
 def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, destroy: bool = False,
           for_apply: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
-          ) -> tuple[Plan, artifacts.SpecArtifacts, Any]:
+          format_devices: bool = False) -> tuple[Plan, artifacts.SpecArtifacts, Any]:
     arts = _resolve(spec, out, json_mode, full_verify=for_apply)
     from reconciler.observe.targets import observe
 
@@ -113,7 +116,8 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
             out.message(f"CA rotation under way, this plan: phase {ROTATION_TEXT[m.rotation]}")
     try:
         plan = pipeline.make_plan(spec, str(spec_path), observed, arts, destroy=destroy,
-                                  allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
+                                  allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack,
+                                  format_devices=format_devices)
     except pipeline.PlanRefused as e:
         if json_mode:
             _emit({"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
@@ -147,13 +151,14 @@ def plan(
     destroy: bool = typer.Option(False, "--destroy", help="Plan the removal of everything."),
     allow_unavailable: bool = AllowUnavailableOpt,
     roll_by_rack: bool = RackOpt,
+    format_devices: bool = FormatDevicesOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Observe the hosts and show what apply would change."""
     s = _load(spec, json_out)
     out = Printer(json_out)
     p, _, _ = _plan(s, spec, out, json_out, destroy, allow_unavailable=allow_unavailable,
-                    roll_by_rack=roll_by_rack)
+                    roll_by_rack=roll_by_rack, format_devices=format_devices)
     from reconciler.plan import planfile, render  # (after the hosts were asked: off the critical path)
 
     if out_file:
@@ -265,6 +270,7 @@ def apply(
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
     allow_unavailable: bool = AllowUnavailableOpt,
     roll_by_rack: bool = RackOpt,
+    format_devices: bool = FormatDevicesOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Carry out a plan: the one computed now from a spec, or exactly a saved one."""
@@ -275,8 +281,8 @@ def apply(
     out = Printer(json_out)
     saved: Plan | None = None
     if _is_planfile(target):
-        if allow_unavailable or roll_by_rack:
-            raise _fail("--allow-unavailable and --roll-by-rack are chosen when the plan is made "
+        if allow_unavailable or roll_by_rack or format_devices:
+            raise _fail("--allow-unavailable, --roll-by-rack and --format-devices are chosen when the plan is made "
                         "(kafkaform plan ... -out FILE), not when a saved plan is applied", json_out)
         saved = _load_plan(target, json_out)
         spec_path = Path(saved.spec_path)
@@ -307,7 +313,8 @@ def apply(
             p = saved
         else:
             p, arts, observed = _plan(s, spec_path, out, json_out, for_apply=True,
-                                      allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack)
+                                      allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack,
+                                      format_devices=format_devices)
             if not json_out:
                 _print_plan(render.render_text(p))
         if p.empty and not p.confirmed_restarts:  # (confirmed restarts alone are journal bookkeeping)

@@ -27,7 +27,7 @@ from reconciler.observe.model import HostFacts, ObservedCluster
 from reconciler.removal import Deletion, deletions
 from reconciler.scaling import ScalePlan, ScaleRefused, plan_scaling
 from reconciler.security.access import AccessPlan
-from reconciler.security.at_rest import at_rest_issues
+from reconciler.security.at_rest import at_rest_issues, volume_changes
 from reconciler.security.migration import listener_issues, zookeeper_tls_issues
 from reconciler.spec import BrokerSpec, ClusterSpec, SpecIssue, check_against_facts, is_sensitive
 from reconciler.versions import config_table, has, metadata_version_name, parse_version
@@ -195,13 +195,27 @@ class ZnodeAclChange(_ChangeBase):
     znodes: tuple[str, ...]
 
 
+class VolumeChange(_ChangeBase):
+    """A LUKS volume of security.volumes to make ready on its host (address `volume.<host>.<name>`):
+    formatted when the device is blank (`format`, destructive: only with --format-devices), opened,
+    given a filesystem and mounted where a service keeps its data, before that service is set up."""
+
+    kind: Literal["volume"] = "volume"
+    name: str
+    device: str
+    mount: str
+    filesystem: str
+    format: bool = False
+
+
 # A closed set of change kinds, told apart by `kind` (in saved plans and --json too): each kind
 # carries only its own fields, and a consumer narrows with isinstance/match instead of guessing
 # from which optional fields are set. An unknown kind in a saved plan fails validation.
 Change = Annotated[ServiceChange | ReassignChange | EnsembleChange | ThrottleChange | FeatureChange
-                   | UnregisterChange | VoterChange | AccessChange | ZnodeAclChange, Field(discriminator="kind")]
+                   | UnregisterChange | VoterChange | AccessChange | ZnodeAclChange | VolumeChange,
+                   Field(discriminator="kind")]
 ClusterChange = (ReassignChange | EnsembleChange | ThrottleChange | FeatureChange | UnregisterChange | VoterChange
-                 | AccessChange | ZnodeAclChange)
+                 | AccessChange | ZnodeAclChange | VolumeChange)
 
 
 @dataclass(frozen=True)
@@ -559,7 +573,7 @@ def diff(spec: ClusterSpec, observed: ObservedCluster, artifacts: ArtifactIds,
     errors += zookeeper_tls_issues(spec, observed)
     errors += at_rest_issues(spec, observed)
 
-    changes: list[Change] = []
+    changes: list[Change] = list(volume_changes(spec, observed, errors))
     wanted: dict[str, set[str]] = {}
     table = config_table(spec.kafka.version)
     dynamic = table.dynamic_broker_configs if table else frozenset()

@@ -190,7 +190,9 @@ def access_change(spec: ClusterSpec, observed: ObservedCluster, progress: Progre
 
 def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts: Artifacts,
               destroy: bool = False, allow_unavailable: bool = False, roll_by_rack: bool = False,
-              progress: Progress | None = None) -> Plan:
+              progress: Progress | None = None, format_devices: bool = False) -> Plan:
+    from reconciler.security.at_rest import formats
+
     confirmed: list[tuple[str, str]] = []
     if destroy:
         changes = destroy_changes(observed)
@@ -208,13 +210,17 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
             changes += mode_of(spec).metadata_security_changes(spec, observed)
     kraft, kraft_errors = (None, []) if destroy else kraft_ids(spec, observed)
     errors += kraft_errors
+    if not format_devices and formats(changes):
+        errors.append(SpecIssue(path="security.volumes", message=(
+            f"this plan would format {', '.join(formats(changes))} (LUKS2), destroying whatever is on "
+            f"{'them' if len(formats(changes)) > 1 else 'it'}: pass --format-devices to plan (and apply) to allow it")))
     if errors:
         raise PlanRefused(errors)
     plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),
                       spec_digest=planfile.spec_digest(spec), destroy=destroy,
                       default_min_isr=effective_min_isr(spec, observed),
                       broker_racks={b.id: b.rack for b in spec.brokers} if roll_by_rack else None,
-                      kraft=kraft)
+                      kraft=kraft, format_devices=format_devices)
     risky = [s for s in plan.steps if s.unavailable]
     if risky and not allow_unavailable:
         raise PlanRefused([SpecIssue(path=s.address or s.host, message=(

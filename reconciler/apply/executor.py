@@ -38,6 +38,7 @@ PLAYBOOK = {
     StepKind.RESTART: "service.yml",
     StepKind.STOP: "service.yml",
     StepKind.REMOVE: "remove.yml",
+    StepKind.PREPARE_VOLUME: "volume.yml",
 }
 SERVICE_STATE = {StepKind.START: "started", StepKind.RESTART: "restarted", StepKind.STOP: "stopped"}
 
@@ -98,6 +99,14 @@ def check_rendered(plan: Plan, spec: ClusterSpec, kafka: ArtifactRef, zookeeper:
         now = {f.path: f.sha256 for f in d.files}
         if now != s.file_hashes:
             raise PlanMismatch(f"step {s.id}: the files rendered from the spec differ from the plan; run plan again")
+    vols = {(v.host, v.name): v for v in (spec.security.volumes if spec.security else ())}
+    for s in plan.steps:
+        if s.volume is None:
+            continue
+        v = vols.get((s.host, s.volume.name))
+        if v is None or (v.device, v.mount, v.filesystem) != (s.volume.device, s.volume.mount, s.volume.filesystem):
+            raise PlanMismatch(f"step {s.id}: the spec's volume {s.volume.name} on {s.host} differs from the plan's; "
+                               "run plan again")
     for s in plan.steps:
         if s.kind is StepKind.INSTALL_ARTIFACT:
             want = zookeeper if s.service == "zookeeper" else kafka
@@ -487,6 +496,24 @@ def _format_argv(step: Step, spec: ClusterSpec, kafka: ArtifactRef) -> list[str]
     return argv
 
 
+def _volume_var(step: Step, spec: ClusterSpec) -> dict[str, Any]:
+    """What the kf_luks module needs for one volume; its key base64-encoded (never a template),
+    read from the spec's secret reference now, never from the plan."""
+    import base64
+
+    from reconciler.security.material import material_of
+
+    v = step.volume
+    assert v is not None
+    from reconciler.security import secrets
+
+    key = material_of(spec).volume_keys[(step.host, v.name)].reveal()
+    encoded = base64.b64encode(key.encode()).decode("ascii")
+    secrets.register(encoded)  # (masked too, should Ansible ever print its input)
+    return {"name": v.name, "device": v.device, "mount": v.mount, "filesystem": v.filesystem, "format": v.format,
+            "key_b64": encoded}
+
+
 def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, kafka: ArtifactRef
                      ) -> dict[str, Any]:
     """Copy of the inventory telling each host which services this step kind runs for (in order),
@@ -497,6 +524,8 @@ def _group_inventory(inv: dict[str, Any], group: list[Step], spec: ClusterSpec, 
         hv = dict(new_hosts[s.host])
         var = svc_var(s.service) if s.service else None
         hv["kf_step_services"] = [*hv.get("kf_step_services", []), *([var[3:]] if var else [])]
+        if s.volume is not None:
+            hv["kf_volumes"] = [*hv.get("kf_volumes", []), _volume_var(s, spec)]
         if var is None or s.service is None:  # var is None exactly when the step has no service
             new_hosts[s.host] = hv
             continue

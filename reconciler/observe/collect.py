@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, services
+from .facts import artifacts, cpus, dir_devices, dir_usage, files, java, memory, os_release, services, volumes
 from .model import ClusterState, HostFacts, ObservedCluster
 from .script import build_script, new_nonce, section, split_output
 from .ssh import HostUnreachable, SshSettings, TransportFactory, default_factory
@@ -35,6 +35,7 @@ class HostTarget:
     services: tuple[str, ...] = ("zookeeper", "kafka-controller", "kafka")
     dirs: tuple[str, ...] = ()
     artifact_roots: tuple[str, ...] = artifacts.ROOTS  # install dirs holding <artifact id>/ARTIFACT
+    volumes: tuple[tuple[str, str, str], ...] = ()  # security.volumes here: (name, device, mount)
 
 
 def host_script(target: HostTarget, nonce: str) -> str:
@@ -49,6 +50,7 @@ def host_script(target: HostTarget, nonce: str) -> str:
             services.NAME: services.command(target.services),
             dir_usage.NAME: dir_usage.command(target.dirs),
             dir_devices.NAME: dir_devices.command(target.dirs),
+            volumes.NAME: volumes.command(target.volumes),
         },
         nonce,
     )
@@ -72,7 +74,7 @@ def parse_host(host: str, stdout: str, nonce: str) -> HostFacts:
 _FIELDS = {
     "os": os_release, "java_version": java, "mem_total_bytes": memory, "cpus": cpus, "artifacts": artifacts,
     "files": files, "services": services, "dir_usage_bytes": dir_usage,
-    "dir_devices": dir_devices,
+    "dir_devices": dir_devices, "volumes": volumes,
 }
 _FACTS = tuple(_FIELDS.values())
 

@@ -57,6 +57,35 @@ class DirDevice(_Frozen):
         return f"{self.fstype} on {' over '.join(self.stack)}" if self.stack else f"{self.fstype} (no block device)"
 
 
+class VolumeState(_Frozen):
+    """A device `security.volumes` names, as found on its host (see facts.volumes)."""
+
+    state: str  # block | missing | notblock
+    signature: str | None = None  # blkid TYPE: crypto_LUKS, ext4, ... (None: nothing found)
+    partition_table: str | None = None  # blkid PTTYPE: gpt, dos
+    uuid: str | None = None
+    open: bool = False  # /dev/mapper/kafkaform-<name> exists
+    mounted_at: str | None = None  # where that mapping is mounted
+    device_mounted_at: str | None = None  # the raw device mounted itself (in use: never formatted)
+    mount_has_files: bool = False  # the mount point exists and is not empty
+
+    @property
+    def blank(self) -> bool:
+        return self.state == "block" and self.signature is None and self.partition_table is None
+
+    @property
+    def luks(self) -> bool:
+        return self.signature == "crypto_LUKS"
+
+
+class HostVolumes(_Frozen):
+    """Facts for a host's `security.volumes`; all None/empty on a host without any."""
+
+    device_mapper: bool | None = None
+    cryptsetup: bool | None = None
+    volumes: dict[str, VolumeState] = Field(default_factory=dict)
+
+
 class HostFacts(_Frozen):
     """Facts of one host. `error` set means the host could not be observed; nothing else is trusted then."""
 
@@ -72,6 +101,7 @@ class HostFacts(_Frozen):
     services: dict[str, ServiceState] = Field(default_factory=dict)
     dir_usage_bytes: dict[str, int] = Field(default_factory=dict)
     dir_devices: dict[str, DirDevice] = Field(default_factory=dict)
+    volumes: HostVolumes = HostVolumes()
 
 
 class PartitionState(_Frozen):
@@ -189,6 +219,8 @@ class ObservedCluster(_Frozen):
                     "files": {p: m.sha256 for p, m in sorted(f.files.items())},
                     "services": {n: [s.active, s.enabled, s.pid] for n, s in sorted(f.services.items())},
                     "encrypted_dirs": sorted(d for d, v in f.dir_devices.items() if v.encrypted),
+                    # (only on hosts with security.volumes: other hosts' fingerprints stay as they were)
+                    **({"volumes": f.volumes.model_dump(mode="json")} if f.volumes.volumes else {}),
                 }
                 for h, f in sorted(self.hosts.items())
             },

@@ -33,7 +33,9 @@ def observe(spec: ClusterSpec, progress: Callable[[str, str], None] | None = Non
         data.add(spec.zookeeper.data_dir)
         roots += (spec.zookeeper.install_dir,)
         zk = [f"{n.host}:{spec.zookeeper.client_port}" for n in spec.zookeeper.nodes]
-    targets = [HostTarget(host=h, files=paths, dirs=tuple(sorted(data)), artifact_roots=roots) for h in hosts]
+    vols = spec.security.volumes if spec.security else ()
+    targets = [HostTarget(host=h, files=paths, dirs=tuple(sorted(data)), artifact_roots=roots,
+                          volumes=tuple((v.name, v.device, v.mount) for v in vols if v.host == h)) for h in hosts]
     reader = None
     if spec.kraft or spec.security is not None:  # (ZooKeeper mode, secured: the reads log in)
         from reconciler.modes import mode_of

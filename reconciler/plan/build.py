@@ -21,7 +21,8 @@ Ordering rules, each one method of `_Graph` below (the restart order itself: pla
    an upgrade) is done: leadership goes back where the roll moved it away from;
 10. users and ACLs change once every broker started or restarted (their listeners and the
    authorizer are in place), before any broker stops; so do the ACLs of znodes made before
-   ZooKeeper was secured (every broker logs in to it by then).
+   ZooKeeper was secured (every broker logs in to it by then);
+11. a host's encrypted volumes (security.volumes) before any install, config, format or start there.
 """
 
 from __future__ import annotations
@@ -43,17 +44,20 @@ from reconciler.diff import (
     ServiceChange,
     ThrottleChange,
     UnregisterChange,
+    VolumeChange,
     VoterChange,
     ZnodeAclChange,
 )
 from reconciler.observe.model import ObservedCluster
 from reconciler.plan import roll
-from reconciler.plan.model import Gate, GateKind, Plan, RestartReason, Step, StepKind
+from reconciler.plan.model import Gate, GateKind, Plan, RestartReason, Step, StepKind, VolumeWork
 
 if TYPE_CHECKING:
     import networkx as nx
 
 QUORUM_SERVICES = ("zookeeper", "kafka-controller")
+VOLUME_FIRST = frozenset({StepKind.INSTALL_ARTIFACT, StepKind.CONFIGURE, StepKind.FORMAT_STORAGE, StepKind.START,
+                          StepKind.RESTART})
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ ACCESS_AVAILABILITY = ("no restart: credentials and ACLs change in the cluster's
                        "takes effect at the user's next login (open connections stay)")
 ZNODES_AVAILABILITY = ("no restart: every broker already logs in to ZooKeeper, and the ACLs let its login do "
                        "all it did; only clients without it lose write access")
+VOLUME_AVAILABILITY = ("no restart: the volume is made ready before any service on its host is installed, "
+                       "configured or started (its data dir is created on it)")
 REASSIGN_AVAILABILITY = ("no partition loses an in-sync replica: Kafka adds the new replicas and drops the old "
                          "ones only once the new ones are in sync")
 
@@ -126,6 +132,7 @@ class _Graph:
     voter_steps: list[tuple[str, Step]] = field(default_factory=list)  # ("join" | "leave", step)
     access: str | None = None
     znodes: str | None = None
+    volumes: list[str] = field(default_factory=list)
 
     def add(self, step: Step) -> str:
         if step.id not in self.g:
@@ -182,6 +189,12 @@ class _Graph:
                 self.znodes = self.add(Step(id=f"{StepKind.SECURE_ZNODES.value}:kafka", kind=StepKind.SECURE_ZNODES,
                                             host=c.host, service="kafka", address=c.address, znodes=c.znodes,
                                             availability=ZNODES_AVAILABILITY))
+            case VolumeChange():
+                self.volumes.append(self.add(Step(
+                    id=f"{StepKind.PREPARE_VOLUME.value}:{c.name}@{c.host}", kind=StepKind.PREPARE_VOLUME,
+                    host=c.host, address=c.address, availability=VOLUME_AVAILABILITY,
+                    volume=VolumeWork(name=c.name, device=c.device, mount=c.mount, filesystem=c.filesystem,
+                                      format=c.format))))
             case ReassignChange():
                 self.reassign = self.add(Step(id=f"{StepKind.REASSIGN.value}:partitions", kind=StepKind.REASSIGN,
                                               host=c.host, service="kafka", address=c.address, moves=c.moves,
@@ -247,6 +260,16 @@ class _Graph:
             self.quorum_done.append(last)
 
     # --- the ordering rules ---------------------------------------------------------------------
+    def volumes_first(self) -> None:
+        """Rule 11. A host's encrypted volumes are ready before anything of a service is installed,
+        written or started there (the service's data dir is made on the mounted volume)."""
+        for vol in self.volumes:
+            host = self.step(vol).host
+            for n in list(self.g.nodes):
+                s = self.step(n)
+                if s.host == host and s.kind in VOLUME_FIRST and not self.g.has_edge(vol, n):
+                    self.g.add_edge(vol, n)
+
     def quorum_before_brokers(self) -> None:
         """Rule 2. A ZooKeeper membership change comes after every other ZooKeeper step (new
         servers run and follow); brokers roll onto the new zookeeper.connect after a growth, and
@@ -428,13 +451,14 @@ def build_steps(changes: Sequence[Change], observed: ObservedCluster, default_mi
     b.leaders_back()
     b.access_when_brokers_serve()
     b.removal_order()
+    b.volumes_first()
     assert nx.is_directed_acyclic_graph(b.g), "plan graph has a cycle"
     steps = [b.step(n) for gen in nx.topological_generations(b.g) for n in sorted(gen)]
     return steps, sorted(b.g.edges())
 
 
 def build_plan(changes: Sequence[Change], observed: ObservedCluster, *, spec_path: str, spec_digest: str,
-               destroy: bool = False, default_min_isr: int = 1,
+               destroy: bool = False, default_min_isr: int = 1, format_devices: bool = False,
                broker_racks: dict[int, str | None] | None = None, kraft: KRaftIds | None = None) -> Plan:
     steps, edges = build_steps(changes, observed, default_min_isr, broker_racks, kraft)
     return Plan(
@@ -445,6 +469,7 @@ def build_plan(changes: Sequence[Change], observed: ObservedCluster, *, spec_pat
         fingerprint=observed.fingerprint(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         destroy=destroy,
+        format_devices=format_devices,
         min_isr=default_min_isr,
         changes=tuple(changes),
         steps=tuple(steps),

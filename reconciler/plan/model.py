@@ -73,6 +73,18 @@ class StepKind(StrEnum):
     ELECT_LEADERS = "elect_leaders"  # preferred-leader election after a broker roll (Admin API)
     ACCESS = "access"  # SCRAM users and ACLs created, rotated, deleted (Admin API)
     SECURE_ZNODES = "secure_znodes"  # ZooKeeper mode: ACLs on znodes made before zookeeper.set.acl (ZkSecurityMigrator)
+    PREPARE_VOLUME = "prepare_volume"  # a LUKS volume (security.volumes): format if blank, open, mount
+
+
+class VolumeWork(BaseModel):
+    """A prepare_volume step's volume, as the plan was reviewed with (the key is never here)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    device: str
+    mount: str
+    filesystem: str
+    format: bool = False  # the device is blank and is formatted (destroys what is on it)
 
 
 class Step(BaseModel):
@@ -109,6 +121,7 @@ class Step(BaseModel):
     voter_dir: str | None = None  # remove_voter: its metadata directory id
     access: AccessPlan | None = None  # access: the users and ACL rows it changes (never a password)
     znodes: tuple[str, ...] = ()  # secure_znodes: Kafka's znodes found writable by anyone
+    volume: VolumeWork | None = None  # prepare_volume: the volume
 
     def describe(self) -> str:
         what = {
@@ -123,6 +136,7 @@ class Step(BaseModel):
             StepKind.ACCESS: _describe_access(self.access),
             StepKind.SECURE_ZNODES: f"set the ACLs of {len(self.znodes)} znode(s) made before ZooKeeper was secured, "
             "and all beneath them (ZkSecurityMigrator)",
+            StepKind.PREPARE_VOLUME: _describe_volume(self.volume),
             StepKind.FORMAT_STORAGE: f"format KRaft storage (cluster {self.cluster_id}"
             + (", initial controllers)" if self.initial_controllers else ")"),
             StepKind.CONFIGURE: f"write {self.service} config"
@@ -146,6 +160,13 @@ class Step(BaseModel):
         return f"{self.address}: {what}" if self.address else what
 
 
+def _describe_volume(v: VolumeWork | None) -> str:
+    if v is None:
+        return "prepare an encrypted volume"
+    return (f"{'FORMAT (LUKS2, destroys its contents), ' if v.format else ''}open {v.device} as "
+            f"/dev/mapper/kafkaform-{v.name}, mount it at {v.mount} ({v.filesystem})")
+
+
 def _describe_access(a: AccessPlan | None) -> str:
     if a is None:
         return "users and ACLs"
@@ -166,6 +187,7 @@ class Plan(BaseModel):
     created_at: str
     destroy: bool = False
     allow_unavailable: bool = False  # the operator accepted restarts that make partitions unavailable
+    format_devices: bool = False  # the operator allowed formatting blank devices (--format-devices)
     min_isr: int = 1  # cluster-wide min.insync.replicas the availability proof used
     # restarts an interrupted apply did (seen from the service's start time): (step id, why)
     confirmed_restarts: tuple[tuple[str, str], ...] = ()

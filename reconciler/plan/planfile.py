@@ -253,6 +253,9 @@ def check_graph(plan: Plan, hosts: set[str] | None = None) -> None:
         if hosts is not None and s.host not in hosts and s.host != "cluster":  # cluster-wide steps (Admin API)
             raise PlanFileError(f"saved plan is damaged: step {s.id} is for host {s.host!r}, which neither the "
                                 "spec nor the cluster's last applied revision names")
+        if s.volume is not None and s.volume.format and not plan.format_devices:
+            raise PlanFileError(f"saved plan is damaged: step {s.id} formats {s.volume.device}, but the plan was "
+                                "not made with --format-devices")
         for d in s.deletions:
             if not deletable(d.path):
                 raise PlanFileError(f"saved plan is damaged: step {s.id} would delete {d.path!r}, "

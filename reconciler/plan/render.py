@@ -73,6 +73,10 @@ def warnings(plan: Plan) -> list[str]:
                        f"{', ...' if len(s.unavailable) > 5 else ''})")
     if plan.destroy:
         out.append(f"{WARNING} this plan destroys every service of the cluster, data included")
+    for s in plan.steps:
+        if s.volume is not None and s.volume.format:
+            out.append(f"{WARNING} --format-devices: {s.volume.device} on {s.host} is formatted (LUKS2); whatever "
+                       "is on it is destroyed")
     return out
 
 

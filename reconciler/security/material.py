@@ -47,6 +47,7 @@ class Material:
     zookeeper: dict[str, secrets.Secret] = field(default_factory=dict)
     issuing_pem: str = ""  # the CA that issues certificates now (the new one from a rotation's 2nd phase)
     rotation: str | None = None  # the CA rotation's phase: trust | reissue | drop
+    volume_keys: dict[tuple[str, str], secrets.Secret] = field(default_factory=dict)  # (host, volume name)
 
     def node_chain(self, host: str) -> str:
         return self.nodes[host].cert_pem + (self.issuing_pem or self.ca_pem)
@@ -176,6 +177,23 @@ def _user_secrets(spec: ClusterSpec, issues: list[SpecIssue]) -> dict[str, secre
     return users
 
 
+VOLUME_KEY_MIN = 16
+
+
+def volume_keys(spec: ClusterSpec, issues: list[SpecIssue]) -> dict[tuple[str, str], secrets.Secret]:
+    """(host, volume name) -> the key that opens that LUKS volume (security.volumes)."""
+    from reconciler.spec import SpecIssue
+
+    out: dict[tuple[str, str], secrets.Secret] = {}
+    for i, v in enumerate(spec.security.volumes if spec.security else ()):
+        try:
+            out[(v.host, v.name)] = secrets.read(v.key, min_len=VOLUME_KEY_MIN, one_line=False,
+                                                 what=f"the key of volume {v.name} on {v.host}")
+        except secrets.SecretError as e:
+            issues.append(SpecIssue(path=f"security.volumes[{i}].key", message=str(e)))
+    return out
+
+
 def check(spec: ClusterSpec) -> list[SpecIssue]:
     """What `prepare` would refuse, without making anything (for `validate`): every secret the
     spec refers to is readable, and a provided CA can issue certificates."""
@@ -183,6 +201,7 @@ def check(spec: ClusterSpec) -> list[SpecIssue]:
     if spec.security is None:
         return issues
     _user_secrets(spec, issues)
+    volume_keys(spec, issues)
     if isinstance(spec.security.tls.ca, ProvidedCa):
         _ca(spec, Path("/nonexistent"), issues)
     return issues
@@ -199,6 +218,7 @@ def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | Non
         return None
     issues: list[SpecIssue] = []
     users = _user_secrets(spec, issues)
+    keys = volume_keys(spec, issues)
     if issues:
         raise MaterialError(issues)
     d = tls_dir(spec.name)
@@ -236,7 +256,7 @@ def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | Non
         _write(d / "trust.crt", trusted)  # what kafkaform's own client trusts
     zk = _zookeeper_secrets(d) if spec.zookeeper is not None and not spec.kraft else {}
     material = Material(ca_pem=trusted, nodes=nodes, admin=admin, tls_dir=d, users=users, zookeeper=zk,
-                        issuing_pem=issuing[0], rotation=phase)
+                        issuing_pem=issuing[0], rotation=phase, volume_keys=keys)
     spec._material = material
     return material
 

@@ -156,6 +156,39 @@ class AclSpec(_Model):
         return (self.principal, self.resource_type, self.resource_name, self.pattern, self.permission, self.host)
 
 
+# A block device on a managed host: /dev/<name>[/<name>...], plain characters only.
+DEVICE = re.compile(r"/dev/[A-Za-z0-9][A-Za-z0-9._+-]*(?:/[A-Za-z0-9][A-Za-z0-9._+:-]*)*")
+VOLUME_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+
+
+def _check_device(v: str) -> str:
+    fields.fullmatch(DEVICE, v, "a block device path such as /dev/vdb or /dev/disk/by-id/NAME")
+    if v.startswith("/dev/mapper/"):
+        raise ValueError(f"{v} is a device-mapper device: name the raw device the LUKS volume is made on")
+    return v
+
+
+class VolumeSpec(_Model):
+    """An encrypted (LUKS2) volume kafkaform makes on a raw device and mounts where a service keeps
+    its data. Formatting destroys what is on the device: plan refuses it unless the operator passes
+    --format-devices, and only a device with no filesystem, partition table or other signature is
+    formatted. The key comes from a secret reference and is written to a 0400 key file on the host
+    (/etc/crypttab opens the volume at boot)."""
+
+    host: Annotated[str, AfterValidator(lambda v: fields.fullmatch(fields.HOST, v, "a host name"))]
+    name: Annotated[str, AfterValidator(lambda v: fields.fullmatch(
+        VOLUME_NAME, v, "a volume name (lower-case letters, digits, '-'; at most 31)"))]
+    device: Annotated[str, AfterValidator(_check_device)]
+    mount: Annotated[str, AfterValidator(fields.check_service_path)]
+    filesystem: Literal["ext4", "xfs"] = "ext4"
+    key: SecretRef
+
+    @property
+    def mapper(self) -> str:
+        """The device-mapper name the opened volume gets (/dev/mapper/<mapper>)."""
+        return f"kafkaform-{self.name}"
+
+
 class SecuritySpec(_Model):
     """Authentication, authorization and TLS for the whole cluster."""
 
@@ -169,8 +202,9 @@ class SecuritySpec(_Model):
     users: tuple[UserSpec, ...] = ()
     acls: tuple[AclSpec, ...] = ()
     # required: plan refuses unless every data dir (brokers', controllers', ZooKeeper's) is on a
-    # dm-crypt (LUKS) device, found by observe; kafkaform does not set up the encryption itself.
+    # dm-crypt (LUKS) device, found by observe, or on one of `volumes` below (made by this plan).
     encryption_at_rest: Literal["none", "required"] = "none"
+    volumes: tuple[VolumeSpec, ...] = ()  # LUKS volumes kafkaform makes and mounts (see VolumeSpec)
     # ZooKeeper mode: TLS on ZooKeeper's client port (zookeeper.client_port becomes TLS-only; every
     # client shows a certificate from the cluster CA: the brokers their node's, kafkaform its own)
     # and between the ensemble's servers (sslQuorum). Set when the cluster is created: a running

@@ -60,6 +60,39 @@ def _zookeeper_tls_issues(spec: ClusterSpec, add: Add) -> None:
             "zookeeper.ssl.client.enable, KIP-515): raise kafka.version")
 
 
+def _volume_issues(spec: ClusterSpec, add: Add) -> None:
+    """Each LUKS volume is on a spec host, holds a data dir of a service there and nothing of
+    kafkaform's installs, and no name, device or mount point repeats on a host."""
+    from reconciler.security.at_rest import data_dirs, within
+
+    sec = spec.security
+    assert sec is not None
+    if sec.volumes and sec.encryption_at_rest != "required":
+        add("security.encryption_at_rest", "security.volumes makes encrypted volumes: set encryption_at_rest: "
+            "required too, so every data dir is checked to be on one")
+    hosts = set(spec.hosts())
+    installs = [spec.kafka.install_dir] + ([spec.zookeeper.install_dir] if spec.zookeeper else [])
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, v in enumerate(sec.volumes):
+        path = f"security.volumes[{i}]"
+        if v.host not in hosts:
+            add(f"{path}.host", f"{v.host} is not a host of this spec")
+            continue
+        for what in ("name", "device", "mount"):
+            key = (v.host, what, getattr(v, what))
+            if key in seen:
+                add(f"{path}.{what}", f"{key[2]} on {v.host} is also security.volumes[{seen[key]}].{what}")
+            seen.setdefault(key, i)
+        held = [d for h, _, d in data_dirs(spec) if h == v.host and within(d, v.mount)]
+        if not held:
+            add(f"{path}.mount", f"no data dir of a service on {v.host} is {v.mount} or beneath it, so the volume "
+                "would hold nothing kafkaform runs")
+        hidden = [d for d in installs if within(d, v.mount)]
+        if hidden:
+            add(f"{path}.mount", f"{v.mount} contains the install dir {hidden[0]}: mounting a volume there would hide "
+                "the installed builds; mount it on the data dir")
+
+
 def security_issues(spec: ClusterSpec, add: Add) -> None:
     """Listener protocols and authentication, the inter-broker and controller channels, super
     users, SCRAM users and ACLs."""
@@ -88,6 +121,7 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
         return
     if sec.zookeeper_tls:
         _zookeeper_tls_issues(spec, add)
+    _volume_issues(spec, add)
     if not sec.allow_anonymous and internal_unauthenticated(spec):
         for field, what in internal_unauthenticated(spec):
             add(field, f"the {what} does not authenticate, so every anonymous client would be a super user: use "

@@ -32,6 +32,7 @@ def _outputs(broker_id: int, props: str | None = None) -> dict[str, str]:
         "unit kafka\nMainPID=321\nActiveState=active\nUnitFileState=enabled\nActiveEnterTimestamp=x\n",
         "dir_usage": "",
         "dir_devices": "",
+        "volumes": "",
     }
 
 

@@ -28,6 +28,7 @@ from reconciler.diff import (
     ServiceChange,
     ThrottleChange,
     UnregisterChange,
+    VolumeChange,
     VoterChange,
     ZnodeAclChange,
     diff,
@@ -148,6 +149,9 @@ def _every_kind() -> tuple[Change, ...]:
                          marks={"app": "ab" * 32, "ops": "cd" * 32}, unmanaged_users=1, unmanaged_acls=2)),
         ZnodeAclChange(address="zookeeper.acls", service="kafka", key="znode-acls", host="10.213.0.11",
                        action=Action.UPDATE, reasons=why, attrs=attrs, znodes=("/brokers", "/config")),
+        VolumeChange(address="volume.10.213.0.11.data", service="volume", key="data", host="10.213.0.11",
+                     action=Action.CREATE, reasons=why, attrs=attrs, name="data", device="/dev/vdb",
+                     mount="/var/lib/kafka/data", filesystem="xfs", format=True),
     )
 
 
@@ -162,7 +166,7 @@ def test_every_change_kind_round_trips(bare_plan: Plan, tmp_path: Path) -> None:
     assert [type(c) for c in loaded.changes] == [type(c) for c in changes]
     doc = json.loads((tmp_path / "p.plan").read_text())
     assert [c["kind"] for c in doc["changes"]] == ["service", "service", "reassign", "zk_ensemble", "throttles",
-                                                   "features", "unregister", "voters", "access", "znode_acls"]
+                                                   "features", "unregister", "voters", "access", "znode_acls", "volume"]
     assert "moves" not in doc["changes"][0] and "restart" not in doc["changes"][2], "each kind: its own fields"
 
 

@@ -102,6 +102,12 @@ ZK_MODE: dict[str, Any] = {"kafka/version": "3.9.1", "kafka/metadata_mode": "zoo
                            "controllers": []}
 
 # (case id, edits, expected field path, message fragment). "$TMP" in a value is the test's temp dir.
+VOLUME: dict[str, Any] = {
+    "security/encryption_at_rest": "required",
+    "security/volumes": [{"host": HOSTS[0], "name": "data", "device": "/dev/vdb", "mount": "/var/lib/kafka/data",
+                          "key": {"file": "$TMP/volume.key"}}],
+}
+
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing_secret_file", {"security/users/0/password": {"file": "$TMP/nope.pw"}}, "security.users[0].password",
      "no such file"),
@@ -193,6 +199,34 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "zookeeper.config.sslQuorum", "set by security.zookeeper_tls"),
     ("zookeeper_tls_client_under_kafka_config", {**ZK_MODE, "kafka/config": {"zookeeper.ssl.client.enable": False}},
      "kafka.config.zookeeper.ssl.client.enable", "set by the security section"),
+    # security.volumes (LUKS volumes kafkaform makes)
+    ("volume_key_missing", {**VOLUME, "security/volumes/0/key": {"file": "$TMP/none.key"}},
+     "security.volumes[0].key", "no such file"),
+    ("volume_key_short", {**VOLUME, "security/volumes/0/key": {"file": "$TMP/short.pw"}},
+     "security.volumes[0].key", "shorter than 16 characters"),
+    ("volume_device_not_in_dev", {**VOLUME, "security/volumes/0/device": "/tmp/disk.img"},
+     "security.volumes[0].device", "is not a block device path"),
+    ("volume_device_option", {**VOLUME, "security/volumes/0/device": "/dev/vdb --key-file=/etc/shadow"},
+     "security.volumes[0].device", "is not a block device path"),
+    ("volume_on_mapper", {**VOLUME, "security/volumes/0/device": "/dev/mapper/vg-data"},
+     "security.volumes[0].device", "is a device-mapper device"),
+    ("volume_name_injection", {**VOLUME, "security/volumes/0/name": "data /dev/sda"},
+     "security.volumes[0].name", "is not a volume name"),
+    ("volume_not_a_spec_host", {**VOLUME, "security/volumes/0/host": "10.213.0.99"},
+     "security.volumes[0].host", "is not a host of this spec"),
+    ("volume_holds_no_data_dir", {**VOLUME, "security/volumes/0/mount": "/srv/elsewhere"},
+     "security.volumes[0].mount", "no data dir of a service on 10.213.0.11"),
+    ("volume_hides_install", {**VOLUME, "security/volumes/0/mount": "/srv/kafka",
+                              "kafka/install_dir": "/srv/kafka/dist", "brokers/0/data_dirs": ["/srv/kafka/data"]},
+     "security.volumes[0].mount", "contains the install dir /srv/kafka/dist"),
+    ("volume_mount_twice", {**VOLUME, "security/volumes": [
+        {"host": HOSTS[0], "name": n, "device": d, "mount": "/var/lib/kafka/data", "key": {"file": "$TMP/volume.key"}}
+        for n, d in (("one", "/dev/vdb"), ("two", "/dev/vdc"))]},
+     "security.volumes[1].mount", "is also security.volumes[0].mount"),
+    ("volume_without_required", {**VOLUME, "security/encryption_at_rest": "none"},
+     "security.encryption_at_rest", "set encryption_at_rest: required too"),
+    ("volume_unknown_filesystem", {**VOLUME, "security/volumes/0/filesystem": "btrfs"},
+     "security.volumes[0].filesystem", "Input should be 'ext4' or 'xfs'"),
 ]
 
 
@@ -225,6 +259,8 @@ def test_bad_security_spec_refused_before_any_connection(
     os.chmod(tmp_path / "open.pw", 0o644)
     (tmp_path / "short.pw").write_text("short\n")
     os.chmod(tmp_path / "short.pw", 0o600)
+    (tmp_path / "volume.key").write_text("volume-Key-Value-333-abcdef\n")
+    os.chmod(tmp_path / "volume.key", 0o600)
     data = copy.deepcopy(_base(secret_dir))
     for path, value in edits.items():
         if value is None:
@@ -236,7 +272,7 @@ def test_bad_security_spec_refused_before_any_connection(
     assert f"  - {field}: " in err and fragment in err, err
     assert "Traceback" not in err + out
     assert no_connections == []
-    for value in ("app-Secret-Value-111", "ops-Secret-Value-222", "readable-by-all-123"):
+    for value in ("app-Secret-Value-111", "ops-Secret-Value-222", "readable-by-all-123", "volume-Key-Value-333"):
         assert value not in out + err
 
 
