@@ -715,19 +715,22 @@ def lab_up(spec: Path = typer.Argument(DEFAULT_LAB_SPEC, help="Cluster spec whos
         raise _fail(f"{spec}: host(s) {', '.join(outside)} are not lab addresses "
                     f"({lab.host_address(1)}..{lab.host_address(lab.MAX_HOSTS)})", json_out)
     n = max(idx[h] for h in hosts)
+    host_disks: dict[int, list[str]] = {}
+    for v in s.security.volumes if s.security else ():  # each volume's device, a blank loop device in the lab
+        host_disks.setdefault(idx[v.host], []).append(v.device)
     try:
-        state = lab.up(n, progress=out.message)
+        state = lab.up(n, progress=out.message, host_disks=host_disks)
         arts = artifacts.resolve_for_spec(s, progress=out.message)
     except (lab.LabError, ArtifactError) as e:
         raise _fail(str(e), json_out) from None
-    doc = {"hosts": [{"name": h.name, "address": h.address} for h in state.hosts],
+    doc = {"hosts": [{"name": h.name, "address": h.address, "disks": h.disks} for h in state.hosts],
            "ssh_key": state.key_path, "known_hosts": state.known_hosts_path, "spec": str(spec),
            "artifacts": {a.name: {"id": a.artifact_id, "sha256": a.sha256} for a in arts.all()}}
     if json_out:
         _emit(doc)
     else:
         for h in state.hosts:
-            print(f"{h.name}  {h.address}")
+            print(f"{h.name}  {h.address}" + (f"  disks: {', '.join(h.disks)}" if h.disks else ""))
         print(f"Lab is up. Next: kafkaform plan {spec}")
 
 

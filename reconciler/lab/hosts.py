@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import disks
 from .cgroups import (
     _ENTER_CGROUP,
     _ENTER_CGROUP_TRY,
@@ -51,6 +52,7 @@ def _launch(h: LabHost) -> int:
         "--keep-unit",  # no systemd/D-Bus on the control machine to register with
         "--console=read-only",
         "--resolv-conf=off",  # ours is in the upper dir (see _prepare_host)
+        *(f"--bind={loop}:{dev}" for loop, dev in disks.attach(h.dir, h.disks)),
     ]
     with open(h.log, "ab") as log:
         p = subprocess.Popen(

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import disks
 from .cgroups import (
     _cgroup_dir,
     _ensure_nspawn_runtime,
@@ -46,12 +47,14 @@ from .rootfs import _prepare_host, ensure_base, ensure_key
 from .state import LabHost, LabState, _load, _new_host, _refresh, _save
 
 
-def up(n: int, progress: Progress = None) -> LabState:
+def up(n: int, progress: Progress = None, host_disks: dict[int, list[str]] | None = None) -> LabState:
     """Bring up *n* lab hosts ``kf1..kf<n>`` and wait until each accepts SSH with the lab key.
 
     Idempotent for the same *n* (missing or powered-off hosts are started, running ones kept); refuses a
     different *n* while a lab exists. On failure everything this call created is torn down.
+    `host_disks`: host index -> paths of blank block devices the host gets (see `disks`).
     """
+    host_disks = {i: sorted(set(d)) for i, d in (host_disks or {}).items() if d}
     if not isinstance(n, int) or not 1 <= n <= MAX_HOSTS:
         raise LabError(f"host count must be 1..{MAX_HOSTS}, got {n!r}")
     check_prerequisites()
@@ -61,6 +64,9 @@ def up(n: int, progress: Progress = None) -> LabState:
             f"a lab with {len(existing.hosts)} hosts already exists in {lab_dir()}; "
             f"run `lab down` before `lab up {n}`"
         )
+    if existing and any(sorted(h.disks) != host_disks.get(h.index, []) for h in existing.hosts):
+        raise LabError(f"the lab in {lab_dir()} was made with other disks than this spec asks for (security.volumes); "
+                       "run `lab down` first")
     if existing is None:
         # leftovers of a crashed lab in this lab dir would collide with the new one: clean them. Network
         # names are machine-wide, so kf* namespaces without any trace here belong to a lab elsewhere.
@@ -92,6 +98,8 @@ def up(n: int, progress: Progress = None) -> LabState:
                 known_hosts_path=str(known_hosts_path()),
                 hosts=[_new_host(i) for i in range(1, n + 1)],
             )
+            for h in state.hosts:
+                h.disks = host_disks.get(h.index, [])
             _refresh(state)
             _raise_inotify_limit(n, progress)
             _ensure_nspawn_runtime()
@@ -209,6 +217,7 @@ def down(progress: Progress = None, grace: float | None = None) -> None:
             _wait_dead(pid, 5)
         _kill_all_lab_cgroups()
         _unmount_under(d)
+        disks.detach_all(d)
         links = {link["ifname"] for link in _links()}
         for name in sorted(links):
             if _VETH_RE.match(name):  # the host side first: veths can outlive `ip netns del`
@@ -224,6 +233,9 @@ def down(progress: Progress = None, grace: float | None = None) -> None:
         _restore_inotify_limit()
         if _mounts_under(d):
             raise LabError(f"mounts remain under {d} ({', '.join(_mounts_under(d))}); not deleting host dirs")
+        if disks.attached(d):
+            raise LabError(f"loop devices remain attached to lab disks ({', '.join(disks.attached(d))}); "
+                           "not deleting host dirs")
         for p in d.glob("kf*") if d.exists() else []:
             if _HOST_RE.match(p.name):
                 shutil.rmtree(p, ignore_errors=True)

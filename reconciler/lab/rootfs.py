@@ -18,7 +18,7 @@ from .paths import GATEWAY, LabError, Progress, _notify, base_dir, host_address,
 from .state import LabHost
 
 BASE_SUITE = "bookworm"
-BASE_RECIPE_VERSION = 1  # bump when the base recipe changes: a cached base with another version is rebuilt
+BASE_RECIPE_VERSION = 2  # bump when the base recipe changes: a cached base with another version is rebuilt
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -32,6 +32,7 @@ BASE_PACKAGES = (
     "sudo",
     "tar",
     "gzip",
+    "cryptsetup-bin",  # security.volumes: LUKS volumes (hosts have no network to apt-get it later)
 )
 BASE_MARKER = ".kafkaform-lab-base.json"  # written last inside the tmp dir, before the rename
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

@@ -28,6 +28,7 @@ class LabHost:
     work: str
     log: str
     running: bool = False  # live, filled by status()/up(); not trusted from the file
+    disks: list[str] = field(default_factory=list)  # blank block devices it gets, by path (see lab.disks)
 
 
 @dataclass

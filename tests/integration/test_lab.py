@@ -53,6 +53,8 @@ def lab_traces(lab_dir: Path) -> list[str]:
             if argv0.endswith(b"systemd-nspawn"):
                 out.append(f"nspawn pid {p.name}")
     out += [f"cgroup {d}" for d in Path("/sys/fs/cgroup").glob("*/kflab")]
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"], capture_output=True, text=True).stdout
+    out += [f"loop {line}" for line in loops.splitlines() if prefix in line]
     out += [f"dir {d}" for d in lab_dir.glob("kf*")]
     return out
 
