@@ -589,8 +589,16 @@ def _encryption_at_rest(s: ClusterSpec, observed: Any) -> dict[str, Any]:
     found: dict[str, list[str]] = {"Encrypted": [], "Unencrypted": [], "Unknown": []}
     for host, _, d, dev in data_dir_devices(s, observed):
         found["Unknown" if dev is None else "Encrypted" if dev.encrypted else "Unencrypted"].append(f"{host}:{d}")
+    volumes = []
+    for v in s.security.volumes if s.security else ():  # security.volumes, as observe found each one
+        facts = observed.hosts.get(v.host)
+        st = facts.volumes.volumes.get(v.name) if facts is not None else None
+        state = ("unknown" if st is None else "ready" if st.open and st.mounted_at == v.mount else
+                 "luks (not open or not mounted)" if st.luks else "blank" if st.blank else st.state if
+                 st.state != "block" else f"holds {st.signature or st.partition_table}")
+        volumes.append({"Host": v.host, "Name": v.name, "Device": v.device, "Mount": v.mount, "State": state})
     return {"Required": s.security is not None and s.security.encryption_at_rest == "required",
-            "DataDirs": {k: sorted(set(v)) for k, v in found.items()}}
+            "DataDirs": {k: sorted(set(v)) for k, v in found.items()}, "Volumes": volumes}
 
 
 def _client_authentication(s: ClusterSpec) -> dict[str, Any]:

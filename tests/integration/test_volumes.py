@@ -114,6 +114,11 @@ def test_luks_volume_on_a_real_block_device_of_a_lab_host(vol_spec: Path, cli: C
     assert _on_host("cat", "/etc/crypttab").stdout.strip().endswith(
         f"kafkaform-data UUID={uuid} /etc/kafkaform/luks/data.key luks,nofail")
 
+    d = yaml.safe_load(kf("describe-cluster", str(vol_spec), "--json").stdout)
+    assert d["EncryptionAtRest"]["Volumes"] == [
+        {"Host": HOST, "Name": "data", "Device": "/dev/vdb", "Mount": "/var/lib/kafka/data",
+         "State": "luks (not open or not mounted)"}]
+
     # a rerun (a resumed apply) never formats again; a plan now only wants it opened
     ok, message, tasks = _volume_run(vol_spec, fmt=True)
     outputs += [message, *tasks]
