@@ -141,6 +141,7 @@ class EnsembleChange(_ChangeBase):
     """ZooKeeper membership change (address "zookeeper.ensemble"): myids to add / remove by reconfig."""
 
     kind: Literal["zk_ensemble"] = "zk_ensemble"
+    zk_update: tuple[int, ...] = ()  # members whose line drops its plaintext client port (ZooKeeper TLS)
     zk_join: tuple[int, ...] = ()
     zk_leave: tuple[int, ...] = ()
 
@@ -488,6 +489,23 @@ def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[
     want = {n.myid: F.zk_server_line(spec, n)[1] for n in spec.zk_nodes()}
     join = tuple(sorted(set(want) - set(members)))
     leave = tuple(sorted(set(members) - set(want)))
+    # security.zookeeper_tls true on a running ensemble: its lines drop the plaintext client port
+    # (only that part differs; nothing else of a member's line is changed by reconfiguration)
+    update = tuple(sorted(i for i in set(want) & set(members) if members[i] != want[i]
+                          and members[i].split(";")[0] == want[i] and ";" in members[i]))
+    if update and (join or leave):
+        errors.append(SpecIssue(path="zookeeper.nodes", message=(
+            "the ensemble's membership and ZooKeeper TLS would change in one apply; change the servers first, "
+            "then turn ZooKeeper TLS on (or the other way round)")))
+        return None
+    if update:
+        return EnsembleChange(
+            address="zookeeper.ensemble", service="zookeeper", key="ensemble", host="cluster",
+            action=Action.UPDATE, reasons=(
+                "ZooKeeper TLS only: the membership lines drop the plaintext client port, before each server "
+                "restarts with its TLS client port on that port number",),
+            attrs=tuple(AttrDiff(name=f"server.{i}", before=members[i], after=want[i]) for i in update),
+            zk_update=update)
     if not join and not leave:
         return None
     staying = len(set(want) & set(members))

@@ -156,7 +156,8 @@ def _post_gate(step: Step, spec: ClusterSpec, progress: Callable[[str], None]) -
         out = [gates.replicas_in_sync(spec, progress=progress)]
         return out + [gates.broker_empty(spec, b, progress=progress) for b in step.drain]
     if step.kind is StepKind.ZK_RECONFIG:
-        return [gates.zookeeper_members(spec, progress=progress), gates.zookeeper_quorum(spec, progress=progress)]
+        return [gates.zookeeper_members(spec, progress=progress, lines=bool(step.zk_update)),
+                gates.zookeeper_quorum(spec, progress=progress)]
     if step.kind not in (StepKind.START, StepKind.RESTART) or not step.gate:
         return []
     gate = step.gate
@@ -365,7 +366,7 @@ def _clear_throttles(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journ
 
 
 def _zk_reconfig(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:
-    return _api_step(step, lambda: gates.reconfigure_zookeeper(spec, step.zk_join, step.zk_leave))
+    return _api_step(step, lambda: gates.reconfigure_zookeeper(spec, step.zk_join, step.zk_leave, step.zk_update))
 
 
 def _reassign(step: Step, spec: ClusterSpec, hooks: Hooks, journal: Journal) -> HostResult:

@@ -140,15 +140,24 @@ def zookeeper_quorum(spec: ClusterSpec, timeout: float = 120, progress: Progress
     return _poll("ZooKeeper quorum", check, timeout, progress)
 
 
-def zookeeper_members(spec: ClusterSpec, timeout: float = 60, progress: Progress = None) -> GateResult:
-    """ZooKeeper's membership (/zookeeper/config) is exactly the spec's servers."""
+def zookeeper_members(spec: ClusterSpec, timeout: float = 60, progress: Progress = None,
+                      lines: bool = False) -> GateResult:
+    """ZooKeeper's membership (/zookeeper/config) is exactly the spec's servers; with `lines`, each
+    member's line also as the spec renders it."""
+    from reconciler.files import zk_server_line
+
     if spec.zookeeper is None:
         raise ValueError(f"cluster {spec.name} has no zookeeper section")
     want = sorted(n.myid for n in spec.zookeeper.nodes)
+    want_lines = dict(zk_server_line(spec, n) for n in spec.zookeeper.nodes)
 
     def check() -> tuple[bool, str]:
         st = cluster_state(spec)
         have = sorted(st.zookeeper_members)
+        if lines and have == want:
+            other = sorted(i for i, v in st.zookeeper_members.items() if v != want_lines[i])
+            return not other, (f"lines of {other} differ from the spec's" if other else
+                               f"members {have} with the spec's lines")
         return have == want, f"members {have or st.zookeeper_error}, spec {want}"
 
     return _poll("ZooKeeper membership", check, timeout, progress)
@@ -169,8 +178,11 @@ def zookeeper_not_member(spec: ClusterSpec, host: str, timeout: float = 60, prog
     return _poll(f"ZooKeeper on {host} out of the ensemble", check, timeout, progress)
 
 
-def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple[int, ...]) -> str:
-    """Add and remove servers with one dynamic reconfiguration, through a current member."""
+def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple[int, ...],
+                          update: tuple[int, ...] = ()) -> str:
+    """Add and remove servers with one dynamic reconfiguration, through a current member; `update`:
+    members whose line is rewritten as the spec renders it (an incremental add of a member's id
+    replaces its line)."""
     from kazoo.client import KazooClient
 
     from reconciler.files import zk_server_line
@@ -181,6 +193,8 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
     if spec.zookeeper is None:
         raise ValueError(f"cluster {spec.name} has no zookeeper section")
     todo_join = [n for n in spec.zookeeper.nodes if n.myid in join and n.myid not in members]
+    todo_join += [n for n in spec.zookeeper.nodes if n.myid in update and n.myid in members
+                  and members[n.myid] != zk_server_line(spec, n)[1]]
     todo_leave = [i for i in leave if i in members]
     if not todo_join and not todo_leave:
         return "membership already as planned"  # a resumed apply: the reconfig had committed

@@ -88,9 +88,9 @@ def secure_znodes(spec: ClusterSpec, artifact_id: str, host: str) -> str:
     and zookeeper.clientCnxnSocket keys of the broker's own server.properties (and ignores the rest)."""
     from reconciler.render.common import SERVER_PROPERTIES
     from reconciler.render.kafka import KAFKA_ZK_JAAS
-    from reconciler.security.zookeeper import tls_enabled
+    from reconciler.security.zookeeper import serves_tls
 
-    tls = ["--zk-tls-config-file", SERVER_PROPERTIES] if tls_enabled(spec) else []
+    tls = ["--zk-tls-config-file", SERVER_PROPERTIES] if serves_tls(spec) else []
     res = run_tool(spec, host, artifact_id, "kafka.admin.ZkSecurityMigrator",
                    ["--zookeeper.acl", "secure", "--zookeeper.connect", spec.zookeeper_connect(), *tls],
                    timeout=300, jvm=(f"-Djava.security.auth.login.config={KAFKA_ZK_JAAS}",))

@@ -70,6 +70,8 @@ class KRaftIds:
 
 RECONFIG_AVAILABILITY = ("ZooKeeper keeps its quorum: the new membership commits through the current quorum "
                          "and needs a quorum of the new ensemble serving; no server restarts")
+UPDATE_AVAILABILITY = ("no restart: the servers keep serving on the plaintext client port the lines no longer name "
+                       "(ZooKeeper only moves a client port a line names) until each restarts TLS-only")
 VOTER_AVAILABILITY = ("the quorum keeps a majority throughout: one voter is added or removed at a time, through "
                       "the current quorum; no running controller restarts")
 FEATURES_AVAILABILITY = ("no restart: the controller checks that every registered broker and controller supports "
@@ -178,8 +180,9 @@ class _Graph:
             case EnsembleChange():
                 self.reconfig = Step(id=f"{StepKind.ZK_RECONFIG.value}:zookeeper", kind=StepKind.ZK_RECONFIG,
                                      host=c.host, service="zookeeper", address=c.address, zk_join=c.zk_join,
-                                     zk_leave=c.zk_leave, gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
-                                     availability=RECONFIG_AVAILABILITY)
+                                     zk_leave=c.zk_leave, zk_update=c.zk_update,
+                                     gate=Gate(kind=GateKind.ZOOKEEPER_MEMBERS),
+                                     availability=UPDATE_AVAILABILITY if c.zk_update else RECONFIG_AVAILABILITY)
                 self.add(self.reconfig)
             case AccessChange():
                 self.access = self.add(Step(id=f"{StepKind.ACCESS.value}:kafka", kind=StepKind.ACCESS, host=c.host,
@@ -279,7 +282,13 @@ class _Graph:
         controllers and brokers start together. Restarts: the quorum first."""
         broker_rolls = [s for c, s in self.restarts if c.service == "kafka"]
         done = list(self.quorum_done)
-        if self.reconfig:
+        if self.reconfig and self.reconfig.zk_update:
+            # (alone in its plan) the membership lines change before any server restarts with them:
+            # a server whose line still names the plaintext client port could not take the port for TLS
+            for c, s in self.restarts:
+                if c.service == "zookeeper":
+                    self.g.add_edge(self.reconfig.id, s)
+        elif self.reconfig:
             for z in done:
                 self.g.add_edge(z, self.reconfig.id)
             if self.reconfig.zk_leave:

@@ -109,6 +109,7 @@ class Step(BaseModel):
     drain: tuple[int, ...] = ()  # reassign: brokers that must hold nothing afterwards; stop: verify empty
     zk_join: tuple[int, ...] = ()  # zk_reconfig: myids added
     zk_leave: tuple[int, ...] = ()  # zk_reconfig: myids removed
+    zk_update: tuple[int, ...] = ()  # zk_reconfig: myids whose membership line drops its plaintext client port
     throttled_topics: tuple[str, ...] = ()  # clear_throttles: topics whose throttled-replica lists go
     throttled_brokers: tuple[int, ...] = ()  # clear_throttles: brokers whose throttle rates go
     deletions: tuple[Deletion, ...] = ()  # remove: exactly the paths deleted, each with its proof
@@ -151,6 +152,8 @@ class Step(BaseModel):
             + (f" on broker(s) {', '.join(map(str, self.throttled_brokers))}" if self.throttled_brokers else "")
             + (f" and {len(self.throttled_topics)} topic(s)" if self.throttled_topics else ""),
             StepKind.ZK_RECONFIG: "reconfigure the ZooKeeper ensemble"
+            + (f": drop the plaintext client port from the lines of server(s) {', '.join(map(str, self.zk_update))}"
+               if self.zk_update else "")
             + (f": add server(s) {', '.join(map(str, self.zk_join))}" if self.zk_join else "")
             + (f"{';' if self.zk_join else ':'} remove server(s) {', '.join(map(str, self.zk_leave))}"
                if self.zk_leave else ""),

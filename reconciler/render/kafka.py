@@ -97,7 +97,7 @@ def server_properties(spec: ClusterSpec, broker: BrokerSpec, ibp_pin: str | None
         if zookeeper_security.enabled(spec):
             # the brokers log in to ZooKeeper (KAFKA_ZK_JAAS) and their znodes get ACLs
             managed.append(("zookeeper.set.acl", True))
-        if zookeeper_security.tls_enabled(spec):
+        if zookeeper_security.serves_tls(spec):
             managed += zookeeper_security.client_tls_config(KAFKA_ZK_KEYSTORE, KAFKA_ZK_TRUSTSTORE)
     if broker.rack is not None:
         managed.append(("broker.rack", broker.rack))
@@ -247,7 +247,7 @@ def broker_desired(spec: ClusterSpec, broker: BrokerSpec, artifact_id: str,
     )
     if zookeeper_security.enabled(spec):
         files += (DesiredFile(KAFKA_ZK_JAAS, zookeeper_security.client_jaas(spec), "0600", "kafka"),)
-    if zookeeper_security.tls_enabled(spec):
+    if zookeeper_security.serves_tls(spec):
         files += (DesiredFile(KAFKA_ZK_KEYSTORE, zookeeper_security.keystore_pem(spec, broker.host), "0600", "kafka"),
                   DesiredFile(KAFKA_ZK_TRUSTSTORE, zookeeper_security.truststore_pem(spec)))
     dirs = tuple(DesiredDir(d, "kafka", "0750") for d in broker.data_dirs) + (

@@ -52,7 +52,7 @@ def zoo_cfg(spec: ClusterSpec) -> str:
         # brokers log in (SASL DIGEST-MD5, their JAAS Client section); kafkaform's session logs in
         # as the super user (superDigest, see zk_args), which may reconfigure
         items.append(("authProvider.sasl", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"))
-        if zookeeper_security.tls_enabled(spec):
+        if zookeeper_security.serves_tls(spec):
             items += zookeeper_security.server_tls_config(spec, ZK_KEYSTORE, ZK_TRUSTSTORE)
     else:
         # reconfig needs the super user or skipACL. Without ZooKeeper authentication every znode
@@ -170,7 +170,7 @@ def zookeeper_desired(spec: ClusterSpec, node: ZooKeeperNode, artifact_id: str) 
     if zookeeper_security.enabled(spec):
         files += (DesiredFile(ZK_JAAS, zookeeper_security.server_jaas(spec), "0600", "zookeeper"),
                   DesiredFile(ZK_ARGS, zookeeper_security.server_args(spec, ZK_JAAS), "0600", "zookeeper"))
-    if zookeeper_security.tls_enabled(spec):
+    if zookeeper_security.serves_tls(spec):
         files += (DesiredFile(ZK_KEYSTORE, zookeeper_security.keystore_pem(spec, node.host), "0600", "zookeeper"),
                   DesiredFile(ZK_TRUSTSTORE, zookeeper_security.truststore_pem(spec)))
     dirs = (DesiredDir(zk.data_dir, "zookeeper", "0750"), DesiredDir(ZK_LOGS, "zookeeper"),

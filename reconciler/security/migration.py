@@ -22,11 +22,20 @@ applies (a listener keeps its port and protocol: another one is added beside it)
    serves it and every voter has announced it: a restarted node would not find the quorum);
 3. remove the old one (refused while a running node still reaches the controllers over it).
 
-ZooKeeper TLS (`security.zookeeper_tls`) is chosen when the cluster is created, too: a running
-ensemble is not switched. Done safely it takes several rolls (a TLS port beside the plaintext one;
-the brokers and kafkaform move to it; the quorum through `portUnification` onto `sslQuorum`; then
-the plaintext paths closed), which are not built yet; one roll would split the ensemble (servers on
-TLS and on plaintext quorum connections cannot talk) and cut the brokers off ZooKeeper.
+ZooKeeper TLS (`security.zookeeper_tls`, ZooKeeper mode) goes on for a running ensemble in three
+applies, the ZooKeeper documentation's no-downtime upgrade (one roll would split the ensemble:
+servers on TLS and on plaintext quorum connections cannot talk; and cut the brokers off):
+
+1. "serve": the servers serve TLS beside plaintext on their client port (`client.portUnification`)
+   and quorum ports (`portUnification`); the brokers then roll onto TLS (the quorum rolls first);
+2. "quorum": the servers connect to each other with TLS (`sslQuorum`), still accepting both (refused
+   until every server serves TLS and every broker uses it); kafkaform's own sessions use TLS from here;
+3. true: plaintext is closed. First one dynamic reconfiguration drops the plaintext client port
+   from every membership line (a running server keeps listening on it: ZooKeeper only rebinds a
+   client port the new line names), then the roll restarts each server TLS-only, its TLS client
+   port on the same port number (`secureClientPort`). Refused until every server talks TLS to the
+   others.
+Turning ZooKeeper TLS off again on a running cluster is refused.
 """
 
 from __future__ import annotations
@@ -135,36 +144,45 @@ def _controller_listener_issues(spec: ClusterSpec, observed: ObservedCluster) ->
     return issues
 
 
-def _zookeeper_tls_of(props: dict[str, str], service: str) -> bool:
-    """Whether a running node's config has ZooKeeper TLS: a server's secure client port, a broker's
-    TLS ZooKeeper client."""
-    if service == "zookeeper":
-        return "secureClientPort" in props or props.get("sslQuorum", "").strip().lower() == "true"
-    return props.get("zookeeper.ssl.client.enable", "").strip().lower() == "true"
-
-
 def zookeeper_tls_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIssue]:
-    """Refuses turning security.zookeeper_tls on or off for a running ZooKeeper-mode cluster (see the
-    module docstring): judged on the servers and brokers that run now; a new cluster has none."""
-    from reconciler.security.zookeeper import tls_enabled
+    """Refusals for a security.zookeeper_tls step one roll cannot take (see the module docstring):
+    judged on the servers and brokers that run now (a new cluster has none, and starts anywhere)."""
+    from reconciler.security.zookeeper import TLS_PHASES, observed_phase, tls_phase
     from reconciler.spec import SpecIssue
 
     if spec.kraft or spec.zookeeper is None:
         return []
-    want = tls_enabled(spec)
-    groups = (("ZooKeeper", "zookeeper", [n.host for n in spec.zookeeper.nodes]),
-              ("Kafka", "kafka", [b.host for b in spec.brokers]))
-    other = []
-    for name, service, hosts in groups:
-        differ = [h for h in hosts if h in observed.hosts and (props := _running_config(observed.hosts[h], service))
-                  and _zookeeper_tls_of(props, service) != want]
-        if differ:
-            other.append(f"{name} on {', '.join(differ)}")
-    if not other:
+    want = tls_phase(spec)
+    servers = {h: observed_phase(props) for n in spec.zookeeper.nodes if (h := n.host) in observed.hosts
+               and (props := _running_config(observed.hosts[h], "zookeeper")) is not None}
+    brokers = {h: props.get("zookeeper.ssl.client.enable", "").strip().lower() == "true"
+               for b in spec.brokers if (h := b.host) in observed.hosts
+               and (props := _running_config(observed.hosts[h], "kafka")) is not None}
+    if not servers and not brokers:
         return []
-    now, then = ("without", "on") if want else ("with", "off")
-    return [SpecIssue(path="security.zookeeper_tls", message=(
-        f"{' and '.join(other)} run{'s' if len(other) == 1 else ''} {now} ZooKeeper TLS; turning it {then} for a "
-        "running cluster is not supported (one roll would split the ensemble between TLS and plaintext quorum "
-        "ports and cut the brokers off ZooKeeper): security.zookeeper_tls is set when the cluster is created, "
-        f"so set it back to {str(not want).lower()} for this cluster"))]
+    rank = {p: i for i, p in enumerate(TLS_PHASES)}
+    word = {"off": "false", "serve": '"serve"', "quorum": '"quorum"', "on": "true"}
+    path = "security.zookeeper_tls"
+    behind = sorted(h for h, p in servers.items() if rank[p] < rank[want] - 1)
+    ahead = sorted(h for h, p in servers.items() if rank[p] > rank[want])
+    plain = sorted(h for h, tls in brokers.items() if not tls)
+    if ahead:
+        return [SpecIssue(path=path, message=(
+            f"ZooKeeper on {', '.join(ahead)} runs with zookeeper_tls {word[servers[ahead[0]]]}; turning ZooKeeper "
+            f"TLS back ({word[want]}) on a running cluster is not supported"))]
+    if behind:
+        step = TLS_PHASES[rank[servers[behind[0]]] + 1]
+        return [SpecIssue(path=path, message=(
+            f"ZooKeeper on {', '.join(behind)} runs with zookeeper_tls {word[servers[behind[0]]]}; a running "
+            f"ensemble moves one step per apply (false, \"serve\", \"quorum\", true): apply {word[step]} first "
+            "(one roll would split the ensemble between TLS and plaintext connections, or cut clients off)"))]
+    if want in ("quorum", "on") and plain:
+        return [SpecIssue(path=path, message=(
+            f"the brokers on {', '.join(plain)} still reach ZooKeeper without TLS; apply zookeeper_tls \"serve\" "
+            "(it rolls them onto TLS) before closing ZooKeeper's plaintext paths"))]
+    if want == "off" and any(brokers.values()):
+        tls = sorted(h for h, on in brokers.items() if on)
+        return [SpecIssue(path=path, message=(
+            f"the brokers on {', '.join(tls)} reach ZooKeeper with TLS; turning ZooKeeper TLS off on a running "
+            "cluster is not supported"))]
+    return []

@@ -207,6 +207,6 @@ class SecuritySpec(_Model):
     volumes: tuple[VolumeSpec, ...] = ()  # LUKS volumes kafkaform makes and mounts (see VolumeSpec)
     # ZooKeeper mode: TLS on ZooKeeper's client port (zookeeper.client_port becomes TLS-only; every
     # client shows a certificate from the cluster CA: the brokers their node's, kafkaform its own)
-    # and between the ensemble's servers (sslQuorum). Set when the cluster is created: a running
-    # ensemble is not switched (refused at plan time, see security.migration).
-    zookeeper_tls: bool = False
+    # and between the ensemble's servers (sslQuorum). A running cluster moves there in three
+    # applies, each one roll: "serve", "quorum", then true (see security.migration).
+    zookeeper_tls: Literal["serve", "quorum"] | bool = False

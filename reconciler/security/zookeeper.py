@@ -39,9 +39,29 @@ def enabled(spec: ClusterSpec) -> bool:
     return spec.security is not None and not spec.kraft and spec.zookeeper is not None
 
 
+# security.zookeeper_tls on a running cluster goes false -> "serve" -> "quorum" -> true, one apply
+# each (security.migration); a new cluster starts at any of them.
+TLS_PHASES = ("off", "serve", "quorum", "on")
+
+
+def tls_phase(spec: ClusterSpec) -> str:
+    """off; serve: the servers serve TLS beside plaintext on the client and quorum ports (port
+    unification) and the brokers connect with TLS; quorum: the servers also talk TLS to each other;
+    on: TLS only (plaintext closed; a new cluster starts here)."""
+    if not enabled(spec) or spec.security is None or spec.security.zookeeper_tls is False:
+        return "off"
+    return "on" if spec.security.zookeeper_tls is True else spec.security.zookeeper_tls
+
+
 def tls_enabled(spec: ClusterSpec) -> bool:
-    """ZooKeeper's client and quorum ports speak TLS (security.zookeeper_tls, ZooKeeper mode)."""
-    return enabled(spec) and spec.security is not None and spec.security.zookeeper_tls
+    """ZooKeeper's client and quorum ports speak TLS only (security.zookeeper_tls: true)."""
+    return tls_phase(spec) == "on"
+
+
+def serves_tls(spec: ClusterSpec) -> bool:
+    """The servers have their TLS stores and serve TLS, and the brokers connect with TLS (every
+    phase but off)."""
+    return tls_phase(spec) != "off"
 
 
 @dataclass(frozen=True)
@@ -55,8 +75,10 @@ class ZkTls:
 
 
 def zk_tls(spec: ClusterSpec) -> ZkTls | None:
-    """What kafkaform's sessions and 4lw reads use on a TLS ensemble (None when it is plaintext)."""
-    if not tls_enabled(spec):
+    """What kafkaform's sessions and 4lw reads use on a TLS ensemble (None when it is plaintext).
+    Plaintext still in phase serve: while that phase's roll runs, servers not restarted yet have no
+    TLS, and every server keeps its plaintext port until the last phase."""
+    if tls_phase(spec) not in ("quorum", "on"):
         return None
     from reconciler.security.material import material_of
 
@@ -79,22 +101,42 @@ def truststore_pem(spec: ClusterSpec) -> str:
 
 
 def server_tls_config(spec: ClusterSpec, keystore: str, truststore: str) -> list[tuple[str, object]]:
-    """zoo.cfg: the client port TLS-only (Netty), client certificates required, quorum TLS.
-    `secureClientPort` is static config; the dynamic membership lines then carry no client port."""
+    """zoo.cfg for the TLS phase of the spec (see `tls_phase`). On: the client port TLS-only
+    (Netty), client certificates required, quorum TLS; `secureClientPort` is static config and the
+    dynamic membership lines carry no client port. Serve and quorum: the plaintext client port of
+    the membership line also takes TLS (`client.portUnification`), and so does the quorum port
+    (`portUnification`); quorum: the servers connect to each other with TLS (`sslQuorum`)."""
     assert spec.zookeeper is not None
+    phase = tls_phase(spec)
     stores: list[tuple[str, object]] = []
     for prefix in ("ssl.", "ssl.quorum."):
         stores += [(f"{prefix}keyStore.location", keystore), (f"{prefix}keyStore.type", "PEM"),
                    (f"{prefix}trustStore.location", truststore), (f"{prefix}trustStore.type", "PEM")]
+    client: list[tuple[str, object]] = ([("secureClientPort", spec.zookeeper.client_port)] if phase == "on" else
+                                        [("client.portUnification", True)])
+    quorum: list[tuple[str, object]] = [] if phase == "on" else [("portUnification", True)]
     return [
-        ("secureClientPort", spec.zookeeper.client_port),
+        *client,
         ("serverCnxnFactory", NETTY_SERVER),
         *stores[:4],
         ("ssl.clientAuth", "need"),
-        ("sslQuorum", True),
+        ("sslQuorum", phase != "serve"),
+        *quorum,
         *stores[4:],
         ("ssl.quorum.hostnameVerification", True),
     ]
+
+
+def observed_phase(zoo_cfg: dict[str, str]) -> str:
+    """The TLS phase a running server's zoo.cfg is in (see `tls_phase`)."""
+    def on(key: str) -> bool:
+        return zoo_cfg.get(key, "").strip().lower() == "true"
+
+    if "secureClientPort" in zoo_cfg:
+        return "on"
+    if on("portUnification") or on("client.portUnification"):
+        return "quorum" if on("sslQuorum") else "serve"
+    return "on" if on("sslQuorum") else "off"
 
 
 def client_tls_config(keystore: str, truststore: str) -> list[tuple[str, object]]:

@@ -185,8 +185,8 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     # security.zookeeper_tls
     ("zookeeper_tls_on_kraft", {"security/zookeeper_tls": True}, "security.zookeeper_tls",
      "TLS for ZooKeeper is for ZooKeeper mode"),
-    ("zookeeper_tls_not_a_bool", {**ZK_MODE, "security/zookeeper_tls": "2181; clientPort=2181"},
-     "security.zookeeper_tls", "Input should be a valid boolean"),
+    ("zookeeper_tls_not_a_phase", {**ZK_MODE, "security/zookeeper_tls": "2181; clientPort=2181"},
+     "security.zookeeper_tls", "Input should be 'serve' or 'quorum'"),
     ("zookeeper_tls_old_zookeeper", {**ZK_MODE, "security/zookeeper_tls": True, "zookeeper/version": "3.5.9"},
      "security.zookeeper_tls", "ZooKeeper 3.5.9 is older than 3.6.0"),
     ("zookeeper_tls_store_under_config", {**ZK_MODE, "security/zookeeper_tls": True,
@@ -703,26 +703,82 @@ def test_four_letter_words_over_tls_with_a_client_certificate(tmp_path: Path) ->
     listener.close()
 
 
-def test_zookeeper_tls_is_set_at_create_and_a_converged_cluster_plans_nothing(tmp_path: Path, secret_dir: Path
-                                                                              ) -> None:
-    from reconciler.diff import ArtifactIds, diff
+def test_zookeeper_tls_goes_on_for_a_running_cluster_in_three_applies(tmp_path: Path, secret_dir: Path) -> None:
+    """false -> "serve" -> "quorum" -> true, each one roll: what each phase renders, which step
+    each running phase allows (a skipped one is refused naming the next), that a converged phase
+    plans nothing, and the last step's membership lines rewritten before any server restarts."""
+    from reconciler.diff import ArtifactIds, EnsembleChange, diff
+    from reconciler.plan.build import build_steps
+    from reconciler.plan.model import StepKind
+    from reconciler.security.zookeeper import observed_phase, zk_tls
     from tests.unit.builders import Observed
 
     ids = ArtifactIds(kafka="kafka-3.9.1-0123456789ab", zookeeper="zookeeper-3.8.4-0123456789ab")
-    on, off = _zookeeper_tls(tmp_path, secret_dir), _zookeeper_tls(tmp_path, secret_dir, on=False)
-    converged = diff(on, Observed.converged_cluster(on, ids).build(), ids)
-    assert converged.errors == [] and converged.changes == []  # a re-plan of a TLS cluster is empty
-    bare = Observed(on.name)
+    phases = {p: _zookeeper_tls(tmp_path, secret_dir, on=v)  # type: ignore[arg-type]
+              for p, v in (("off", False), ("serve", "serve"), ("quorum", "quorum"), ("on", True))}
+    cfg = {p: F.parse_properties(F.zoo_cfg(s)) for p, s in phases.items()}
+    assert {k: cfg["serve"].get(k) for k in ("client.portUnification", "portUnification", "sslQuorum",
+                                              "secureClientPort", "ssl.clientAuth")} == {
+        "client.portUnification": "true", "portUnification": "true", "sslQuorum": "false",
+        "secureClientPort": None, "ssl.clientAuth": "need"}
+    assert (cfg["quorum"]["sslQuorum"], cfg["quorum"]["portUnification"]) == ("true", "true")
+    assert "portUnification" not in cfg["on"] and cfg["on"]["secureClientPort"] == "2181"
+    assert [observed_phase(c) for c in cfg.values()] == list(phases)
+    # the membership keeps its plaintext client port until the last step; the brokers use TLS from "serve" on,
+    # kafkaform's own sessions from "quorum" on (during serve's roll some servers have no TLS yet)
+    lines = {p: F.zk_server_line(s, s.zookeeper.nodes[0])[1] for p, s in phases.items()}
+    assert [v.endswith(";0.0.0.0:2181") for v in lines.values()] == [True, True, True, False]
+    tls_client = [F.parse_properties(F.server_properties(s, s.brokers[0])).get("zookeeper.ssl.client.enable")
+                  for s in phases.values()]
+    assert tls_client == [None, "true", "true", "true"]
+    assert [zk_tls(s) is not None for s in phases.values()] == [False, False, True, True]
+
+    def running(phase: str) -> Observed:
+        s = phases[phase]
+        return Observed.converged_cluster(s, ids).zk_members(dict(F.zk_server_line(s, n) for n in s.zookeeper.nodes))
+
+    def errors(now: str, want: str) -> list[str]:
+        return [str(e) for e in diff(phases[want], running(now).build(), ids).errors]
+
+    for p in phases:  # a converged phase plans nothing
+        result = diff(phases[p], running(p).build(), ids)
+        assert result.errors == [] and result.changes == [], p
+    allowed = {("off", "serve"), ("serve", "quorum"), ("quorum", "on")}
+    for now in phases:
+        for want in phases:
+            if now == want:
+                continue
+            found = errors(now, want)
+            if (now, want) in allowed:
+                assert found == [], (now, want, found)
+            else:
+                assert len(found) == 1 and found[0].startswith("security.zookeeper_tls: "), (now, want, found)
+    assert 'apply "serve" first' in errors("off", "on")[0]
+    assert 'apply "quorum" first' in errors("serve", "on")[0]
+    assert "back (false) on a running cluster is not supported" in errors("on", "off")[0]
+    # serve: the servers roll, then the brokers (onto TLS)
+    changes = diff(phases["serve"], running("off").build(), ids).changes
+    steps, edges = build_steps(changes, running("off").build())
+    zk = [st.id for st in steps if st.kind is StepKind.RESTART and st.service == "zookeeper"]
+    kafka = [st.id for st in steps if st.kind is StepKind.RESTART and st.service == "kafka"]
+    assert len(zk) == 3 and len(kafka) == 3 and all((z, k) in edges for z in zk for k in kafka)
+    # true: one reconfiguration drops the plaintext client ports, before any server restarts TLS-only
+    changes = diff(phases["on"], running("quorum").build(), ids).changes
+    [ens] = [c for c in changes if isinstance(c, EnsembleChange)]
+    assert ens.zk_update == (1, 2, 3) and not ens.zk_join and not ens.zk_leave
+    steps, edges = build_steps(changes, running("quorum").build())
+    [reconfig] = [st for st in steps if st.kind is StepKind.ZK_RECONFIG]
+    assert reconfig.zk_update == (1, 2, 3) and "drop the plaintext client port" in reconfig.describe()
+    zk = [st.id for st in steps if st.kind is StepKind.RESTART and st.service == "zookeeper"]
+    assert len(zk) == 3 and all((reconfig.id, z) in edges for z in zk)
+    assert not any(st.kind is StepKind.RESTART and st.service == "kafka" for st in steps)  # brokers stay
+    # a new cluster starts at any phase
+    bare = Observed(phases["on"].name)
     for h in HOSTS:
         bare.host(h).java()
-    created = diff(on, bare.build(), ids)
-    assert created.errors == [] and created.changes  # from bare hosts: allowed
-    for running, wanted, now in ((off, on, "without"), (on, off, "with")):
-        errors = [str(e) for e in diff(wanted, Observed.converged_cluster(running, ids).build(), ids).errors]
-        assert len(errors) == 1 and errors[0].startswith(
-            f"security.zookeeper_tls: ZooKeeper on {', '.join(HOSTS)} and Kafka on {', '.join(HOSTS)} run {now} "
-            "ZooKeeper TLS; turning it "), errors
-        assert "is set when the cluster is created" in errors[0]
+    for s in phases.values():
+        created = diff(s, bare.build(), ids)
+        assert created.errors == [] and created.changes
 
 
 # --- CA rotation -----------------------------------------------------------------------------------
