@@ -149,8 +149,9 @@ def password_marks(spec: ClusterSpec) -> dict[str, str]:
 
 def access_change(spec: ClusterSpec, observed: ObservedCluster, progress: Progress | None = None) -> Change | None:
     """The users and ACLs to create, rotate and delete (see security.access). While the brokers
-    cannot be read (a cluster being created) the cluster is taken to hold none: creating a user or
-    an ACL twice is harmless, and a deletion waits for the next plan."""
+    cannot be read (a cluster being created, or one whose create stopped before any broker
+    registered) the cluster is taken to hold none: creating a user or an ACL twice is harmless, and
+    a deletion waits for the next plan."""
     from reconciler.diff import AccessChange, Action
     from reconciler.security.access import AclRow, desired_rows, plan_access
 
@@ -159,7 +160,7 @@ def access_change(spec: ClusterSpec, observed: ObservedCluster, progress: Progre
     users: set[str] = set()
     acls: set[AclRow] = set()
     others = 0
-    if observed.cluster.reachable:
+    if observed.cluster.reachable and observed.cluster.broker_ids:
         from reconciler.observe.access import AccessUnreadable, read_access
 
         try:

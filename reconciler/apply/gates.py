@@ -199,6 +199,14 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
     if not todo_join and not todo_leave:
         return "membership already as planned"  # a resumed apply: the reconfig had committed
     joining = ",".join("server.{}={}".format(*zk_server_line(spec, n)) for n in todo_join)
+    new_members = None
+    if any(";" not in zk_server_line(spec, n)[1] for n in todo_join):
+        # ZooKeeper's incremental reconfig takes only lines with a client port; a TLS-only server's
+        # line has none (its port is the static secureClientPort): the whole new membership then
+        # goes as one non-incremental reconfig (the same result)
+        lines = dict(members) | dict(zk_server_line(spec, n) for n in todo_join)
+        new_members = ",".join(f"server.{i}={v}" for i, v in sorted(lines.items()) if i not in todo_leave)
+        joining, todo_leave = "", []
     endpoints = _member_endpoints(members, _client_port(spec))
     from reconciler.observe.zookeeper import kazoo_tls_args
     from reconciler.security.zookeeper import zk_auth, zk_tls
@@ -209,7 +217,7 @@ def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple
     client.start(timeout=15)
     try:
         data, _ = client.reconfig(joining=joining or None, leaving=",".join(map(str, todo_leave)) or None,
-                                  new_members=None)
+                                  new_members=new_members)
     finally:
         client.stop()
         client.close()

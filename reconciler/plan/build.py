@@ -288,6 +288,10 @@ class _Graph:
             for c, s in self.restarts:
                 if c.service == "zookeeper":
                     self.g.add_edge(self.reconfig.id, s)
+            for n in list(self.g.nodes):  # (and before the new zoo.cfg is written: a server restarted by
+                st = self.step(n)         # anyone in between must not find both ports on one number)
+                if st.kind is StepKind.CONFIGURE and st.service == "zookeeper":
+                    self.g.add_edge(self.reconfig.id, n)
         elif self.reconfig:
             for z in done:
                 self.g.add_edge(z, self.reconfig.id)

@@ -33,6 +33,7 @@ SUPER = "super"
 TLS_MIN_ZOOKEEPER = (3, 6, 0)
 NETTY_SERVER = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 NETTY_CLIENT = "org.apache.zookeeper.ClientCnxnSocketNetty"
+X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
 
 
 def enabled(spec: ClusterSpec) -> bool:
@@ -112,8 +113,10 @@ def server_tls_config(spec: ClusterSpec, keystore: str, truststore: str) -> list
     for prefix in ("ssl.", "ssl.quorum."):
         stores += [(f"{prefix}keyStore.location", keystore), (f"{prefix}keyStore.type", "PEM"),
                    (f"{prefix}trustStore.location", truststore), (f"{prefix}trustStore.type", "PEM")]
+    # (ZooKeeper registers its x509 auth provider itself only for a secureClientPort; a unified port
+    # without it closes every TLS client: "X509 Auth provider not found")
     client: list[tuple[str, object]] = ([("secureClientPort", spec.zookeeper.client_port)] if phase == "on" else
-                                        [("client.portUnification", True)])
+                                        [("client.portUnification", True), ("authProvider.x509", X509_PROVIDER)])
     quorum: list[tuple[str, object]] = [] if phase == "on" else [("portUnification", True)]
     return [
         *client,

@@ -369,7 +369,9 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
        over the mTLS controller listener (the PLAINTEXT one stays served);
     3. drop PLAINTEXT and anonymous access (KRaft: the PLAINTEXT controller listener too): it is
        closed, nothing acknowledged is lost, and (ZooKeeper mode) the znodes the open cluster made
-       are no longer writable by anyone.
+       are no longer writable by anyone;
+    4. (ZooKeeper mode) ZooKeeper TLS goes on in three more rolls (security.zookeeper_tls "serve",
+       "quorum", true; true at once is refused): the client port then takes no plaintext client.
     """
     kraft = cluster.mode == "kraft"
     tls = kf_home / "clusters" / "lab" / "tls"
@@ -383,7 +385,7 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
     new_ctrl = {"name": "CONTROLLER_TLS", "port": 9095, "protocol": "SSL", "authentication": "mtls"}
 
     def step(listeners: list[dict[str, object]], inter_broker: str, anonymous: bool,
-             controllers: tuple[dict[str, object], ...]) -> Path:
+             controllers: tuple[dict[str, object], ...], zookeeper_tls: object = False) -> Path:
         cluster.data["kafka"]["listeners"] = listeners
         cluster.data["kafka"]["inter_broker_listener"] = inter_broker
         if kraft:
@@ -394,7 +396,7 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
         cluster.data["security"] = {
             "allow_anonymous": anonymous, "users": [{"name": "app", "password": {"file": str(pw)}}],
             "acls": [{"principal": "app", "resource_type": "topic", "resource_name": "migrate",
-                      "operations": ["write", "read", "describe"]}]}
+                      "operations": ["write", "read", "describe"]}], "zookeeper_tls": zookeeper_tls}
         return cluster.write()
 
     def apply(spec: Path) -> str:
@@ -424,6 +426,18 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
         closed = step([sasl, mtls], "INTERNAL", False, (new_ctrl,))
         apply(closed)
         assert cli("plan", str(closed), "--detailed-exitcode").returncode == 0
+        if not kraft:
+            _znodes_not_writable_anonymously(hosts)
+            final = step([sasl, mtls], "INTERNAL", False, (new_ctrl,), zookeeper_tls=True)
+            p = cli("plan", str(final))
+            assert p.returncode == 1 and 'apply "serve" first' in p.stderr, p.stdout + p.stderr
+            out = apply(step([sasl, mtls], "INTERNAL", False, (new_ctrl,), zookeeper_tls="serve"))
+            assert restart_order(out, "zookeeper") and restart_order(out, "kafka"), out
+            out = apply(step([sasl, mtls], "INTERNAL", False, (new_ctrl,), zookeeper_tls="quorum"))
+            assert restart_order(out, "zookeeper") and not restart_order(out, "kafka"), out
+            out = apply(final)
+            assert "drop the plaintext client port from the lines of server(s) 1, 2, 3" in out, out
+            assert cli("plan", str(final), "--detailed-exitcode").returncode == 0
     finally:
         second = after.stop() if after is not None else None
         before.stop()  # (already stopped unless a step failed)
@@ -432,7 +446,7 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
             with pytest.raises(OSError):
                 socket.create_connection((h, port), timeout=3).close()  # PLAINTEXT is gone
     if not kraft:
-        _znodes_not_writable_anonymously(hosts)
+        _no_plaintext_zookeeper_client(hosts)
     assert second is not None
     admin = {"security_protocol": "SSL", "ssl_cafile": str(tls / "ca.crt"), "ssl_certfile": str(tls / "admin.crt"),
              "ssl_keyfile": str(tls / "admin.key")}
@@ -441,6 +455,19 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
         assert report.sent > 200 and not report.errors, report.errors[:5]
         missing = report.acked - read_numbers(internal, "migrate", report.acked, client=admin)
         assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def _no_plaintext_zookeeper_client(hosts: tuple[str, ...]) -> None:
+    """ZooKeeper TLS only: a plaintext client gets no session on any server's client port."""
+    from kazoo.client import KazooClient
+    from kazoo.handlers.threading import KazooTimeoutError
+
+    for h in hosts:
+        zk = KazooClient(hosts=f"{h}:2181", timeout=3, connection_retry={"max_tries": 1})
+        with pytest.raises(KazooTimeoutError):
+            zk.start(timeout=6)
+        zk.stop()
+        zk.close()
 
 
 def _znodes_not_writable_anonymously(hosts: tuple[str, ...]) -> None:

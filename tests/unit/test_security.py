@@ -771,6 +771,8 @@ def test_zookeeper_tls_goes_on_for_a_running_cluster_in_three_applies(tmp_path: 
     assert reconfig.zk_update == (1, 2, 3) and "drop the plaintext client port" in reconfig.describe()
     zk = [st.id for st in steps if st.kind is StepKind.RESTART and st.service == "zookeeper"]
     assert len(zk) == 3 and all((reconfig.id, z) in edges for z in zk)
+    written = [st.id for st in steps if st.kind is StepKind.CONFIGURE and st.service == "zookeeper"]
+    assert len(written) == 3 and all((reconfig.id, w) in edges for w in written)
     assert not any(st.kind is StepKind.RESTART and st.service == "kafka" for st in steps)  # brokers stay
     # a new cluster starts at any phase
     bare = Observed(phases["on"].name)
