@@ -86,8 +86,15 @@ def _write_atomic(path: str, data: bytes, mode: int) -> bool:
 def _set_line(path: str, first_field: str, line: str) -> bool:
     """The line of `path` whose first field is `first_field` becomes `line` (added if absent)."""
     old = open(path).read().splitlines() if os.path.exists(path) else []
-    new = [x for x in old if not (x.split() and x.split()[0] == first_field)]
-    new.append(line)
+    new: list[str] = []
+    for x in old:  # replaced where it is (other lines keep their order), once
+        if x.split() and x.split()[0] == first_field:
+            if line not in new:
+                new.append(line)
+            continue
+        new.append(x)
+    if line not in new:
+        new.append(line)
     if new == old:
         return False
     mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644

@@ -297,3 +297,16 @@ def test_kf_luks_never_formats_a_device_that_holds_something(
     assert subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", dev], capture_output=True,
                           text=True).stdout.strip() == "ext4"
     assert not Path(mod.KEY_DIR).exists()
+
+
+def test_kf_luks_keeps_other_lines_of_crypttab_and_fstab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own line is replaced where it stands; a second run changes nothing; others' lines stay."""
+    mod = _module(monkeypatch, tmp_path)
+    tab = tmp_path / "etc" / "fstab"
+    tab.write_text("# fstab\n/dev/mapper/kafkaform-data /old ext4 defaults 0 2\nUUID=x / ext4 defaults 0 1\n")
+    tab.chmod(0o644)
+    line = "/dev/mapper/kafkaform-data /var/lib/kafka/data ext4 defaults,nofail 0 2"
+    assert mod._set_line(str(tab), "/dev/mapper/kafkaform-data", line)
+    assert tab.read_text() == f"# fstab\n{line}\nUUID=x / ext4 defaults 0 1\n"
+    assert not mod._set_line(str(tab), "/dev/mapper/kafkaform-data", line)
+    assert oct(tab.stat().st_mode & 0o777) == "0o644"
