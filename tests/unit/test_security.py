@@ -641,6 +641,50 @@ def test_zookeeper_tls_kazoo_sessions_use_kafkaforms_certificate(tmp_path: Path,
     assert zk_observe.kazoo_tls_args(None) == {}
 
 
+def test_reconfiguration_sends_lines_without_a_client_port_non_incrementally(
+        tmp_path: Path, secret_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZooKeeper's incremental reconfig refuses a line without a client port ("each server should
+    have 3 ports specified"); a TLS-only server's line has none, so growth of a TLS ensemble and the
+    last ZooKeeper TLS step send the whole new membership instead. Plaintext growth stays incremental."""
+    import kazoo.client
+
+    from reconciler.apply import gates
+    from reconciler.observe.model import ClusterState
+
+    calls: list[dict[str, Any]] = []
+
+    class FakeKazoo:
+        def __init__(self, **kwargs: Any) -> None: ...
+
+        def start(self, timeout: float) -> None: ...
+
+        def reconfig(self, **kwargs: Any) -> tuple[bytes, None]:
+            calls.append(kwargs)
+            return b"ok", None
+
+        def stop(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(kazoo.client, "KazooClient", FakeKazoo)
+    plain = ";0.0.0.0:2181"
+    members = {i: f"{h}:2888:3888:participant{plain}" for i, h in enumerate(HOSTS[:2], 1)}
+    monkeypatch.setattr(gates, "cluster_state", lambda spec: ClusterState(zookeeper_reachable=True,
+                                                                          zookeeper_members=dict(members)))
+    on, off = _zookeeper_tls(tmp_path, secret_dir), _zookeeper_tls(tmp_path, secret_dir, on=False)
+    gates.reconfigure_zookeeper(off, join=(3,), leave=())
+    assert calls[-1] == {"joining": f"server.3={HOSTS[2]}:2888:3888:participant{plain}", "leaving": None,
+                         "new_members": None}
+    gates.reconfigure_zookeeper(on, join=(3,), leave=(), update=(1, 2))
+    assert calls[-1] == {"joining": None, "leaving": None, "new_members": ",".join(
+        f"server.{i}={h}:2888:3888:participant" for i, h in enumerate(HOSTS, 1))}
+    members[1] = f"{HOSTS[0]}:2888:3888:participant"  # a resumed apply: only what still differs
+    gates.reconfigure_zookeeper(on, join=(), leave=(), update=(1, 2))
+    assert calls[-1]["new_members"] == ",".join(f"server.{i}={h}:2888:3888:participant"
+                                                for i, h in enumerate(HOSTS[:2], 1))
+    gates.close()
+
+
 def test_zk_security_migrator_connects_as_the_broker_does(tmp_path: Path, secret_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from reconciler.apply import kafka_tools
