@@ -584,19 +584,13 @@ def _encryption_in_transit(s: ClusterSpec) -> dict[str, Any]:
 
 def _encryption_at_rest(s: ClusterSpec, observed: Any) -> dict[str, Any]:
     """Whether the spec requires it, and the data dirs (host:dir) found on dm-crypt and not."""
-    from reconciler.security.at_rest import data_dir_devices
+    from reconciler.security.at_rest import data_dir_devices, volume_states
 
     found: dict[str, list[str]] = {"Encrypted": [], "Unencrypted": [], "Unknown": []}
     for host, _, d, dev in data_dir_devices(s, observed):
         found["Unknown" if dev is None else "Encrypted" if dev.encrypted else "Unencrypted"].append(f"{host}:{d}")
-    volumes = []
-    for v in s.security.volumes if s.security else ():  # security.volumes, as observe found each one
-        facts = observed.hosts.get(v.host)
-        st = facts.volumes.volumes.get(v.name) if facts is not None else None
-        state = ("unknown" if st is None else "ready" if st.open and st.mounted_at == v.mount else
-                 "luks (not open or not mounted)" if st.luks else "blank" if st.blank else st.state if
-                 st.state != "block" else f"holds {st.signature or st.partition_table}")
-        volumes.append({"Host": v.host, "Name": v.name, "Device": v.device, "Mount": v.mount, "State": state})
+    volumes = [{"Host": v.host, "Name": v.name, "Device": v.device, "Mount": v.mount,
+                "State": "unknown" if st is None else st.describe(v.mount)} for v, _, st in volume_states(s, observed)]
     return {"Required": s.security is not None and s.security.encryption_at_rest == "required",
             "DataDirs": {k: sorted(set(v)) for k, v in found.items()}, "Volumes": volumes}
 

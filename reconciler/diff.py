@@ -491,8 +491,8 @@ def ensemble_change(spec: ClusterSpec, observed: ObservedCluster, changes: list[
     leave = tuple(sorted(set(members) - set(want)))
     # security.zookeeper_tls true on a running ensemble: its lines drop the plaintext client port
     # (only that part differs; nothing else of a member's line is changed by reconfiguration)
-    update = tuple(sorted(i for i in set(want) & set(members) if members[i] != want[i]
-                          and members[i].split(";")[0] == want[i] and ";" in members[i]))
+    update = tuple(sorted(i for i in set(want) & set(members)
+                          if ";" in members[i] and members[i].split(";")[0] == want[i]))
     if update and (join or leave):
         errors.append(SpecIssue(path="zookeeper.nodes", message=(
             "the ensemble's membership and ZooKeeper TLS would change in one apply; change the servers first, "

@@ -211,10 +211,11 @@ def make_plan(spec: ClusterSpec, spec_path: str, observed: ObservedCluster, arts
             changes += mode_of(spec).metadata_security_changes(spec, observed)
     kraft, kraft_errors = (None, []) if destroy else kraft_ids(spec, observed)
     errors += kraft_errors
-    if not format_devices and formats(changes):
+    formatted = formats(changes)
+    if formatted and not format_devices:
         errors.append(SpecIssue(path="security.volumes", message=(
-            f"this plan would format {', '.join(formats(changes))} (LUKS2), destroying whatever is on "
-            f"{'them' if len(formats(changes)) > 1 else 'it'}: pass --format-devices to plan (and apply) to allow it")))
+            f"this plan would format {', '.join(formatted)} (LUKS2), destroying whatever is on "
+            f"{'them' if len(formatted) > 1 else 'it'}: pass --format-devices to plan (and apply) to allow it")))
     if errors:
         raise PlanRefused(errors)
     plan = build_plan(changes, observed, spec_path=str(Path(spec_path).resolve()),

@@ -502,12 +502,11 @@ def _volume_var(step: Step, spec: ClusterSpec) -> dict[str, Any]:
     read from the spec's secret reference now, never from the plan."""
     import base64
 
+    from reconciler.security import secrets
     from reconciler.security.material import material_of
 
     v = step.volume
     assert v is not None
-    from reconciler.security import secrets
-
     key = material_of(spec).volume_keys[(step.host, v.name)].reveal()
     encoded = base64.b64encode(key.encode()).decode("ascii")
     secrets.register(encoded)  # (masked too, should Ansible ever print its input)

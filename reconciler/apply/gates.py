@@ -181,8 +181,8 @@ def zookeeper_not_member(spec: ClusterSpec, host: str, timeout: float = 60, prog
 def reconfigure_zookeeper(spec: ClusterSpec, join: tuple[int, ...], leave: tuple[int, ...],
                           update: tuple[int, ...] = ()) -> str:
     """Add and remove servers with one dynamic reconfiguration, through a current member; `update`:
-    members whose line is rewritten as the spec renders it (an incremental add of a member's id
-    replaces its line)."""
+    members whose line is rewritten as the spec renders it (lines without a client port, so the
+    whole new membership goes non-incrementally, below)."""
     from kazoo.client import KazooClient
 
     from reconciler.files import zk_server_line

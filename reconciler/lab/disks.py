@@ -44,17 +44,15 @@ def attach(host_dir: str, devices: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def attached(lab_dir: Path) -> list[str]:
+    """Loop devices backed by lab disk images (for `lab down`'s checks and the tests)."""
+    images = sorted(lab_dir.glob("kf*/disks/*.img")) if lab_dir.exists() else []
+    return [loop for img in images for loop in _loops_of(img)]
+
+
 def detach_all(lab_dir: Path) -> list[str]:
     """Detach every loop device backed by a lab disk image; returns what was detached."""
-    gone = []
-    for img in sorted(lab_dir.glob("kf*/disks/*.img")) if lab_dir.exists() else []:
-        for loop in _loops_of(img):
-            subprocess.run(["losetup", "-d", loop], capture_output=True)
-            gone.append(loop)
+    gone = attached(lab_dir)
+    for loop in gone:
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
     return gone
-
-
-def attached(lab_dir: Path) -> list[str]:
-    """Loop devices still backed by lab disk images (for `lab down`'s checks and the tests)."""
-    return [loop for img in sorted(lab_dir.glob("kf*/disks/*.img")) for loop in _loops_of(img)] \
-        if lab_dir.exists() else []

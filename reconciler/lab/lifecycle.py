@@ -233,9 +233,9 @@ def down(progress: Progress = None, grace: float | None = None) -> None:
         _restore_inotify_limit()
         if _mounts_under(d):
             raise LabError(f"mounts remain under {d} ({', '.join(_mounts_under(d))}); not deleting host dirs")
-        if disks.attached(d):
-            raise LabError(f"loop devices remain attached to lab disks ({', '.join(disks.attached(d))}); "
-                           "not deleting host dirs")
+        left = disks.attached(d)
+        if left:
+            raise LabError(f"loop devices remain attached to lab disks ({', '.join(left)}); not deleting host dirs")
         for p in d.glob("kf*") if d.exists() else []:
             if _HOST_RE.match(p.name):
                 shutil.rmtree(p, ignore_errors=True)

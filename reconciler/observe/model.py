@@ -77,6 +77,14 @@ class VolumeState(_Frozen):
     def luks(self) -> bool:
         return self.signature == "crypto_LUKS"
 
+    def describe(self, mount: str) -> str:
+        """In words, for a volume meant to be mounted at `mount` (describe-cluster)."""
+        if self.state != "block":
+            return self.state
+        if self.luks:
+            return "ready" if self.open and self.mounted_at == mount else "luks (not open or not mounted)"
+        return "blank" if self.blank else f"holds {self.signature or self.partition_table}"
+
 
 class HostVolumes(_Frozen):
     """Facts for a host's `security.volumes`; all None/empty on a host without any."""

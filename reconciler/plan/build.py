@@ -285,12 +285,11 @@ class _Graph:
         if self.reconfig and self.reconfig.zk_update:
             # (alone in its plan) the membership lines change before any server restarts with them:
             # a server whose line still names the plaintext client port could not take the port for TLS
-            for c, s in self.restarts:
-                if c.service == "zookeeper":
-                    self.g.add_edge(self.reconfig.id, s)
-            for n in list(self.g.nodes):  # (and before the new zoo.cfg is written: a server restarted by
-                st = self.step(n)         # anyone in between must not find both ports on one number)
-                if st.kind is StepKind.CONFIGURE and st.service == "zookeeper":
+            # (and before the new zoo.cfg is written: a server restarted by anyone in between must not
+            # find both ports on one number)
+            for n in list(self.g.nodes):
+                st = self.step(n)
+                if st.service == "zookeeper" and st.kind in (StepKind.CONFIGURE, StepKind.RESTART):
                     self.g.add_edge(self.reconfig.id, n)
         elif self.reconfig:
             for z in done:

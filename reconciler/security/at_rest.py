@@ -73,7 +73,7 @@ def _volume_refusal(v: VolumeSpec, facts: HostFacts | None, st: VolumeState | No
     if st.state == "missing":
         return f"{dev} does not exist"
     if st.state == "notblock":
-        return f"{v.device} on {v.host} is not a block device"
+        return f"{dev} is not a block device"
     if st.device_mounted_at:
         return f"{dev} is mounted at {st.device_mounted_at} itself; kafkaform does not touch a device in use"
     if st.open and st.mounted_at not in (None, v.mount):
@@ -93,6 +93,17 @@ def _volume_refusal(v: VolumeSpec, facts: HostFacts | None, st: VolumeState | No
     return None
 
 
+def volume_states(spec: ClusterSpec, observed: ObservedCluster
+                  ) -> list[tuple[VolumeSpec, HostFacts | None, VolumeState | None]]:
+    """Each volume of security.volumes with its host's facts and what observe found on its device
+    (None where observe has no facts)."""
+    out = []
+    for v in spec.security.volumes if spec.security else ():
+        facts = observed.hosts.get(v.host)
+        out.append((v, facts, facts.volumes.volumes.get(v.name) if facts is not None else None))
+    return out
+
+
 def volume_changes(spec: ClusterSpec, observed: ObservedCluster, errors: list[SpecIssue]) -> list[VolumeChange]:
     """One change per volume of security.volumes not yet open and mounted where the spec says;
     a refusal (appended to `errors`) for each one that cannot be made ready."""
@@ -100,9 +111,7 @@ def volume_changes(spec: ClusterSpec, observed: ObservedCluster, errors: list[Sp
     from reconciler.spec import SpecIssue
 
     out: list[VolumeChange] = []
-    for i, v in enumerate(spec.security.volumes if spec.security else ()):
-        facts = observed.hosts.get(v.host)
-        st = facts.volumes.volumes.get(v.name) if facts is not None else None
+    for i, (v, facts, st) in enumerate(volume_states(spec, observed)):
         why = _volume_refusal(v, facts, st)
         if why:
             errors.append(SpecIssue(path=f"security.volumes[{i}]", message=why))

@@ -147,7 +147,7 @@ def _controller_listener_issues(spec: ClusterSpec, observed: ObservedCluster) ->
 def zookeeper_tls_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[SpecIssue]:
     """Refusals for a security.zookeeper_tls step one roll cannot take (see the module docstring):
     judged on the servers and brokers that run now (a new cluster has none, and starts anywhere)."""
-    from reconciler.security.zookeeper import TLS_PHASES, observed_phase, tls_phase
+    from reconciler.security.zookeeper import TLS_PHASES, is_true, observed_phase, tls_phase
     from reconciler.spec import SpecIssue
 
     if spec.kraft or spec.zookeeper is None:
@@ -155,7 +155,7 @@ def zookeeper_tls_issues(spec: ClusterSpec, observed: ObservedCluster) -> list[S
     want = tls_phase(spec)
     servers = {h: observed_phase(props) for n in spec.zookeeper.nodes if (h := n.host) in observed.hosts
                and (props := _running_config(observed.hosts[h], "zookeeper")) is not None}
-    brokers = {h: props.get("zookeeper.ssl.client.enable", "").strip().lower() == "true"
+    brokers = {h: is_true(props, "zookeeper.ssl.client.enable")
                for b in spec.brokers if (h := b.host) in observed.hosts
                and (props := _running_config(observed.hosts[h], "kafka")) is not None}
     if not servers and not brokers:

@@ -122,7 +122,7 @@ def security_issues(spec: ClusterSpec, add: Add) -> None:
     if sec.zookeeper_tls:
         _zookeeper_tls_issues(spec, add)
     _volume_issues(spec, add)
-    if not sec.allow_anonymous and internal_unauthenticated(spec):
+    if not sec.allow_anonymous:
         for field, what in internal_unauthenticated(spec):
             add(field, f"the {what} does not authenticate, so every anonymous client would be a super user: use "
                 "SSL with authentication: mtls (or set security.allow_anonymous: true)")

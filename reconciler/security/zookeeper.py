@@ -130,16 +130,19 @@ def server_tls_config(spec: ClusterSpec, keystore: str, truststore: str) -> list
     ]
 
 
+def is_true(props: dict[str, str], key: str) -> bool:
+    """A running node's boolean property, as Java reads it."""
+    return props.get(key, "").strip().lower() == "true"
+
+
 def observed_phase(zoo_cfg: dict[str, str]) -> str:
     """The TLS phase a running server's zoo.cfg is in (see `tls_phase`)."""
-    def on(key: str) -> bool:
-        return zoo_cfg.get(key, "").strip().lower() == "true"
-
+    quorum_tls = is_true(zoo_cfg, "sslQuorum")
     if "secureClientPort" in zoo_cfg:
         return "on"
-    if on("portUnification") or on("client.portUnification"):
-        return "quorum" if on("sslQuorum") else "serve"
-    return "on" if on("sslQuorum") else "off"
+    if is_true(zoo_cfg, "portUnification") or is_true(zoo_cfg, "client.portUnification"):
+        return "quorum" if quorum_tls else "serve"
+    return "on" if quorum_tls else "off"
 
 
 def client_tls_config(keystore: str, truststore: str) -> list[tuple[str, object]]:
