@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,30 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def temp_home(prefix: str) -> str:
+    """A KAFKAFORM_HOME for one benchmark run; when the run ends (even by an error), its SSH master
+    connections end and the dir (with the 0700 /tmp dir of their sockets, for a long path) goes."""
+    home = tempfile.mkdtemp(prefix=prefix)
+
+    def remove() -> None:
+        from reconciler.observe import openssh
+
+        old = os.environ.get("KAFKAFORM_HOME")
+        os.environ["KAFKAFORM_HOME"] = home
+        try:
+            openssh.close_masters()
+            shutil.rmtree(openssh.control_dir_path(), ignore_errors=True)
+        finally:
+            if old is None:
+                del os.environ["KAFKAFORM_HOME"]
+            else:
+                os.environ["KAFKAFORM_HOME"] = old
+            shutil.rmtree(home, ignore_errors=True)
+
+    atexit.register(remove)
+    return home
 
 
 def timed(fn: Callable[[], Any], runs: int) -> tuple[float, list[float], Any]:

@@ -18,11 +18,10 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, fmt, run, timed, write_inventory
+from _common import REPO, fmt, run, temp_home, timed, write_inventory
 
 from reconciler import lab, pipeline
 from reconciler.apply.inventory import host_vars, inventory
@@ -45,7 +44,7 @@ def main() -> None:
 
 
 def measure(SPEC: Path, runs: int, settle_s: float, keep: bool) -> None:  # noqa: N803 - the spec this run measures
-    home = tempfile.mkdtemp(prefix="kf-bench-home-")
+    home = temp_home("kf-bench-home-")
     env = {"KAFKAFORM_HOME": home}
     cli = [sys.executable, "-m", "reconciler.cli"]
     spec = load_spec(SPEC)

@@ -11,10 +11,9 @@ Usage (root): python3 bench/observe_hosts.py [--hosts 30] [--runs N]
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from _common import REPO, fmt, run, timed, write_inventory
+from _common import REPO, fmt, run, temp_home, timed, write_inventory
 
 from reconciler import lab
 from reconciler.apply.runner import ansible_env
@@ -50,7 +49,7 @@ def main() -> None:
                                 "ansible_python_interpreter": "/usr/bin/python3",
                                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={state.known_hosts_path} "
                                                            "-o StrictHostKeyChecking=yes"}}}
-        inv_file = write_inventory(inv, Path(tempfile.mkdtemp()) / "inventory.json")
+        inv_file = write_inventory(inv, Path(temp_home("kf-bench-observe-")) / "inventory.json")
         env = {k: v for k, v in ansible_env().items() if k != "ANSIBLE_SSH_ARGS"}
 
         def setup() -> None:

@@ -23,13 +23,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import yaml
-from _common import REPO
+from _common import REPO, temp_home
 
 from reconciler import lab
 from reconciler.lab.workload import create_topic
@@ -140,7 +139,7 @@ def scenario(old: int, work: Path, env: dict[str, str]) -> None:
 
 def main() -> None:
     olds = [int(x) for x in sys.argv[1:]] or [3, 6]
-    home = tempfile.mkdtemp(prefix="kf-bench-reassign-")
+    home = temp_home("kf-bench-reassign-")
     env = {**os.environ, "KAFKAFORM_HOME": home}
     for old in olds:
         scenario(old, Path(home), env)

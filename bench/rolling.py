@@ -27,12 +27,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from _common import REPO
+from _common import REPO, temp_home
 
 from reconciler import lab
 from reconciler.lab.workload import NumberedProducer, create_topic
@@ -101,7 +100,7 @@ def main() -> None:
     ap.add_argument("--spec", type=Path, default=REPO / "examples" / "lab.yaml")
     SPEC = ap.parse_args().spec  # noqa: N806
     spec0 = load_spec(SPEC)
-    home = tempfile.mkdtemp(prefix="kf-bench-rolling-")
+    home = temp_home("kf-bench-rolling-")
     env = {**os.environ, "KAFKAFORM_HOME": home}
     cli = [sys.executable, "-m", "reconciler.cli"]
 

@@ -27,12 +27,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from _common import REPO, producer_perf
+from _common import REPO, producer_perf, temp_home
 
 from reconciler import artifacts, lab
 from reconciler.lab.workload import create_topic, delete_topic
@@ -218,7 +217,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure both setups this many times, alternating which goes first")
     args = ap.parse_args()
-    home = tempfile.mkdtemp(prefix="kf-bench-seed-")
+    home = temp_home("kf-bench-seed-")
     spec = SPEC
     if args.heap:
         import yaml

@@ -32,13 +32,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from _common import RATE, REPO, SIZE, producer_perf
+from _common import RATE, REPO, SIZE, producer_perf, temp_home
 
 from reconciler import artifacts, lab
 from reconciler.lab.workload import create_topic
@@ -115,8 +114,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=1000)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kf-bench-tls-"))
-    env = {**os.environ, "KAFKAFORM_HOME": str(work / "home")}
+    work = Path(temp_home("kf-bench-tls-"))  # kafkaform's home, and the spec and client files
+    env = {**os.environ, "KAFKAFORM_HOME": str(work)}
     cli = [sys.executable, "-m", "reconciler.cli"]
 
     def kf(*a: str) -> str:
@@ -137,7 +136,7 @@ def main() -> None:
     try:
         kf("lab", "up", str(spec))
         kf("apply", str(spec), "--auto-approve")
-        tls_dir = work / "home" / "clusters" / "secure" / "tls"
+        tls_dir = work / "clusters" / "secure" / "tls"
         admin = {"security_protocol": "SSL", "ssl_cafile": str(tls_dir / "ca.crt"),
                  "ssl_certfile": str(tls_dir / "admin.crt"), "ssl_keyfile": str(tls_dir / "admin.key")}
         create_topic(",".join(f"{h}:9092" for h in HOSTS), "tls-cost", partitions=6, replication_factor=3,

@@ -25,15 +25,22 @@ CONTROL_PERSIST_S = 60  # an idle master ends after this
 _SOCKET_MAX = 80  # sun_path is 108 bytes; OpenSSH binds a name with a random suffix first
 
 
-def control_dir() -> Path:
-    """0700 dir for the master sockets: under KAFKAFORM_HOME, or /tmp when that path is too long."""
-    from reconciler.apply.state import home, private_dir
+def control_dir_path() -> Path:
+    """Where the master sockets go: under KAFKAFORM_HOME, or /tmp when that path is too long."""
+    from reconciler.apply.state import home
 
     d = home() / "ssh"
     if len(str(d)) + 25 > _SOCKET_MAX:
         digest = hashlib.sha256(str(d).encode()).hexdigest()[:12]
         d = Path(tempfile.gettempdir()) / f"kafkaform-ssh-{os.getuid()}-{digest}"
-    return private_dir(d)
+    return d
+
+
+def control_dir() -> Path:
+    """The 0700 dir of the master sockets (made on first use)."""
+    from reconciler.apply.state import private_dir
+
+    return private_dir(control_dir_path())
 
 
 def master_listening(sock_path: Path) -> bool:

@@ -65,8 +65,9 @@ def cli(kf_home: Path) -> Iterator[Cli]:
 
     old = os.environ.get("KAFKAFORM_HOME")
     os.environ["KAFKAFORM_HOME"] = str(kf_home)
-    try:  # the SSH master connections kafkaform kept to the lab hosts
+    try:  # the SSH master connections kafkaform kept to the lab hosts, and their dir when in /tmp
         openssh.close_masters()
+        shutil.rmtree(openssh.control_dir_path(), ignore_errors=True)
     finally:
         if old is None:
             del os.environ["KAFKAFORM_HOME"]

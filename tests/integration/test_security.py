@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class Secure:
     home: Path
     mode: str
     outputs: list[str] = field(default_factory=list)  # every kafkaform output of this module
+    started: float = field(default_factory=time.time)  # files in the temp dir older than this are not ours
 
     @property
     def tls(self) -> Path:
@@ -426,19 +428,25 @@ def test_planted_secrets_are_nowhere_but_their_files(secure: Secure, cli: Cli) -
         on_hosts = {"etc/zookeeper/jaas.conf", "etc/zookeeper/security.args", "etc/kafka/zookeeper-jaas.conf"}
     for text in secure.outputs:
         assert not any(p in text for p in planted), "a planted secret in kafkaform's output"
-    # this machine's state and temp files (other test runs' temp dirs aside), and every host's disk
-    # (the checkout, which holds this test's own source with the planted values, may be in /tmp too)
-    places = [secure.home, secure.dir, *(p for p in Path(tempfile.gettempdir()).iterdir()
-                                         if not p.name.startswith("pytest-of-") and not REPO.is_relative_to(p))]
+    # this machine's state, every temp file written since this module began (older ones, such as a
+    # checkout holding this test's own source with the planted values, are not kafkaform's), and
+    # every file the hosts wrote (their overlay upper dirs)
+    grep = ["grep", "-l", "-a", "-F", *sum((["-e", p] for p in planted), [])]
+    found = subprocess.run([*grep, "-r", str(secure.home), str(secure.dir)], capture_output=True, text=True
+                           ).stdout.splitlines()
+    recent = subprocess.run(["find", tempfile.gettempdir(), "-xdev", "-path", f"{tempfile.gettempdir()}/pytest-of-*",
+                             "-prune", "-o", "-type", "f", "-newermt", f"@{int(secure.started) - 1}", "-print0"],
+                            capture_output=True).stdout.split(b"\0")
+    recent_files = [f.decode() for f in recent if f and not Path(f.decode()).is_relative_to(REPO)]
+    for i in range(0, len(recent_files), 500):
+        found += subprocess.run([*grep, "--", *recent_files[i:i + 500]], capture_output=True, text=True
+                                ).stdout.splitlines()
     st = lab.status()
     assert st is not None
-    places += [Path(h.upper) for h in st.hosts]  # every file the hosts wrote (their overlay upper dirs)
+    found += subprocess.run([*grep, "-r", *(h.upper for h in st.hosts)], capture_output=True, text=True
+                            ).stdout.splitlines()
     intended |= {Path(h.upper) / f for h in st.hosts for f in on_hosts}
-    found = []
-    for place in places:
-        g = subprocess.run(["grep", "-r", "-l", "-a", "-F", *sum((["-e", p] for p in planted), []), str(place)],
-                           capture_output=True, text=True)
-        found += [f for f in g.stdout.splitlines() if Path(f) not in intended]
+    found = [f for f in found if Path(f) not in intended]
     assert not found, f"planted secrets found in {found}"
     for f in intended:
         assert f.stat().st_mode & 0o077 == 0, f

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,12 @@ def arts() -> ArtifactIds:
 
 
 @pytest.fixture(autouse=True)
-def kafkaform_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Control-machine state (plan keys, journals) of unit tests lives in a temp dir, never in ~."""
+def kafkaform_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Control-machine state (plan keys, journals) of unit tests lives in a temp dir, never in ~ (nor
+    left in /tmp: its path is long, so an SSH socket dir would go there)."""
+    from reconciler.observe.openssh import control_dir_path
+
     home = tmp_path_factory.mktemp("kafkaform-home")
     monkeypatch.setenv("KAFKAFORM_HOME", str(home))
-    return home
+    yield home
+    shutil.rmtree(control_dir_path(), ignore_errors=True)

@@ -40,12 +40,15 @@ def test_sockets_live_in_a_private_dir_short_enough_for_unix_sockets(tmp_path: P
         monkeypatch.setenv("KAFKAFORM_HOME", str(short))
         p = openssh.control_path("10.0.0.9", S)
         assert p.parent == short / "ssh" and (p.parent.stat().st_mode & 0o777) == 0o700
+        assert p != openssh.control_path("10.0.0.9", SshSettings(user="root", port=2222))
     finally:
         shutil.rmtree(short)
-    assert p != openssh.control_path("10.0.0.9", SshSettings(user="root", port=2222))
     monkeypatch.setenv("KAFKAFORM_HOME", str(tmp_path / ("x" * 90)))
     long = openssh.control_path("10.0.0.9", S)
-    assert len(str(long)) < 104 and (long.parent.stat().st_mode & 0o777) == 0o700
+    try:
+        assert len(str(long)) < 104 and (long.parent.stat().st_mode & 0o777) == 0o700
+    finally:
+        shutil.rmtree(long.parent)
 
 
 def test_options_follow_the_spec_and_ignore_the_users_ssh_config(tmp_path: Path,
