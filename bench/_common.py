@@ -29,17 +29,9 @@ def temp_home(prefix: str) -> str:
     def remove() -> None:
         from reconciler.observe import openssh
 
-        old = os.environ.get("KAFKAFORM_HOME")
-        os.environ["KAFKAFORM_HOME"] = home
-        try:
-            openssh.close_masters()
-            shutil.rmtree(openssh.control_dir_path(), ignore_errors=True)
-        finally:
-            if old is None:
-                del os.environ["KAFKAFORM_HOME"]
-            else:
-                os.environ["KAFKAFORM_HOME"] = old
-            shutil.rmtree(home, ignore_errors=True)
+        openssh.close_masters(Path(home))
+        shutil.rmtree(openssh.control_dir_path(Path(home)), ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
 
     atexit.register(remove)
     return home

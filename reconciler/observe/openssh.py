@@ -25,11 +25,12 @@ CONTROL_PERSIST_S = 60  # an idle master ends after this
 _SOCKET_MAX = 80  # sun_path is 108 bytes; OpenSSH binds a name with a random suffix first
 
 
-def control_dir_path() -> Path:
-    """Where the master sockets go: under KAFKAFORM_HOME, or /tmp when that path is too long."""
+def control_dir_path(kf_home: Path | None = None) -> Path:
+    """Where the master sockets of a kafkaform home (KAFKAFORM_HOME's by default) go: under it, or
+    /tmp when that path is too long."""
     from reconciler.apply.state import home
 
-    d = home() / "ssh"
+    d = (kf_home or home()) / "ssh"
     if len(str(d)) + 25 > _SOCKET_MAX:
         digest = hashlib.sha256(str(d).encode()).hexdigest()[:12]
         d = Path(tempfile.gettempdir()) / f"kafkaform-ssh-{os.getuid()}-{digest}"
@@ -156,11 +157,12 @@ class OpenSshTransport:
         """Nothing to do: the master stays for the next command (it ends after idling)."""
 
 
-def close_masters() -> int:
-    """End this user's master connections (e.g. when the lab's hosts go away); the count ended."""
-    d = control_dir()
+def close_masters(kf_home: Path | None = None) -> int:
+    """End the master connections of a kafkaform home (e.g. when the lab's hosts go away); the
+    count ended."""
+    d = control_dir_path(kf_home)
     n = 0
-    for sock in d.iterdir():
+    for sock in d.iterdir() if d.is_dir() else ():
         if sock.is_socket():
             p = subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "kafkaform"],
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=10)

@@ -308,7 +308,11 @@ def advance_rotation(cluster: str) -> str | None:
     if phase != "drop":
         nxt = ROTATION_PHASES[ROTATION_PHASES.index(phase) + 1]
         _write(d / "rotation.json", json.dumps({"phase": nxt}))
-        return f"CA rotation: phase {ROTATION_TEXT[phase]} done; next apply: phase {ROTATION_TEXT[nxt]}"
+        done = f"CA rotation: phase {ROTATION_TEXT[phase]} done; next apply: phase {ROTATION_TEXT[nxt]}"
+        if nxt == "reissue":  # from here on brokers show certificates of the new CA
+            done += (". Before it, give clients the new trust (`kafkaform client-config` writes both CAs): "
+                     "a client trusting only the old CA cannot connect once its broker has rolled")
+        return done
     for name in ("crt", "key"):
         old = _read(d / f"ca.{name}")
         if old is not None:

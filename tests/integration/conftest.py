@@ -63,16 +63,8 @@ def cli(kf_home: Path) -> Iterator[Cli]:
     yield Cli(env)
     from reconciler.observe import openssh
 
-    old = os.environ.get("KAFKAFORM_HOME")
-    os.environ["KAFKAFORM_HOME"] = str(kf_home)
-    try:  # the SSH master connections kafkaform kept to the lab hosts, and their dir when in /tmp
-        openssh.close_masters()
-        shutil.rmtree(openssh.control_dir_path(), ignore_errors=True)
-    finally:
-        if old is None:
-            del os.environ["KAFKAFORM_HOME"]
-        else:
-            os.environ["KAFKAFORM_HOME"] = old
+    openssh.close_masters(kf_home)  # the SSH master connections kafkaform kept to the lab hosts
+    shutil.rmtree(openssh.control_dir_path(kf_home), ignore_errors=True)  # (in /tmp: a long home path)
 
 
 @contextlib.contextmanager

@@ -379,8 +379,12 @@ def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli
     (secure.tls / "hosts" / "10.213.0.11.crt").write_text(cert)
     (secure.tls / "hosts" / "10.213.0.11.key").write_text(key)
     password = (secure.dir / "app.pw").read_text().strip()
+    # The producer trusts the cluster's trust bundle, as the client-config of each moment does: both
+    # CAs from phase 1 on, the new one after phase 3 (kafka-python reads it again at each connect).
+    # A client trusting only the old CA would lose every broker in phase 2 (the apply says so).
     producer = NumberedProducer(CLIENT, "orders-rotation", rate_per_s=100,
-                                client=secure.scram("app", password)).start()
+                                client={**secure.scram("app", password),
+                                        "ssl_cafile": str(secure.tls / "trust.crt")}).start()
     try:
         plan = run(secure, cli, "plan", str(secure.spec))
         assert "certificate of 10.213.0.11: issued (it expires in 10 days" in plan.stdout + plan.stderr
@@ -391,6 +395,8 @@ def test_certificate_renewal_and_ca_rotation_under_load(secure: Secure, cli: Cli
         for phase in ("1 of 3", "2 of 3", "3 of 3"):
             a = run(secure, cli, "apply", str(secure.spec), "--auto-approve")
             assert a.returncode == 0 and f"phase {phase}" in a.stdout + a.stderr, a.stdout + a.stderr
+            if phase == "1 of 3":
+                assert "give clients the new trust" in a.stdout + a.stderr, a.stdout + a.stderr
             assert len(re.findall(r"restart kafka on \S+: (?:ok|changed)", a.stdout)) == 3, a.stdout
             assert len(re.findall(r"restart zookeeper on \S+: (?:ok|changed)", a.stdout)) == 3, a.stdout
     finally:

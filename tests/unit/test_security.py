@@ -846,7 +846,8 @@ def test_ca_rotation_trusts_both_then_reissues_then_drops_the_old(secured, kafka
     assert chain1 == chain0 and m1.renewed == {}
     new_ca = trust1[len(old_ca):]
     assert tls.inspect(new_ca).issuer != tls.inspect(old_ca).issuer  # two CAs, two names
-    assert "phase 1 of 3" in (material.advance_rotation("secure") or "")
+    first = material.advance_rotation("secure") or ""
+    assert "phase 1 of 3" in first and "client-config" in first
     m2, trust2, chain2 = state()  # phase 2: reissued by the new CA, both still trusted
     assert m2.rotation == "reissue" and trust2 == trust1
     assert tls.signed_by(chain2, new_ca) and not tls.signed_by(chain2, old_ca)
