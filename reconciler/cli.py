@@ -20,7 +20,7 @@ import typer
 
 from reconciler import artifacts
 from reconciler.artifacts import ArtifactError
-from reconciler.spec import ClusterSpec, SpecError, load_spec
+from reconciler.spec import ClusterSpec, SpecError, SpecIssue, load_spec
 from reconciler.ui import Printer
 
 # The planning and apply stacks are imported inside the commands: `plan` starts observing the
@@ -59,6 +59,17 @@ def _fail(message: str, json_mode: bool, code: int = 1, **extra: Any) -> typer.E
     return typer.Exit(code)
 
 
+def _refuse(headline: str, issues: list[SpecIssue], json_mode: bool, **extra: Any) -> typer.Exit:
+    """A refusal with its list of issues (each naming its field), as JSON or as lines on stderr."""
+    if json_mode:
+        _emit({"ok": False, **extra, "issues": [{"path": i.path, "message": i.message} for i in issues]})
+    else:
+        print(f"Error: {headline}:", file=sys.stderr)
+        for i in issues:
+            print(f"  - {i}", file=sys.stderr)
+    return typer.Exit(1)
+
+
 def _load(path: Path, json_mode: bool, prepare: bool = True) -> ClusterSpec:
     """The spec, validated; with `prepare`, its security material read (or made) on this machine:
     the CA, the hosts' certificates and every secret it refers to."""
@@ -76,14 +87,7 @@ def _load(path: Path, json_mode: bool, prepare: bool = True) -> ClusterSpec:
                 raise SpecError(e.issues, str(path)) from None
         return spec
     except SpecError as e:
-        if json_mode:
-            _emit({"ok": False, "source": e.source,
-                   "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
-        else:
-            print(f"Error: {e.source} is not a valid cluster spec:", file=sys.stderr)
-            for i in e.issues:
-                print(f"  - {i}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise _refuse(f"{e.source} is not a valid cluster spec", e.issues, json_mode, source=e.source) from None
 
 
 def _resolve(spec: ClusterSpec, out: Printer, json_mode: bool, full_verify: bool = False) -> artifacts.SpecArtifacts:
@@ -119,13 +123,7 @@ def _plan(spec: ClusterSpec, spec_path: Path, out: Printer, json_mode: bool, des
                                   allow_unavailable=allow_unavailable, roll_by_rack=roll_by_rack,
                                   format_devices=format_devices)
     except pipeline.PlanRefused as e:
-        if json_mode:
-            _emit({"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
-        else:
-            print("Error: cannot plan:", file=sys.stderr)
-            for i in e.issues:
-                print(f"  - {i}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise _refuse("cannot plan", e.issues, json_mode) from None
     return plan, arts, observed
 
 
@@ -640,13 +638,7 @@ def rebalance(
             p, doc = pipeline.make_rebalance_plan(s, str(spec), observed, arts, max_moves=max_moves,
                                                   throttle_mib_per_s=throttle_mib, progress=out.message)
         except pipeline.PlanRefused as e:
-            if json_out:
-                _emit({"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]})
-            else:
-                print("Error: cannot rebalance:", file=sys.stderr)
-                for i in e.issues:
-                    print(f"  - {i}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise _refuse("cannot rebalance", e.issues, json_out) from None
         return p, doc, arts, observed
 
     def show(p: Plan, doc: dict[str, Any]) -> None:
