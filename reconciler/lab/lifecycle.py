@@ -53,7 +53,19 @@ def up(n: int, progress: Progress = None, host_disks: dict[int, list[str]] | Non
     Idempotent for the same *n* (missing or powered-off hosts are started, running ones kept); refuses a
     different *n* while a lab exists. On failure everything this call created is torn down.
     `host_disks`: host index -> paths of blank block devices the host gets (see `disks`).
+
+    The hosts' files get a Debian install's modes whatever the caller's umask: under 077 a host's /
+    (its overlay's upper dir) would be 0700 and no service user could even start. What must be
+    private (the lab key, root's .ssh) is made so explicitly.
     """
+    old = os.umask(0o022)
+    try:
+        return _up(n, progress, host_disks)
+    finally:
+        os.umask(old)
+
+
+def _up(n: int, progress: Progress, host_disks: dict[int, list[str]] | None) -> LabState:
     host_disks = {i: sorted(set(d)) for i, d in (host_disks or {}).items() if d}
     if not isinstance(n, int) or not 1 <= n <= MAX_HOSTS:
         raise LabError(f"host count must be 1..{MAX_HOSTS}, got {n!r}")

@@ -76,8 +76,13 @@ def lab_env(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def lab2(lab_env: Path) -> lab.LabState:
+    """Two hosts, made under a hardened umask (077): the hosts must not inherit it."""
     lines: list[str] = []
-    state = lab.up(2, progress=lines.append)
+    old = os.umask(0o077)
+    try:
+        state = lab.up(2, progress=lines.append)
+    finally:
+        os.umask(old)
     print("\n".join(lines))
     return state
 
@@ -121,6 +126,10 @@ def test_up_two_hosts_reachable_with_own_identity(lab2: lab.LabState) -> None:
             _, failed = ssh(h, "systemctl --failed --no-legend --plain")
             print(f"{h.name} degraded; failed units:\n{failed}")
         assert sysstate in ("running", "degraded"), sysstate
+        # an unprivileged service user can enter / and read /etc (a 0700 / stops every non-root service)
+        rc, out = ssh(h, "stat -c %a / /etc /var && setpriv --reuid=65534 --regid=65534 --clear-groups "
+                         "sh -c 'cd / && cat /etc/hostname'")
+        assert rc == 0 and out.split() == ["755", "755", "755", h.name], out
         _, hosts = ssh(h, "getent hosts kf1 kf2")
         assert "10.213.0.11" in hosts and "10.213.0.12" in hosts
         # no DNS server and no default route: nothing a host does can leave the lab network
