@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import networkx as nx
 
 from reconciler import files as F
-from reconciler.apply import gates
+from reconciler.apply import gates, unit_health
 from reconciler.apply.inventory import ArtifactRef, file_var, host_vars, inventory, svc_var
 from reconciler.apply.runner import HostResult, StepRun
 from reconciler.apply.state import Journal
@@ -301,20 +301,34 @@ def _record_results(group: list[Step], res: dict[str, HostResult], hooks: Hooks,
 def _run_post_gates(group: list[Step], spec: ClusterSpec, hooks: Hooks, journal: Journal,
                     result: ApplyResult) -> None:
     seen_gates: set[str] = set()
+    started = _started_units(group)
     for s in group:
         key = f"{s.kind}:{s.gate}"
         if key in seen_gates:
             continue
         seen_gates.add(key)
         try:
-            post = _post_gate(s, spec, hooks.message)
+            with gates.watching(unit_health.watcher(spec, started)):
+                post = _post_gate(s, spec, hooks.message)
         except gates.GateFailed as e:
-            journal.record(event="apply_failed", reason=str(e), step=s.id, failure=FailureKind.RETRY.value)
-            raise ApplyFailed(str(e)) from None
+            reason = str(e)
+            if started and "it will not be" not in reason:  # the gate timed out: say what systemd sees
+                reason = "; ".join([reason, *unit_health.diagnose(spec, started)])
+            journal.record(event="apply_failed", reason=reason, step=s.id, failure=FailureKind.RETRY.value)
+            raise ApplyFailed(reason) from None
         for gr in post:
             hooks.message(f"{gr.name}: ok after {gr.seconds:.1f}s ({gr.detail})")
             journal.record(event="gate_passed", step=s.id, gate=gr.name, seconds=round(gr.seconds, 2))
             result.gates.append(gr)
+
+
+def _started_units(group: list[Step]) -> unit_health.Units:
+    """The services a group of steps (re)started, by host: what a failing gate asks systemd about."""
+    units: dict[str, tuple[str, ...]] = {}
+    for s in group:
+        if s.kind in (StepKind.START, StepKind.RESTART) and s.service:
+            units[s.host] = (*units.get(s.host, ()), s.service)
+    return units
 
 
 class _RollProgress:

@@ -10,9 +10,11 @@ while unhealthy, and nothing is ever forced. The state comes from one `ClusterRe
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +40,19 @@ class GateResult:
 
 TIMEOUT_SCALE = 1.0  # unit tests shrink every gate's timeout
 
+# While a gate waits: a reason to stop waiting at once (the services just started cannot run), or None.
+_watch: contextvars.ContextVar[Callable[[], str | None] | None] = contextvars.ContextVar("gate_watch", default=None)
+
+
+@contextlib.contextmanager
+def watching(check: Callable[[], str | None]) -> Iterator[None]:
+    """Gates polled inside this block also stop when `check` gives a reason (see apply.unit_health)."""
+    token = _watch.set(check)
+    try:
+        yield
+    finally:
+        _watch.reset(token)
+
 
 def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, progress: Progress,
           interval: float = 0.2) -> GateResult:
@@ -51,6 +66,9 @@ def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, prog
             return GateResult(name, waited, last)
         if waited > timeout:
             raise GateFailed(f"{name}: not reached after {timeout:.0f}s: {last}")
+        watch = _watch.get()
+        if watch is not None and (why := watch()):
+            raise GateFailed(f"{name}: not reached, and it will not be: {why}")
         if progress and waited - shown >= 5:
             progress(f"waiting for {name}: {last} ({waited:.0f}s of at most {timeout:.0f}s)")
             shown = waited

@@ -5,6 +5,7 @@ a restarted voter lag, and runs an election when the quorum's leader restarts.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import pytest
 import yaml
 
 from reconciler import pipeline
-from reconciler.apply import executor, gates
+from reconciler.apply import executor, gates, unit_health
 from reconciler.apply.executor import ApplyFailed, FailureKind, PlanMismatch
 from reconciler.apply.state import Journal
 from reconciler.artifacts import PackedArtifact
 from reconciler.diff import ArtifactIds
+from reconciler.observe.ssh import FakeTransport
 from reconciler.plan.model import Plan
 from reconciler.spec import ClusterSpec, parse_spec
 
@@ -54,8 +56,33 @@ def spec() -> ClusterSpec:
     return parse_spec(data)
 
 
+RUNNING = {"ActiveState": "active", "SubState": "running", "NRestarts": "0", "ExecMainCode": "0",
+           "ExecMainStatus": "0"}
+CRASH_LOOP = {"ActiveState": "activating", "SubState": "auto-restart", "NRestarts": "5", "ExecMainCode": "1",
+              "ExecMainStatus": "200"}
+
+
 @pytest.fixture
-def twin(spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch) -> ClusterTwin:
+def systemd(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], dict[str, str]]:
+    """What `systemctl show` says of each (host, unit) the executor asks about: running unless set."""
+    units: dict[tuple[str, str], dict[str, str]] = {}
+
+    def factory(host: str, _settings: object) -> FakeTransport:
+        def show(cmd: str) -> str:
+            assert cmd.startswith("systemctl show -p "), cmd
+            names = re.findall(r"'?([\w-]+)\.service'?", cmd)
+            return "\n\n".join("\n".join([f"Id={n}.service", *(f"{k}={v}" for k, v in
+                                                                units.get((host, n), RUNNING).items())])
+                                 for n in names) + "\n"
+        return FakeTransport(show)
+
+    monkeypatch.setattr(unit_health, "factory", factory)
+    return units
+
+
+@pytest.fixture
+def twin(spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch, systemd: dict[tuple[str, str], dict[str, str]]
+         ) -> ClusterTwin:
     t = ClusterTwin()
     monkeypatch.setitem(gates.readers, f"{spec.name}:kraft", t)
     monkeypatch.setattr(gates, "TIMEOUT_SCALE", 0.01)
@@ -122,6 +149,50 @@ def test_a_broker_that_never_rejoins_stops_the_apply(spec: ClusterSpec, twin: Cl
     assert events[-1]["event"] == "apply_failed" and "broker 1 registered" in events[-1]["reason"]
     assert events[-1]["failure"] == "retry"
     assert not any(e["event"] == "step_started" and e["step"] == "restart:kafka@10.213.0.12" for e in events)
+
+
+@pytest.mark.parametrize("watch_every_s", [0.0, 3600.0])
+def test_a_service_that_cannot_run_stops_the_apply_naming_its_host_and_exit(
+        spec: ClusterSpec, twin: ClusterTwin, systemd: dict[tuple[str, str], dict[str, str]],
+        monkeypatch: pytest.MonkeyPatch, watch_every_s: float) -> None:
+    """Broker 1's unit crash-loops after its restart (systemd status 200: no working directory).
+    Watched (every 0 s): the gate stops at once. Not watched in time: the gate times out and its
+    error adds what systemd says. Either way the roll goes no further."""
+    monkeypatch.setattr(unit_health, "WATCH_EVERY_S", watch_every_s)
+    plan, observed = _plan(spec)
+    original = FakeRun.on_restart
+
+    def crash_loops(host: str, service: str) -> None:
+        assert original is not None
+        original(host, service)
+        if service == "kafka" and HOST_NODE[host][0] == 1:
+            twin.fenced[1] = -1
+            systemd[(host, "kafka")] = CRASH_LOOP
+
+    FakeRun.on_restart = crash_loops
+    with pytest.raises(ApplyFailed) as info:
+        _run(plan, spec, observed)
+    why = ("kafka on 10.213.0.11: activating (auto-restart), after 5 automatic restart(s), its process last "
+           "exited with status 200 (CHDIR: it could not enter its working directory)")
+    assert why in str(info.value) and str(info.value).startswith("broker 1 registered: not reached")
+    assert ("it will not be" in str(info.value)) is (watch_every_s == 0)
+    assert [r for r in twin.restarted if r.startswith("broker")] == ["broker.1"], "the roll went on"
+    assert why in _journal(spec)[-1]["reason"]
+
+
+def test_systemd_properties_become_words() -> None:
+    shown = ("Id=kafka.service\nActiveState=failed\nSubState=failed\nNRestarts=0\nExecMainCode=2\n"
+             "ExecMainStatus=9\n\nId=zookeeper.service\nActiveState=active\nSubState=running\nNRestarts=4\n"
+             "ExecMainCode=0\nExecMainStatus=0\n")
+    units = unit_health.parse(shown)
+    assert unit_health.trouble(units["kafka"]) == "failed (failed), its process was killed (signal 9)"
+    assert unit_health.trouble(units["zookeeper"]) is None  # running now, whatever happened before
+    assert unit_health.trouble({**CRASH_LOOP, "NRestarts": "1"}) is None  # one restart: it may still come up
+    assert unit_health.trouble({**CRASH_LOOP, "ExecMainStatus": "1"}) == (
+        "activating (auto-restart), after 5 automatic restart(s), its process last exited with status 1")
+    assert unit_health.command(["kafka", "kafka-controller"]) == (
+        "systemctl show -p Id,ActiveState,SubState,NRestarts,ExecMainCode,ExecMainStatus 'kafka.service' "
+        "'kafka-controller.service'")
 
 
 def test_a_plan_the_spec_no_longer_matches_aborts_before_any_step(spec: ClusterSpec, twin: ClusterTwin) -> None:
