@@ -130,17 +130,24 @@ def test_roll_restarts_follower_controllers_then_the_leader_then_brokers(spec: C
     assert _journal(spec)[-1]["event"] == "apply_done"
 
 
-def test_a_broker_that_never_rejoins_stops_the_apply(spec: ClusterSpec, twin: ClusterTwin) -> None:
-    plan, observed = _plan(spec)
+def _broker_1_stays_down(twin: ClusterTwin, systemd: dict[tuple[str, str], dict[str, str]] | None = None) -> None:
+    """After its restart broker 1 stays fenced forever (with `systemd`: its unit crash-loops)."""
     original = FakeRun.on_restart
 
-    def never_back(host: str, service: str) -> None:
+    def hook(host: str, service: str) -> None:
         assert original is not None
         original(host, service)
         if service == "kafka" and HOST_NODE[host][0] == 1:
-            twin.fenced[1] = -1  # fenced forever
+            twin.fenced[1] = -1
+            if systemd is not None:
+                systemd[(host, "kafka")] = CRASH_LOOP
 
-    FakeRun.on_restart = never_back
+    FakeRun.on_restart = hook
+
+
+def test_a_broker_that_never_rejoins_stops_the_apply(spec: ClusterSpec, twin: ClusterTwin) -> None:
+    plan, observed = _plan(spec)
+    _broker_1_stays_down(twin)
     with pytest.raises(ApplyFailed, match="broker 1 registered: not reached after .*fenced") as info:
         _run(plan, spec, observed)
     assert info.value.kind is FailureKind.RETRY and "resumes" in info.value.kind.advice
@@ -160,16 +167,7 @@ def test_a_service_that_cannot_run_stops_the_apply_naming_its_host_and_exit(
     error adds what systemd says. Either way the roll goes no further."""
     monkeypatch.setattr(unit_health, "WATCH_EVERY_S", watch_every_s)
     plan, observed = _plan(spec)
-    original = FakeRun.on_restart
-
-    def crash_loops(host: str, service: str) -> None:
-        assert original is not None
-        original(host, service)
-        if service == "kafka" and HOST_NODE[host][0] == 1:
-            twin.fenced[1] = -1
-            systemd[(host, "kafka")] = CRASH_LOOP
-
-    FakeRun.on_restart = crash_loops
+    _broker_1_stays_down(twin, systemd)
     with pytest.raises(ApplyFailed) as info:
         _run(plan, spec, observed)
     why = ("kafka on 10.213.0.11: activating (auto-restart), after 5 automatic restart(s), its process last "
