@@ -84,18 +84,22 @@ def read(spec: ClusterSpec, units: Units) -> dict[tuple[str, str], dict[str, str
             finally:
                 t.close()
         except HostUnreachable as e:
-            out.update({(host, s): f"cannot ask systemd on {host}: {e}" for s in services})
+            out.update({(host, s): f"cannot ask systemd on {host}: {e.reason}" for s in services})
             continue
         got = parse(res.stdout)
         out.update({(host, s): got.get(s, f"systemctl show failed on {host}") for s in services})
     return out
 
 
-def diagnose(spec: ClusterSpec, units: Units, crash_loop: int = CRASH_LOOP_RESTARTS) -> list[str]:
-    """One line per unit that is not running as it should ("kafka on 10.0.0.1: failed, ...")."""
+def diagnose(spec: ClusterSpec, units: Units, sure: bool = False) -> list[str]:
+    """One line per unit that is not running as it should ("kafka on 10.0.0.1: failed, ...").
+    `sure`: only what systemd said (not a host that could not be asked)."""
     lines = []
     for (host, service), props in read(spec, units).items():
-        why = props if isinstance(props, str) else trouble(props, crash_loop)
+        if isinstance(props, str):
+            why = None if sure else props
+        else:
+            why = trouble(props)
         if why:
             lines.append(f"{service} on {host}: {why} (journalctl -u {service} on the host tells why)")
     return lines
@@ -110,7 +114,6 @@ def watcher(spec: ClusterSpec, units: Units) -> Callable[[], str | None]:
         if not units or time.monotonic() - last[0] < WATCH_EVERY_S:
             return None
         last[0] = time.monotonic()
-        bad = [line for line in diagnose(spec, units) if "cannot ask systemd" not in line]
-        return "; ".join(bad) or None
+        return "; ".join(diagnose(spec, units, sure=True)) or None
 
     return check

@@ -18,7 +18,7 @@ from reconciler.apply.executor import ApplyFailed, FailureKind, PlanMismatch
 from reconciler.apply.state import Journal
 from reconciler.artifacts import PackedArtifact
 from reconciler.diff import ArtifactIds
-from reconciler.observe.ssh import FakeTransport
+from reconciler.observe.ssh import FakeTransport, HostUnreachable
 from reconciler.plan.model import Plan
 from reconciler.spec import ClusterSpec, parse_spec
 
@@ -191,6 +191,20 @@ def test_systemd_properties_become_words() -> None:
     assert unit_health.command(["kafka", "kafka-controller"]) == (
         "systemctl show -p Id,ActiveState,SubState,NRestarts,ExecMainCode,ExecMainStatus 'kafka.service' "
         "'kafka-controller.service'")
+
+
+def test_a_host_systemd_cannot_be_asked_on_is_no_reason_to_stop_waiting(spec: ClusterSpec,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(host: str, _settings: object) -> FakeTransport:
+        raise HostUnreachable(host, "connection refused")
+
+    monkeypatch.setattr(unit_health, "factory", unreachable)
+    monkeypatch.setattr(unit_health, "WATCH_EVERY_S", 0.0)
+    units = {"10.213.0.11": ("kafka",)}
+    assert unit_health.watcher(spec, units)() is None  # the gate goes on waiting
+    assert unit_health.diagnose(spec, units) == [  # a gate that timed out says it
+        "kafka on 10.213.0.11: cannot ask systemd on 10.213.0.11: connection refused "
+        "(journalctl -u kafka on the host tells why)"]
 
 
 def test_a_plan_the_spec_no_longer_matches_aborts_before_any_step(spec: ClusterSpec, twin: ClusterTwin) -> None:
