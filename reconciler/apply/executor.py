@@ -312,7 +312,7 @@ def _run_post_gates(group: list[Step], spec: ClusterSpec, hooks: Hooks, journal:
                 post = _post_gate(s, spec, hooks.message)
         except gates.GateFailed as e:
             reason = str(e)
-            if started and "it will not be" not in reason:  # the gate timed out: say what systemd sees
+            if started and not isinstance(e, gates.GateWillNotPass):  # it timed out: say what systemd sees
                 reason = "; ".join([reason, *unit_health.diagnose(spec, started)])
             journal.record(event="apply_failed", reason=reason, step=s.id, failure=FailureKind.RETRY.value)
             raise ApplyFailed(reason) from None

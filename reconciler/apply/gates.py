@@ -31,6 +31,10 @@ class GateFailed(Exception):
     pass
 
 
+class GateWillNotPass(GateFailed):
+    """The watch (see `watching`) ended the wait before the timeout, with its reason."""
+
+
 @dataclass(frozen=True)
 class GateResult:
     name: str
@@ -68,7 +72,7 @@ def _poll(name: str, check: Callable[[], tuple[bool, str]], timeout: float, prog
             raise GateFailed(f"{name}: not reached after {timeout:.0f}s: {last}")
         watch = _watch.get()
         if watch is not None and (why := watch()):
-            raise GateFailed(f"{name}: not reached, and it will not be: {why}")
+            raise GateWillNotPass(f"{name}: not reached, and it will not be: {why}")
         if progress and waited - shown >= 5:
             progress(f"waiting for {name}: {last} ({waited:.0f}s of at most {timeout:.0f}s)")
             shown = waited

@@ -63,7 +63,7 @@ def trouble(props: dict[str, str], crash_loop: int = CRASH_LOOP_RESTARTS) -> str
     """What is wrong with a unit that should be running, or None while it may still come up."""
     active, sub = props.get("ActiveState", "unknown"), props.get("SubState", "")
     restarts = int(props["NRestarts"]) if props.get("NRestarts", "").isdigit() else 0
-    if active == "failed" or (active != "active" and restarts >= crash_loop) or active == "inactive":
+    if active in ("failed", "inactive") or (active != "active" and restarts >= crash_loop):
         why = [f"{active} ({sub})" if sub else active]
         if restarts:
             why.append(f"after {restarts} automatic restart(s)")
