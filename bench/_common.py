@@ -29,8 +29,7 @@ def temp_home(prefix: str) -> str:
     def remove() -> None:
         from reconciler.observe import openssh
 
-        openssh.close_masters(Path(home))
-        shutil.rmtree(openssh.control_dir_path(Path(home)), ignore_errors=True)
+        openssh.close_masters(Path(home), remove_dir=True)
         shutil.rmtree(home, ignore_errors=True)
 
     atexit.register(remove)

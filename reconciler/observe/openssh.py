@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -157,9 +158,10 @@ class OpenSshTransport:
         """Nothing to do: the master stays for the next command (it ends after idling)."""
 
 
-def close_masters(kf_home: Path | None = None) -> int:
+def close_masters(kf_home: Path | None = None, remove_dir: bool = False) -> int:
     """End the master connections of a kafkaform home (e.g. when the lab's hosts go away); the
-    count ended."""
+    count ended. `remove_dir`: their dir goes too (a home that is going away, whose socket dir may
+    be in /tmp)."""
     d = control_dir_path(kf_home)
     n = 0
     for sock in d.iterdir() if d.is_dir() else ():
@@ -168,4 +170,6 @@ def close_masters(kf_home: Path | None = None) -> int:
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
             n += p.returncode == 0
             sock.unlink(missing_ok=True)
+    if remove_dir:
+        shutil.rmtree(d, ignore_errors=True)
     return n

@@ -63,8 +63,7 @@ def cli(kf_home: Path) -> Iterator[Cli]:
     yield Cli(env)
     from reconciler.observe import openssh
 
-    openssh.close_masters(kf_home)  # the SSH master connections kafkaform kept to the lab hosts
-    shutil.rmtree(openssh.control_dir_path(kf_home), ignore_errors=True)  # (in /tmp: a long home path)
+    openssh.close_masters(kf_home, remove_dir=True)  # the SSH master connections kafkaform kept to the lab hosts
 
 
 @contextlib.contextmanager
