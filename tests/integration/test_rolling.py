@@ -371,7 +371,7 @@ def test_killed_apply_resumes_without_restarting_twice(cluster: Spec, cli: Cli, 
 def test_no_acknowledged_message_lost(cluster: Spec, producer: NumberedProducer) -> None:
     report = producer.stop()
     assert report.sent > 1000
-    assert not report.errors, report.errors[:5]
+    assert not report.errors, report.failure()
     got = read_numbers(BOOTSTRAP, TOPIC, report.acked)
     missing = report.acked - got
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:10]}"
@@ -476,7 +476,7 @@ def test_securing_the_running_cluster_plaintext_to_sasl_ssl(cluster: Spec, cli: 
              "ssl_keyfile": str(tls / "admin.key")}
     internal = ",".join(f"{h}:9096" for h in hosts)
     for report in (first, second):
-        assert report.sent > 200 and not report.errors, report.errors[:5]
+        assert report.sent > 200 and not report.errors, report.failure()
         missing = report.acked - read_numbers(internal, "migrate", report.acked, client=admin)
         assert not missing, f"{len(missing)} acknowledged messages lost"
 

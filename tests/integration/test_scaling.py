@@ -83,7 +83,7 @@ def no_throttles_left(specs: dict[str, Path]) -> None:
 
 def assert_lost_nothing(p: NumberedProducer, topic: str) -> None:
     report = p.stop()
-    assert not report.errors, report.errors[:5]
+    assert not report.errors, report.failure()
     assert len(report.acked) > 100
     got = read_numbers(BOOTSTRAP, topic, report.acked)
     lost = report.acked - got

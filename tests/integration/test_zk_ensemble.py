@@ -156,6 +156,6 @@ def test_shrink_5_to_3_leavers_out_before_they_stop(specs: dict[int, Path], cli:
     assert not writer.failures and not writer.lost_session, writer.failures[:3]
     assert writer.writes > 100
     report = producer.stop()
-    assert not report.errors, report.errors[:5]
+    assert not report.errors, report.failure()
     got = read_numbers(BOOTSTRAP, TOPIC, report.acked)
     assert not report.acked - got, f"{len(report.acked - got)} acknowledged messages lost"
