@@ -160,6 +160,16 @@ class NumberedProducer:
             self.report.errors.append(f"message {n}: {type(exc).__name__}: {exc}")
 
 
+def java_log_config(path: Path) -> Path:
+    """A log4j2 config for one of Kafka's tool classes run here: warnings and errors, timed, on stderr
+    (0600, as it sits beside client configs that do)."""
+    path.touch(mode=0o600)
+    path.write_text("rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\nappender.e.type = Console\n"
+                    "appender.e.name = e\nappender.e.target = SYSTEM_ERR\nappender.e.layout.type = PatternLayout\n"
+                    "appender.e.layout.pattern = %d{HH:mm:ss.SSS} %p %c{1}: %m%n\n")
+    return path
+
+
 class ToolProducer:
     """Kafka's own VerifiableProducer (the tool Kafka's system tests use to show that a bounce loses
     no acknowledged message) as a numbered acks=all idempotent producer with the same report.
@@ -184,12 +194,7 @@ class ToolProducer:
         self.config.write_text(config.read_text() + f"\nacks=all\nenable.idempotence=true\nretries=2147483647\n"
                                f"linger.ms=5\n"
                                f"delivery.timeout.ms={int(delivery_timeout_s * 1000)}\nrequest.timeout.ms=30000\n")
-        self.log_config = config.with_name(f"{config.stem}-producer-log4j2.properties")
-        self.log_config.touch(mode=0o600)
-        self.log_config.write_text("rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\n"
-                                   "appender.e.type = Console\nappender.e.name = e\nappender.e.target = SYSTEM_ERR\n"
-                                   "appender.e.layout.type = PatternLayout\n"
-                                   "appender.e.layout.pattern = %d{HH:mm:ss.SSS} %p %c{1}: %m%n\n")
+        self.log_config = java_log_config(config.with_name(f"{config.stem}-producer-log4j2.properties"))
         self.report = ProducerReport()
         self._stderr: collections.deque[str] = collections.deque(maxlen=200)
         self._lock = threading.Lock()

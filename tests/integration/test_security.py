@@ -30,7 +30,14 @@ import pytest
 import yaml
 
 from reconciler import lab
-from reconciler.lab.workload import NumberedProducer, ProducerReport, ToolProducer, create_topic, read_numbers
+from reconciler.lab.workload import (
+    NumberedProducer,
+    ProducerReport,
+    ToolProducer,
+    create_topic,
+    java_log_config,
+    read_numbers,
+)
 from tests.integration.conftest import REPO, Cli, lab_for
 
 pytestmark = pytest.mark.integration
@@ -106,10 +113,7 @@ def console(tool: str, props: Path, *args: str, stdin: str | None = None, timeou
             ) -> subprocess.CompletedProcess[str]:
     """Kafka's own console producer/consumer (4.4.0 jars) with a client.properties, on this machine;
     warnings and errors on stderr."""
-    log = Path(tempfile.gettempdir()) / "kafkaform-test-log4j2.properties"
-    log.write_text("rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\nappender.e.type = Console\n"
-                   "appender.e.name = e\nappender.e.target = SYSTEM_ERR\nappender.e.layout.type = PatternLayout\n"
-                   "appender.e.layout.pattern = %p %c: %m%n\n")
+    log = java_log_config(props.with_name("console-log4j2.properties"))
     main = {"producer": "org.apache.kafka.tools.ConsoleProducer",
             "consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer"}[tool]
     return subprocess.run(["java", f"-Dlog4j2.configurationFile={log}", "-cp", LIBS, main, "--command-config",
