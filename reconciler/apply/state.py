@@ -47,6 +47,16 @@ def open_private(path: Path, flags: int) -> int:
     return fd
 
 
+def write_private(path: Path, text: str, sync: bool = False) -> None:
+    """Replace a file's content in place, the file 0600 (see open_private)."""
+    fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+
+
 def append_line(path: Path, line: str, sync: bool = False) -> None:
     fd = open_private(path, os.O_WRONLY | os.O_APPEND)
     with os.fdopen(fd, "a") as f:
@@ -185,12 +195,8 @@ def kraft_identity(cluster: str) -> dict[str, Any] | None:
 
 def save_kraft_identity(cluster: str, cluster_id: str, initial_controllers: str | None) -> None:
     """Kept before the first node is formatted, so an interrupted create formats the rest alike."""
-    p = cluster_dir(cluster) / "kraft.json"
-    fd = open_private(p, os.O_WRONLY | os.O_TRUNC)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"cluster_id": cluster_id, "initial_controllers": initial_controllers}, f)
-        f.flush()
-        os.fsync(f.fileno())
+    write_private(cluster_dir(cluster) / "kraft.json",
+                  json.dumps({"cluster_id": cluster_id, "initial_controllers": initial_controllers}), sync=True)
 
 
 def forget_kraft_identity(cluster: str) -> None:

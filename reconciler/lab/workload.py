@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.apply.state import write_private
+
 
 @dataclass
 class ProducerReport:
@@ -160,11 +162,19 @@ class NumberedProducer:
             self.report.errors.append(f"message {n}: {type(exc).__name__}: {exc}")
 
 
+def number(value: str, prefix: str | None = None) -> int | None:
+    """The number a message carries: NumberedProducer's "<n>", or with `prefix` a ToolProducer's
+    "<prefix>.<n>" (None for another prefix's)."""
+    if prefix is None:
+        return int(value)
+    head, _, n = value.partition(".")
+    return int(n) if head == prefix else None
+
+
 def java_log_config(path: Path) -> Path:
     """A log4j2 config for one of Kafka's tool classes run here: warnings and errors, timed, on stderr
     (0600, as it sits beside client configs that do)."""
-    path.touch(mode=0o600)
-    path.write_text("rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\nappender.e.type = Console\n"
+    write_private(path, "rootLogger.level = warn\nrootLogger.appenderRef.e.ref = e\nappender.e.type = Console\n"
                     "appender.e.name = e\nappender.e.target = SYSTEM_ERR\nappender.e.layout.type = PatternLayout\n"
                     "appender.e.layout.pattern = %d{HH:mm:ss.SSS} %p %c{1}: %m%n\n")
     return path
@@ -190,8 +200,7 @@ class ToolProducer:
         self.rate = rate_per_s
         # the caller's settings plus the producer's own, beside it and as private (it holds a login)
         self.config = config.with_name(f"{config.stem}-producer{config.suffix}")
-        self.config.touch(mode=0o600)
-        self.config.write_text(config.read_text() + f"\nacks=all\nenable.idempotence=true\nretries=2147483647\n"
+        write_private(self.config, config.read_text() + f"\nacks=all\nenable.idempotence=true\nretries=2147483647\n"
                                f"linger.ms=5\n"
                                f"delivery.timeout.ms={int(delivery_timeout_s * 1000)}\nrequest.timeout.ms=30000\n")
         self.log_config = java_log_config(config.with_name(f"{config.stem}-producer-log4j2.properties"))
@@ -246,16 +255,13 @@ class ToolProducer:
                 continue
             name = event.get("name")
             with self._lock:
-                if name == "producer_send_success":
-                    self.report.acked.add(self._number(event["value"]))
+                if name == "producer_send_success" and (n := number(event["value"], self.prefix)) is not None:
+                    self.report.acked.add(n)
                 elif name == "producer_send_error":
                     self.report.errors.append(f"message {event.get('value')}: {event.get('exception')}: "
                                               f"{event.get('message')}")
                 elif name == "tool_data":
                     self.report.sent = int(event.get("sent", 0))
-
-    def _number(self, value: str) -> int:
-        return int(value.removeprefix(f"{self.prefix}."))
 
     def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
@@ -301,11 +307,9 @@ def read_numbers(bootstrap: str, topic: str, expect: set[int], timeout_s: float 
     try:
         while not expect <= got and time.monotonic() < deadline:
             for m in consumer:
-                value = m.value.decode()
-                if prefix is None:
-                    got.add(int(value))
-                elif value.startswith(f"{prefix}."):
-                    got.add(int(value[len(prefix) + 1:]))
+                n = number(m.value.decode(), prefix)
+                if n is not None:
+                    got.add(n)
     finally:
         consumer.close()
     return got

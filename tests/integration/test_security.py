@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from reconciler import lab
+from reconciler.apply.state import write_private
 from reconciler.lab.workload import (
     NumberedProducer,
     ProducerReport,
@@ -127,8 +128,7 @@ def records(out: str) -> list[str]:
 
 def private_file(path: Path, text: str) -> Path:
     """A client config the test writes itself, 0600 like the ones client-config writes."""
-    path.touch(mode=0o600)
-    path.write_text(text)
+    write_private(path, text)
     return path
 
 

@@ -68,3 +68,9 @@ def test_tool_producer_reads_kafkas_verifiable_producer_events(tmp_path: Path) -
     assert p.report.acked == {0, 1} and p.report.sent == 3 and p.counts() == (2, 1)
     assert p.report.errors == ["message 2.2: class org.apache.kafka.common.errors.TimeoutException: "
                                "Expiring 1 record(s)"]
+
+
+def test_number_reads_each_producers_values() -> None:
+    from reconciler.lab.workload import number
+
+    assert number("7") == 7 and number("2.15", prefix="2") == 15 and number("1.15", prefix="2") is None
