@@ -2,10 +2,12 @@
 
 One read: DescribeQuorum (leader, epoch, voters and observers with log end offsets and
 last-caught-up times) sent straight to the controllers (KIP-919: they answer it on the controller
-listener, so the quorum is readable while no broker runs: a new cluster, a broken one), then from
-the brokers ApiVersions (finalized and supported feature levels), DescribeCluster (brokers, fenced
-or not), Metadata (replicas, ISR, leaders), ListPartitionReassignments and DescribeConfigs (topic
-min.insync.replicas overrides, replication throttles; a broker's own configs from that broker).
+listener, so the quorum is readable while no broker runs: a new cluster, a broken one), with the
+leader's kraft.version from its ApiVersions (the level lives in the quorum's own log: a broker's
+answer can lag), then from the brokers ApiVersions (finalized and supported feature levels),
+DescribeCluster (brokers, fenced or not), Metadata (replicas, ISR, leaders), ListPartitionReassignments
+and DescribeConfigs (topic min.insync.replicas overrides, replication throttles; a broker's own configs
+from that broker).
 A `SessionReader` keeps its connections for a whole apply (gates poll several times a second).
 
 Nothing here raises to the caller: failures become `kafka_reachable=False` plus a reason.
@@ -84,11 +86,27 @@ class QuorumUnreadable(Exception):
     pass
 
 
-def _describe_quorum_at(endpoint: str, timeout: float, tls: ssl.SSLContext | None) -> dict[str, Any]:
-    """One DescribeQuorum request to one controller over a plain (or TLS) socket."""
+def _not_leading(doc: dict[str, Any]) -> str | None:
+    """Why a controller's DescribeQuorum answer is not the leader's (its error), or None."""
+    parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
+    if doc.get("error_code") or not parts or parts[0].get("error_code"):
+        return str(doc.get("error_code") or (parts[0].get("error_code") if parts else "no partition"))
+    return None
+
+
+def _describe_quorum_at(endpoint: str, timeout: float,
+                        tls: ssl.SSLContext | None) -> tuple[dict[str, Any], dict[str, int]]:
+    """One DescribeQuorum request to one controller over a plain (or TLS) socket; from the leader
+    (an answer without error) also its finalized feature levels (ApiVersions), else {}."""
     conn = wire.Connection(endpoint, timeout, tls, CLIENT_ID)
     try:
-        return conn.describe_quorum()
+        doc = conn.describe_quorum()
+        if _not_leading(doc):
+            return doc, {}
+        try:
+            return doc, conn.api_versions()["finalized"]
+        except (OSError, wire.WireError, ValueError):  # the quorum read stands without it
+            return doc, {}
     finally:
         conn.close()
 
@@ -101,16 +119,17 @@ def describe_quorum(controllers: list[str], timeout: float = 3.0,
     ctx = tls.context() if isinstance(tls, ClientTls) else tls
     for endpoint in controllers:
         try:
-            doc = _describe_quorum_at(endpoint, timeout, ctx)
+            doc, finalized = _describe_quorum_at(endpoint, timeout, ctx)
         except (OSError, wire.WireError, ValueError) as e:
             seen.append(f"{endpoint}: {type(e).__name__}: {e}")
             continue
-        parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
-        if doc.get("error_code") or not parts or parts[0].get("error_code"):
-            code = doc.get("error_code") or (parts[0].get("error_code") if parts else "no partition")
+        code = _not_leading(doc)
+        if code:
             seen.append(f"{endpoint}: not the leader (error {code})")
             continue
-        return to_quorum(doc)
+        q = to_quorum(doc)
+        level = finalized.get("kraft.version", 0)
+        return q.model_copy(update={"kraft_version": level}) if level >= 1 else q
     raise QuorumUnreadable("no controller answers as the quorum's leader (" + "; ".join(seen) + ")")
 
 
@@ -127,6 +146,9 @@ def read_from(conn: wire.Connection, connect: Connect, quorum: Quorum | None = N
     brokers = desc["brokers"]
     if quorum is None:
         quorum = to_quorum(conn.describe_quorum())
+    finalized = dict(features["finalized"])
+    if quorum.kraft_version:  # the quorum's own level; a broker may not have read it yet
+        finalized["kraft.version"] = max(finalized.get("kraft.version", 0), quorum.kraft_version)
     parts = to_partitions(conn.metadata())
     moving = set(conn.list_partition_reassignments(timeout_ms))
     parts = tuple(p.model_copy(update={"reassigning": True}) if (p.topic, p.partition) in moving else p
@@ -162,7 +184,7 @@ def read_from(conn: wire.Connection, connect: Connect, quorum: Quorum | None = N
         quorum=quorum,
         partitions=parts,
         topic_min_isr=min_isr,
-        features=features["finalized"],
+        features=finalized,
         supported_features=features["supported"],
         throttled_topics=tuple(sorted(throttled_topics)),
         throttled_brokers=tuple(sorted(throttled_brokers)),

@@ -143,6 +143,12 @@ class Quorum(_Frozen):
     endpoints: dict[int, str] = Field(default_factory=dict)  # node id -> controller host:port
     # node id -> the controller listener names it announced to the quorum (KIP-853 voter endpoints)
     listeners: dict[int, tuple[str, ...]] = Field(default_factory=dict)
+    # kraft.version as the leading controller finalized it (its ApiVersions answer, when >= 1): the
+    # quorum keeps it in its own log, and a broker that read it from a leader who then lost its epoch
+    # answers 0 until it restarts (its raft state machine drops the truncated records and does not
+    # read the new leader's). Controllers before Kafka 4.1 always answer 0 (KAFKA-18920): then the
+    # brokers' answer stands
+    kraft_version: int | None = None
 
     @property
     def voter_ids(self) -> tuple[int, ...]:

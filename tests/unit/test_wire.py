@@ -83,7 +83,7 @@ class FakeBroker:
         self.server.close()
 
 
-def api_versions(version: int, top: dict[int, int]) -> dict[str, Any]:
+def api_versions(version: int, top: dict[int, int], kraft_version: int = 1) -> dict[str, Any]:
     supported = [{"name": "metadata.version", "min_version": 7, "max_version": 33},
                  {"name": "kraft.version", "min_version": 0, "max_version": 1}]
     if version < 4:  # KAFKA-17011: features supported from level 0 are left out below v4
@@ -91,18 +91,19 @@ def api_versions(version: int, top: dict[int, int]) -> dict[str, Any]:
     return {"error_code": 0, "throttle_time_ms": 0,
             "api_keys": [{"api_key": k, "min_version": 0, "max_version": v} for k, v in top.items()],
             "supported_features": supported, "finalized_features_epoch": 9,
-            "finalized_features": [{"name": "metadata.version", "max_version_level": 33, "min_version_level": 33},
-                                   {"name": "kraft.version", "max_version_level": 1, "min_version_level": 1}]}
+            "finalized_features": [{"name": "metadata.version", "max_version_level": 33, "min_version_level": 33}]
+            + ([{"name": "kraft.version", "max_version_level": kraft_version, "min_version_level": kraft_version}]
+               if kraft_version else [])}  # a level 0 is left out
 
 
-def cluster(top: dict[int, int], fail: dict[int, int] | None = None) -> Any:
+def cluster(top: dict[int, int], fail: dict[int, int] | None = None, kraft_version: int = 1) -> Any:
     """A 3-broker KRaft cluster: broker 3 fenced, `orders` with a min ISR override and a throttle,
     orders-1 being reassigned, a throttle rate on broker 1."""
     fail = fail or {}
 
     def answer(key: int, version: int, req: dict[str, Any]) -> dict[str, Any]:
         if key == 18:
-            return api_versions(version, top)
+            return api_versions(version, top, kraft_version)
         port = int(broker.address.rpartition(":")[2])
         if key == 60:
             brokers = [{"broker_id": i, "host": "127.0.0.1", "port": port, "rack": None, "is_fenced": i == 3}
@@ -229,6 +230,25 @@ def test_describe_quorum_straight_from_a_controller(kafka44: FakeBroker) -> None
     assert q.voters[0].directory_id == kraft.directory_id_b64(DIR_ID)
     (req,) = [r for k, _, r in kafka44.requests if k == 55]
     assert req["topics"][0]["topic_name"] == "__cluster_metadata"
+
+
+@pytest.mark.parametrize(("broker", "controller", "seen"), [(0, 1, 1), (1, 0, 1), (1, 1, 1), (0, 0, None)])
+def test_kraft_version_is_the_quorum_leaders_when_a_broker_has_not_read_it(
+        broker: int, controller: int, seen: int | None) -> None:
+    """kraft.version lives in the quorum's own log: a broker's ApiVersions answer can stay behind the
+    leading controller's (after a create whose first leader lost its epoch, one broker answered 0
+    until it restarted); a controller older than Kafka 4.1 answers 0 whatever the level
+    (KAFKA-18920), then the broker's level stands."""
+    b, c = cluster(KAFKA_44, kraft_version=broker), cluster(KAFKA_44, kraft_version=controller)
+    try:
+        st = kraft.read_cluster(Endpoint((b.address,)), Endpoint((c.address,)), timeout=2)
+    finally:
+        b.close()
+        c.close()
+    assert st.kafka_reachable, st.kafka_error
+    assert st.features.get("kraft.version") == seen and st.features["metadata.version"] == 33
+    assert st.quorum is not None and st.quorum.kraft_version == (controller or None)
+    assert not [k for k, _, _ in b.requests if k == 55]  # the quorum came from the controller
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16384, 2**31 - 1])
