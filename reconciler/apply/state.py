@@ -57,6 +57,19 @@ def write_private(path: Path, text: str, sync: bool = False) -> None:
             os.fsync(f.fileno())
 
 
+def replace_private(path: Path, text: str) -> None:
+    """A 0600 file replaced atomically: a fresh temp name in the same dir, synced, then renamed over
+    it (a crash leaves the old content or the new, never half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def append_line(path: Path, line: str, sync: bool = False) -> None:
     fd = open_private(path, os.O_WRONLY | os.O_APPEND)
     with os.fdopen(fd, "a") as f:
@@ -216,12 +229,5 @@ def access_state(cluster: str) -> tuple[dict[str, str], list[dict[str, str]]]:
 
 
 def save_access_state(cluster: str, users: dict[str, str], acls: list[dict[str, str]]) -> None:
-    p = cluster_dir(cluster) / "access.json"
-    tmp = p.with_name(f".access.json.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"users": dict(sorted(users.items())), "acls": acls}, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    replace_private(cluster_dir(cluster) / "access.json",
+                    json.dumps({"users": dict(sorted(users.items())), "acls": acls}, indent=1, sort_keys=True))

@@ -12,11 +12,11 @@ certificates. No host is touched here.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.apply.state import cluster_dir, private_dir, replace_private
 from reconciler.security import secrets
 from reconciler.security.spec import NODE_PRINCIPAL, ProvidedCa
 
@@ -76,23 +76,7 @@ class MaterialError(Exception):
 
 
 def tls_dir(cluster: str) -> Path:
-    from reconciler.apply.state import cluster_dir, private_dir
-
     return private_dir(cluster_dir(cluster) / "tls")
-
-
-def _write(path: Path, text: str) -> None:
-    """A 0600 file replaced atomically (a fresh temp name in the same dir, then rename)."""
-    from reconciler.apply.state import open_private
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read(path: Path) -> str | None:
@@ -126,8 +110,8 @@ def _ca(spec: ClusterSpec, d: Path, issues: list[SpecIssue]) -> tuple[str, str] 
         cert, key = kept_cert, kept_key
     else:
         cert, key = tls.new_ca(spec.name)
-        _write(d / "ca.key", key)
-        _write(d / "ca.crt", cert)
+        replace_private(d / "ca.key", key)
+        replace_private(d / "ca.crt", cert)
     secrets.register(key)
     problems = tls.ca_problems(cert, key)
     for problem in problems:  # (never replaced silently: nodes trusting only it would stop talking)
@@ -158,8 +142,8 @@ def _keep_or_issue(path: Path, ca: tuple[str, str], cn: str, sans: list[str], da
             secrets.register(key)
             return Issued(cert, key, info)
     cert, key = tls.issue(ca[0], ca[1], cn, sans, days, organization=org, now=now)
-    _write(keyf, key)
-    _write(crt, cert)
+    replace_private(keyf, key)
+    replace_private(crt, cert)
     secrets.register(key)
     return Issued(cert, key, tls.inspect(cert), why)
 
@@ -251,9 +235,9 @@ def prepare(spec: ClusterSpec, now: dt.datetime | None = None) -> Material | Non
     except CaChanged as e:
         raise MaterialError([SpecIssue(path="security.tls.ca", message=str(e))]) from None
     if _read(d / "ca.crt") != ca[0]:
-        _write(d / "ca.crt", ca[0])  # (a provided CA: its certificate beside the admin's, for clients)
+        replace_private(d / "ca.crt", ca[0])  # (a provided CA: its certificate beside the admin's, for clients)
     if _read(d / "trust.crt") != trusted:
-        _write(d / "trust.crt", trusted)  # what kafkaform's own client trusts
+        replace_private(d / "trust.crt", trusted)  # what kafkaform's own client trusts
     zk = _zookeeper_secrets(d) if spec.zookeeper is not None and not spec.kraft else {}
     material = Material(ca_pem=trusted, nodes=nodes, admin=admin, tls_dir=d, users=users, zookeeper=zk,
                         issuing_pem=issuing[0], rotation=phase, volume_keys=keys)
@@ -290,9 +274,9 @@ def start_rotation(spec: ClusterSpec) -> str:
         raise CaChanged(f"a CA rotation is already under way (phase {ROTATION_TEXT[phase]})")
     d = tls_dir(spec.name)
     cert, key = tls.new_ca(spec.name)
-    _write(d / "ca-next.key", key)
-    _write(d / "ca-next.crt", cert)
-    _write(d / "rotation.json", json.dumps({"phase": "trust"}))
+    replace_private(d / "ca-next.key", key)
+    replace_private(d / "ca-next.crt", cert)
+    replace_private(d / "rotation.json", json.dumps({"phase": "trust"}))
     return ROTATION_TEXT["trust"]
 
 
@@ -307,7 +291,7 @@ def advance_rotation(cluster: str) -> str | None:
     d = tls_dir(cluster)
     if phase != "drop":
         nxt = ROTATION_PHASES[ROTATION_PHASES.index(phase) + 1]
-        _write(d / "rotation.json", json.dumps({"phase": nxt}))
+        replace_private(d / "rotation.json", json.dumps({"phase": nxt}))
         done = f"CA rotation: phase {ROTATION_TEXT[phase]} done; next apply: phase {ROTATION_TEXT[nxt]}"
         if nxt == "reissue":  # from here on brokers show certificates of the new CA
             done += (". Before it, give clients the new trust (`kafkaform client-config` writes both CAs): "
@@ -316,8 +300,8 @@ def advance_rotation(cluster: str) -> str | None:
     for name in ("crt", "key"):
         old = _read(d / f"ca.{name}")
         if old is not None:
-            _write(d / f"ca-retired.{name}", old)
-        _write(d / f"ca.{name}", _read(d / f"ca-next.{name}") or "")
+            replace_private(d / f"ca-retired.{name}", old)
+        replace_private(d / f"ca.{name}", _read(d / f"ca-next.{name}") or "")
         (d / f"ca-next.{name}").unlink()
     (d / "rotation.json").unlink()
     return "CA rotation done: the new CA is the cluster's CA"
@@ -333,7 +317,7 @@ def _zookeeper_secrets(d: Path) -> dict[str, secrets.Secret]:
     doc = json.loads(text) if text else {}
     if not all(doc.get(k) for k in ("kafka", "super")):
         doc = {k: doc.get(k) or random.token_urlsafe(32) for k in ("kafka", "super")}
-        _write(path, json.dumps(doc))
+        replace_private(path, json.dumps(doc))
     from reconciler.security.zookeeper import super_digest
 
     secrets.register(super_digest(doc["super"]))
