@@ -71,9 +71,15 @@ def partition_sizes(spec: ClusterSpec, progress: Progress | None = None) -> dict
 
 def partition_sizes_if_moving(spec: ClusterSpec, observed: ObservedCluster,
                               progress: Progress | None = None) -> dict[tuple[str, int], int] | None:
-    """Partition sizes, read only when the broker set changes and data may move."""
+    """Partition sizes, read only when the broker set changes and data may move, and only from a
+    cluster whose brokers answered the observation (else the Admin client's bootstrap would wait
+    its whole timeout for nothing)."""
     if not any(scaling.brokers_to_balance(spec, observed)):
         return None
+    if not observed.cluster.kafka_reachable:
+        if progress:
+            progress("partition sizes unavailable (no broker answered); planning by replica counts")
+        return {}
     return partition_sizes(spec, progress)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import yaml
 
 from reconciler import files as F
@@ -210,7 +211,9 @@ def _four_brokers() -> ClusterSpec:
     return parse_spec(data)
 
 
-def test_scale_in_drains_stops_then_unregisters_the_broker() -> None:
+def test_scale_in_drains_stops_then_unregisters_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sizes DescribeLogDirs would give (the plan reads them when data moves; no broker here)
+    monkeypatch.setattr(pipeline, "partition_sizes", lambda spec, progress=None: {("t", p): 2**20 for p in range(4)})
     four = _four_brokers()
     obs = Observed.converged_cluster(four, IDS)
     for p in range(4):
@@ -226,6 +229,23 @@ def test_scale_in_drains_stops_then_unregisters_the_broker() -> None:
     assert nx.has_path(g, "reassign:partitions", "stop:kafka@10.213.0.14")
     assert nx.has_path(g, "stop:kafka@10.213.0.14", unreg.id)
     assert "unregister broker(s) 4 (ClusterTool)" in render_text(plan)
+
+
+def test_sizes_are_read_only_from_brokers_that_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scale-in planned while no broker answers plans by replica counts at once, instead of the
+    Admin client waiting out its bootstrap timeout (30 s) for sizes it cannot get."""
+    asked: list[str] = []
+    monkeypatch.setattr(pipeline, "partition_sizes",
+                        lambda spec, progress=None: asked.append(spec.name) or {("t", 0): 5})
+    obs = Observed.converged_cluster(_four_brokers(), IDS)
+    for p in range(4):
+        obs = obs.partition("t", p, replicas=(4, 1, 2) if p % 2 else (1, 2, 4))
+    up = obs.build()
+    down = up.model_copy(update={"cluster": up.cluster.model_copy(update={"kafka_reachable": False})})
+    notes: list[str] = []
+    assert pipeline.partition_sizes_if_moving(kraft_lab(), down, notes.append) == {} and not asked
+    assert notes == ["partition sizes unavailable (no broker answered); planning by replica counts"]
+    assert pipeline.partition_sizes_if_moving(kraft_lab(), up) == {("t", 0): 5} and len(asked) == 1
 
 
 def test_a_registration_left_behind_is_unregistered() -> None:
