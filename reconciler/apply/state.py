@@ -47,14 +47,18 @@ def open_private(path: Path, flags: int) -> int:
     return fd
 
 
-def write_private(path: Path, text: str, sync: bool = False) -> None:
-    """Replace a file's content in place, the file 0600 (see open_private)."""
-    fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
-    with os.fdopen(fd, "w") as f:
+def _write(path: Path, flags: int, text: str, sync: bool) -> None:
+    """Write `text` to a 0600 file opened with `flags` (see open_private), synced if asked."""
+    with os.fdopen(open_private(path, os.O_WRONLY | flags), "a" if flags & os.O_APPEND else "w") as f:
         f.write(text)
         f.flush()
         if sync:
             os.fsync(f.fileno())
+
+
+def write_private(path: Path, text: str, sync: bool = False) -> None:
+    """Replace a file's content in place, the file 0600 (see open_private)."""
+    _write(path, os.O_TRUNC, text, sync)
 
 
 def replace_private(path: Path, text: str) -> None:
@@ -62,21 +66,12 @@ def replace_private(path: Path, text: str) -> None:
     it (a crash leaves the old content or the new, never half)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    _write(tmp, os.O_EXCL, text, sync=True)
     os.replace(tmp, path)
 
 
 def append_line(path: Path, line: str, sync: bool = False) -> None:
-    fd = open_private(path, os.O_WRONLY | os.O_APPEND)
-    with os.fdopen(fd, "a") as f:
-        f.write(line)
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
+    _write(path, os.O_APPEND, line, sync)
 
 
 def _now() -> str:

@@ -86,27 +86,26 @@ class QuorumUnreadable(Exception):
     pass
 
 
-def _not_leading(doc: dict[str, Any]) -> str | None:
-    """Why a controller's DescribeQuorum answer is not the leader's (its error), or None."""
-    parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
-    if doc.get("error_code") or not parts or parts[0].get("error_code"):
-        return str(doc.get("error_code") or (parts[0].get("error_code") if parts else "no partition"))
-    return None
+class _NotLeading(Exception):
+    """A controller answered DescribeQuorum with an error: it does not lead (the error code)."""
 
 
-def _describe_quorum_at(endpoint: str, timeout: float,
-                        tls: ssl.SSLContext | None) -> tuple[dict[str, Any], dict[str, int]]:
-    """One DescribeQuorum request to one controller over a plain (or TLS) socket; from the leader
-    (an answer without error) also its finalized feature levels (ApiVersions), else {}."""
+def _quorum_at(endpoint: str, timeout: float, tls: ssl.SSLContext | None) -> Quorum:
+    """The quorum from one controller over a plain (or TLS) socket, with that leader's kraft.version
+    (its ApiVersions, asked on the same connection; the quorum stands without it). Raises
+    _NotLeading when the controller does not lead."""
     conn = wire.Connection(endpoint, timeout, tls, CLIENT_ID)
     try:
         doc = conn.describe_quorum()
-        if _not_leading(doc):
-            return doc, {}
+        parts = [p for t in doc.get("topics") or [] for p in t.get("partitions") or []]
+        if doc.get("error_code") or not parts or parts[0].get("error_code"):
+            raise _NotLeading(doc.get("error_code") or (parts[0].get("error_code") if parts else "no partition"))
+        q = to_quorum(doc)
         try:
-            return doc, conn.api_versions()["finalized"]
-        except (OSError, wire.WireError, ValueError):  # the quorum read stands without it
-            return doc, {}
+            level = conn.api_versions()["finalized"].get("kraft.version", 0)
+        except (OSError, wire.WireError, ValueError):
+            return q
+        return q.model_copy(update={"kraft_version": level}) if level >= 1 else q
     finally:
         conn.close()
 
@@ -119,17 +118,11 @@ def describe_quorum(controllers: list[str], timeout: float = 3.0,
     ctx = tls.context() if isinstance(tls, ClientTls) else tls
     for endpoint in controllers:
         try:
-            doc, finalized = _describe_quorum_at(endpoint, timeout, ctx)
+            return _quorum_at(endpoint, timeout, ctx)
+        except _NotLeading as e:
+            seen.append(f"{endpoint}: not the leader (error {e})")
         except (OSError, wire.WireError, ValueError) as e:
             seen.append(f"{endpoint}: {type(e).__name__}: {e}")
-            continue
-        code = _not_leading(doc)
-        if code:
-            seen.append(f"{endpoint}: not the leader (error {code})")
-            continue
-        q = to_quorum(doc)
-        level = finalized.get("kraft.version", 0)
-        return q.model_copy(update={"kraft_version": level}) if level >= 1 else q
     raise QuorumUnreadable("no controller answers as the quorum's leader (" + "; ".join(seen) + ")")
 
 

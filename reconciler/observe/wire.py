@@ -213,7 +213,6 @@ class Connection:
             raw.close()
             raise
         self.versions: dict[int, tuple[int, int]] = {}
-        self.finalized: dict[str, int] = {}  # the node's finalized feature levels, from its last ApiVersions
 
     def close(self) -> None:
         try:
@@ -283,8 +282,8 @@ class Connection:
             0: lambda i: i.compact_array(lambda j: (j.compact_string(), j.int16(), j.int16(), j.tags())[:3]),
             2: lambda i: i.compact_array(lambda j: (j.compact_string(), j.int16(), j.int16(), j.tags())[:3]),
         })
-        self.finalized = {n: hi for n, hi, _lo in tags.get(2, [])}
-        return {"supported": {n: (lo, hi) for n, lo, hi in tags.get(0, [])}, "finalized": dict(self.finalized)}
+        return {"supported": {n: (lo, hi) for n, lo, hi in tags.get(0, [])},
+                "finalized": {n: hi for n, hi, _lo in tags.get(2, [])}}
 
     def describe_cluster(self) -> dict[str, Any]:
         """DescribeCluster (v2 on Kafka >= 4.0 lists fenced brokers too, flagged `is_fenced`)."""
