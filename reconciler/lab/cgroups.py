@@ -117,16 +117,26 @@ def _cgroup_dir(hierarchy: str, name: str | None = None) -> Path:
     return p / name if name else p
 
 
+def _subtree_dirs(root: Path) -> list[Path]:
+    """Every directory under *root* (itself included), walked so that cgroups vanishing mid-walk
+    (a unit inside a host stopping) are skipped: ``Path.rglob`` raises FileNotFoundError on them."""
+    return [Path(d) for d, _, _ in os.walk(root)]
+
+
+def _subtree_pids(root: Path) -> set[int]:
+    """Every process in the cgroup subtree at *root*; cgroups that vanish while read are skipped."""
+    pids: set[int] = set()
+    for d in _subtree_dirs(root):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+    return pids
+
+
 def _cgroup_pids(name: str) -> set[int]:
     """Every process in a host's cgroup subtree (both hierarchies)."""
     pids: set[int] = set()
     for hier in CGROUP_HIERARCHIES:
-        root = _cgroup_dir(hier, name)
-        if not root.is_dir():
-            continue
-        for procs in root.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                pids.update(int(x) for x in procs.read_text().split())
+        pids |= _subtree_pids(_cgroup_dir(hier, name))
     return pids
 
 
@@ -160,11 +170,7 @@ def _kill_all_lab_cgroups() -> None:
     for _ in range(30):
         pids: set[int] = set()
         for hier in CGROUP_HIERARCHIES:
-            root = _cgroup_dir(hier)
-            if root.is_dir():
-                for procs in root.rglob("cgroup.procs"):
-                    with contextlib.suppress(OSError, ValueError):
-                        pids.update(int(x) for x in procs.read_text().split())
+            pids |= _subtree_pids(_cgroup_dir(hier))
         if not pids:
             return
         for pid in pids:
@@ -181,10 +187,7 @@ def _remove_cgroups() -> None:
             root = hier_dir / CGROUP_NAME
             if not root.is_dir():
                 continue
-            dirs = sorted(
-                (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-            )
-            for p in [*dirs, root]:
+            for p in sorted(_subtree_dirs(root), key=lambda p: len(p.parts), reverse=True):
                 try:
                     p.rmdir()
                 except FileNotFoundError:
