@@ -132,8 +132,8 @@ def _subtree_pids(root: Path) -> set[int]:
     return pids
 
 
-def _cgroup_pids(name: str) -> set[int]:
-    """Every process in a host's cgroup subtree (both hierarchies)."""
+def _cgroup_pids(name: str | None) -> set[int]:
+    """Every process in a host's cgroup subtree (both hierarchies); with no name, the whole lab's."""
     pids: set[int] = set()
     for hier in CGROUP_HIERARCHIES:
         pids |= _subtree_pids(_cgroup_dir(hier, name))
@@ -168,9 +168,7 @@ _ENTER_CGROUP_TRY = 'for f in "$1" "$2"; do echo $$ 2>/dev/null > "$f" || :; don
 
 def _kill_all_lab_cgroups() -> None:
     for _ in range(30):
-        pids: set[int] = set()
-        for hier in CGROUP_HIERARCHIES:
-            pids |= _subtree_pids(_cgroup_dir(hier))
+        pids = _cgroup_pids(None)
         if not pids:
             return
         for pid in pids:
